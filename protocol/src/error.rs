@@ -1,0 +1,68 @@
+//! The one error type of `lpm-protocol`.
+
+/// What can go wrong while framing, encoding or decoding lpm messages.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A frame announced (or would need) a body longer than the limit.
+    #[error(
+        "frame of {len} bytes exceeds the limit of {max} bytes; \
+         send smaller payloads or raise `max_frame_len` on both sides"
+    )]
+    FrameTooLarge {
+        /// Body length that was announced or produced.
+        len: usize,
+        /// The configured maximum body length.
+        max: usize,
+    },
+    /// The frame body is not a valid postcard message of the expected kind.
+    #[error("malformed frame body: {reason}; the peer speaks another protocol or is broken")]
+    Malformed {
+        /// What the decoder could not make sense of.
+        reason: String,
+    },
+    /// A message could not be encoded (a payload type serde cannot express in postcard).
+    #[error("could not encode message: {reason}")]
+    Encode {
+        /// Why postcard refused it.
+        reason: String,
+    },
+    /// The peer closed the channel in the middle of a frame.
+    #[error("channel closed in the middle of a frame ({buffered} bytes buffered)")]
+    Truncated {
+        /// Bytes that were received of the incomplete frame.
+        buffered: usize,
+    },
+    /// The two sides speak different protocol versions.
+    #[error(
+        "protocol version mismatch: this side speaks {ours}, the peer speaks {theirs}; \
+         build the worker and the supervisor against the same lpm version"
+    )]
+    VersionMismatch {
+        /// Our version.
+        ours: u16,
+        /// The peer's version.
+        theirs: u16,
+    },
+    /// The environment does not name a usable IPC file descriptor.
+    #[error("{var} is {value:?}: {reason}; start this program as an lpm worker")]
+    NoChannel {
+        /// The variable that was read.
+        var: &'static str,
+        /// Its value, if any.
+        value: Option<String>,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// An I/O error on the channel.
+    #[error("IPC channel I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn malformed(e: postcard::Error) -> Self {
+        Error::Malformed {
+            reason: e.to_string(),
+        }
+    }
+}

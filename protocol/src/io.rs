@@ -1,0 +1,189 @@
+//! Reading and writing frames on a tokio [`UnixStream`] without an extra task.
+//!
+//! Both halves share the stream through an [`Arc`]: tokio's readiness-based
+//! `try_read`/`try_write` take `&self`, so one actor (or task) can read in a
+//! stream while another part of it writes batches.
+
+use std::io;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::BytesMut;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::net::UnixStream;
+
+use crate::{encode_frame, Error, FrameDecoder};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A stream of decoded messages, yielded in batches of everything one read delivered.
+///
+/// Yields `Err` once on a broken or malformed channel and `None` at a clean EOF.
+#[derive(Debug)]
+pub struct FrameStream<T> {
+    stream: Arc<UnixStream>,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+    done: bool,
+    _msg: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> FrameStream<T> {
+    /// Reads frames of at most `max_frame_len` body bytes from `stream`.
+    pub fn new(stream: Arc<UnixStream>, max_frame_len: usize) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            decoder: FrameDecoder::new(max_frame_len),
+            done: false,
+            _msg: PhantomData,
+        }
+    }
+
+    /// Waits for the next batch of messages.
+    ///
+    /// # Errors
+    ///
+    /// As the stream's items.
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<T>, Error>> {
+        std::future::poll_fn(|cx| self.poll_batch(cx)).await
+    }
+
+    fn decode_buffered(&mut self, out: &mut Vec<T>) -> Result<(), Error> {
+        while let Some(msg) = self.decoder.decode(&mut self.buf)? {
+            out.push(msg);
+        }
+        Ok(())
+    }
+
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<T>, Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let mut batch = Vec::new();
+        loop {
+            if let Err(e) = self.decode_buffered(&mut batch) {
+                self.done = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+            if !batch.is_empty() {
+                return Poll::Ready(Some(Ok(batch)));
+            }
+            if let Err(e) = ready!(self.stream.poll_read_ready(cx)) {
+                self.done = true;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.stream.try_read_buf(&mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    let buffered = self.decoder.pending(&self.buf);
+                    return Poll::Ready(if buffered == 0 {
+                        None
+                    } else {
+                        Some(Err(Error::Truncated { buffered }))
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned> futures_core::Stream for FrameStream<T> {
+    type Item = Result<Vec<T>, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_batch(cx)
+    }
+}
+
+/// A write buffer of frames, flushed to the stream with as few syscalls as possible.
+#[derive(Debug)]
+pub struct FrameSink {
+    stream: Arc<UnixStream>,
+    buf: Vec<u8>,
+    written: usize,
+    max_frame_len: usize,
+}
+
+impl FrameSink {
+    /// Writes frames of at most `max_frame_len` body bytes to `stream`.
+    pub fn new(stream: Arc<UnixStream>, max_frame_len: usize) -> Self {
+        Self {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            written: 0,
+            max_frame_len,
+        }
+    }
+
+    /// Queues one message; nothing is written until a flush.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_frame`]; the buffer is unchanged on error.
+    pub fn push<M: Serialize>(&mut self, msg: &M) -> Result<(), Error> {
+        encode_frame(msg, &mut self.buf, self.max_frame_len)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.written
+    }
+
+    /// Writes as much as the socket takes now; `Ok(true)` once the buffer is empty.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error (the peer is gone, usually).
+    pub fn try_flush(&mut self) -> io::Result<bool> {
+        while self.written < self.buf.len() {
+            match self.stream.try_write(&self.buf[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.clear();
+        self.written = 0;
+        Ok(true)
+    }
+
+    /// Writes everything queued, waiting for the socket as needed.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Poll form of [`FrameSink::flush`].
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.try_flush()? {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.stream.poll_write_ready(cx))?;
+        }
+    }
+
+    /// The stream, to wait for writability from elsewhere.
+    pub fn stream(&self) -> &Arc<UnixStream> {
+        &self.stream
+    }
+}

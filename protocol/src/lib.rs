@@ -1,0 +1,101 @@
+//! The wire protocol between an lpm supervisor and its worker processes.
+//!
+//! Each worker inherits one end of a Unix socketpair as file descriptor 3
+//! (the environment variable [`IPC_FD_ENV`] names it), so its stdout and
+//! stderr stay free for its own logs. Both sides exchange length-prefixed
+//! [postcard] frames: [`ToWorker`] one way, [`ToSupervisor`] the other. The
+//! exact byte layout, precise enough to write a worker in another language,
+//! is in the [`wire`] module.
+//!
+//! This crate has no actix dependency, so a child binary can link it cheaply.
+//!
+//! # Examples
+//!
+//! ```
+//! use lpm_protocol::{frame, FrameDecoder, ToWorker, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION};
+//!
+//! let hello = ToWorker::Hello { version: PROTOCOL_VERSION, slot: 2 };
+//! let bytes = frame(&hello, DEFAULT_MAX_FRAME_LEN)?;
+//!
+//! let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+//! let mut buf = bytes::BytesMut::from(&bytes[..]);
+//! assert_eq!(decoder.decode::<ToWorker>(&mut buf)?, Some(hello));
+//! # Ok::<(), lpm_protocol::Error>(())
+//! ```
+//!
+//! [postcard]: https://docs.rs/postcard
+
+mod codec;
+mod error;
+mod io;
+mod message;
+
+pub mod wire {
+    #![doc = include_str!("../WIRE.md")]
+}
+
+pub use codec::{encode_frame, frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
+pub use error::Error;
+pub use io::{FrameSink, FrameStream};
+pub use message::{RequestFrame, RequestId, Timestamp, ToSupervisor, ToWorker};
+
+/// Version of this protocol; both sides send it in their `Hello`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Environment variable naming the worker's end of the IPC socketpair.
+pub const IPC_FD_ENV: &str = "LPM_IPC_FD";
+
+/// The file descriptor number the supervisor gives the worker's channel.
+pub const IPC_FD: i32 = 3;
+
+/// Takes the IPC channel this process inherited from its supervisor.
+///
+/// Reads [`IPC_FD_ENV`], checks the descriptor is a socket, and takes
+/// ownership of it. Call it once: a second call would claim the same fd.
+///
+/// # Errors
+///
+/// [`Error::NoChannel`] when the variable is missing, not a number, or names
+/// something that is not an open Unix socket.
+pub fn inherited_channel() -> Result<std::os::unix::net::UnixStream, Error> {
+    use std::os::fd::{FromRawFd, RawFd};
+
+    let value = std::env::var(IPC_FD_ENV).ok();
+    let no_channel = |reason: &str| Error::NoChannel {
+        var: IPC_FD_ENV,
+        value: value.clone(),
+        reason: reason.to_owned(),
+    };
+    let fd: RawFd = value
+        .as_deref()
+        .ok_or_else(|| no_channel("not set"))?
+        .parse()
+        .map_err(|_| no_channel("not a file descriptor number"))?;
+    if fd < 0 {
+        return Err(no_channel("negative file descriptor"));
+    }
+    if !is_socket(fd) {
+        return Err(no_channel("not an open socket"));
+    }
+    // SAFETY: `fd` is open and a socket (checked above); the supervisor gave it
+    // to this process for exactly this use and nothing else in the process owns it.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    // Don't pass the channel on to programs this worker starts.
+    set_cloexec(&stream)?;
+    Ok(stream)
+}
+
+fn is_socket(fd: std::os::fd::RawFd) -> bool {
+    use nix::sys::stat::{fstat, SFlag};
+    // SAFETY: the fd is only borrowed for the duration of the fstat call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    fstat(fd)
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
+        .unwrap_or(false)
+}
+
+fn set_cloexec(stream: &std::os::unix::net::UnixStream) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    fcntl(stream, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(std::io::Error::from)?;
+    Ok(())
+}

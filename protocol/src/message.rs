@@ -1,0 +1,136 @@
+//! The messages exchanged between the supervisor and a worker.
+//!
+//! Payloads travel as opaque bytes (the postcard encoding of the user's own
+//! type) so that the supervisor routes requests without knowing user types.
+
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// Identifier of one request: a random UUID v4, stable across retries.
+pub type RequestId = Uuid;
+
+/// Nanoseconds since the Unix epoch, as carried on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// This timestamp as a [`SystemTime`].
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        let nanos = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        Timestamp(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// A request as the worker receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// The request's id.
+    pub id: RequestId,
+    /// When the caller enqueued it.
+    pub created_at: Timestamp,
+    /// The postcard encoding of the caller's payload.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// Messages the supervisor sends to a worker.
+///
+/// The discriminant on the wire is the variant's position (a postcard varint),
+/// so new variants are only ever appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// 0: first message on the channel: the supervisor's protocol version and the worker's slot.
+    Hello {
+        /// [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION) of the supervisor.
+        version: u16,
+        /// The pool slot this worker fills.
+        slot: u32,
+    },
+    /// 1: a request to serve.
+    Request(RequestFrame),
+    /// 2: a named event broadcast by the supervisor.
+    Event {
+        /// Event name.
+        name: String,
+        /// Postcard-encoded payload.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// 3: the answer to an [`ToSupervisor::Emit`] that asked for one.
+    EmitReply {
+        /// The `reply_to` of the emit.
+        emit_id: u64,
+        /// The reply payload, or why there is none.
+        outcome: Result<serde_bytes::ByteBuf, String>,
+    },
+    /// 4: finish the requests in flight, run the soft-kill hook, answer
+    /// [`ToSupervisor::SoftKillDone`] and exit.
+    SoftKill,
+    /// 5: exit now; the supervisor sends SIGKILL right after this.
+    HardKill,
+}
+
+/// Messages a worker sends to the supervisor.
+///
+/// The discriminant on the wire is the variant's position (a postcard varint),
+/// so new variants are only ever appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToSupervisor {
+    /// 0: first message on the channel: the worker's protocol version and pid.
+    Hello {
+        /// [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION) of the worker.
+        version: u16,
+        /// The worker's process id.
+        pid: u32,
+    },
+    /// 1: the worker takes requests (again).
+    Ready,
+    /// 2: the worker takes no new requests until it sends `Ready`.
+    Busy,
+    /// 3: the answer to a request.
+    Response {
+        /// Which request.
+        id: RequestId,
+        /// Postcard-encoded answer.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// 4: the handler failed; the request is answered with this error.
+    Failed {
+        /// Which request.
+        id: RequestId,
+        /// What went wrong, for the caller.
+        message: String,
+    },
+    /// 5: the request is complete without an answer payload.
+    Ack {
+        /// Which request.
+        id: RequestId,
+    },
+    /// 6: a custom event for the supervisor's subscribers.
+    Emit {
+        /// Event name.
+        name: String,
+        /// Postcard-encoded payload.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+        /// Set when the worker awaits a reply: the id to answer with [`ToWorker::EmitReply`].
+        reply_to: Option<u64>,
+    },
+    /// 7: the soft kill is complete; the worker exits next.
+    SoftKillDone,
+    /// 8: self-reported statistics (heap sizes, cache hits ...), shown in health.
+    Stats(Vec<(String, f64)>),
+}
