@@ -14,7 +14,8 @@ use bytes::BytesMut;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::net::UnixStream;
 
-use crate::{encode_frame, Error, FrameDecoder};
+use crate::message::{RequestFrameRef, ToWorkerRef};
+use crate::{encode_frame, Error, FrameDecoder, RequestId, Timestamp};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -135,6 +136,26 @@ impl FrameSink {
         encode_frame(msg, &mut self.buf, self.max_frame_len)
     }
 
+    /// Queues a [`ToWorker::Request`](crate::ToWorker::Request) frame, encoded
+    /// straight from a borrowed payload.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_frame`]; the buffer is unchanged on error.
+    pub fn push_request(
+        &mut self,
+        id: RequestId,
+        created_at: Timestamp,
+        payload: &[u8],
+    ) -> Result<(), Error> {
+        let msg = ToWorkerRef::Request(RequestFrameRef {
+            id,
+            created_at,
+            payload,
+        });
+        encode_frame(&msg, &mut self.buf, self.max_frame_len)
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.written
@@ -185,5 +206,26 @@ impl FrameSink {
     /// The stream, to wait for writability from elsewhere.
     pub fn stream(&self) -> &Arc<UnixStream> {
         &self.stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RequestFrame, ToWorker, DEFAULT_MAX_FRAME_LEN};
+
+    #[tokio::test]
+    async fn push_request_encodes_exactly_like_the_owned_message() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut sink = FrameSink::new(Arc::new(a), DEFAULT_MAX_FRAME_LEN);
+        let frame = RequestFrame {
+            id: uuid::Uuid::new_v4(),
+            created_at: Timestamp(123_456_789),
+            payload: vec![1, 2, 3, 250],
+        };
+        sink.push_request(frame.id, frame.created_at, &frame.payload)
+            .unwrap();
+        let owned = crate::frame(&ToWorker::Request(frame), DEFAULT_MAX_FRAME_LEN).unwrap();
+        assert_eq!(sink.buf, owned);
     }
 }

@@ -134,3 +134,24 @@ pub enum ToSupervisor {
     /// 8: self-reported statistics (heap sizes, cache hits ...), shown in health.
     Stats(Vec<(String, f64)>),
 }
+
+/// Borrowed twin of [`ToWorker`] up to `Request`, so a request frame can be
+/// encoded without copying its payload (it stays with the supervisor for retries).
+/// Variant order must match [`ToWorker`]: postcard writes the variant index.
+#[derive(Serialize)]
+pub(crate) enum ToWorkerRef<'a> {
+    #[allow(dead_code)] // only here to give `Request` the index 1
+    Hello {
+        version: u16,
+        slot: u32,
+    },
+    Request(RequestFrameRef<'a>),
+}
+
+#[derive(Serialize)]
+pub(crate) struct RequestFrameRef<'a> {
+    pub(crate) id: RequestId,
+    pub(crate) created_at: Timestamp,
+    #[serde(with = "serde_bytes")]
+    pub(crate) payload: &'a [u8],
+}

@@ -1,0 +1,440 @@
+//! The Balancer actor: the bounded request queue and every worker's load.
+//!
+//! Requests go straight to a worker when one can take them, else wait in the
+//! queue. Assignments made in one mailbox turn are sent as one [`Assign`] per
+//! worker, so a burst of requests reaches each child in one write.
+
+mod strategy;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::health::WorkerState;
+use crate::id::WorkerId;
+use crate::request::{Counters, Load, LoadGuard, Pending, Reply};
+use crate::worker_handle::Assign;
+use crate::{Config, Enqueue, Error, Response};
+use strategy::{Candidate, Pick, Pressure};
+
+/// Enqueues a request with the caller's own reply channel (the allocation-free path
+/// [`Pool::send`](crate::Pool::send) uses).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Submit {
+    pub(crate) request: Enqueue,
+    pub(crate) reply: Reply,
+}
+
+/// Puts requests back at the front of the queue (their worker died or they timed out
+/// with retries left).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Requeue(pub(crate) Vec<Pending>);
+
+/// A new worker process exists; it gets work once it says ready.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WorkerJoined {
+    pub(crate) id: WorkerId,
+    pub(crate) assign: Recipient<Assign>,
+    pub(crate) load: Arc<Load>,
+}
+
+/// A worker process is gone.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WorkerLeft {
+    pub(crate) id: WorkerId,
+}
+
+/// A worker became ready, busy or draining.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WorkerStatus {
+    pub(crate) id: WorkerId,
+    pub(crate) state: WorkerState,
+}
+
+/// A worker finished some requests and may take more.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Freed;
+
+/// A fresh RSS sample for a worker.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct LoadSample {
+    pub(crate) id: WorkerId,
+    pub(crate) rss: u64,
+}
+
+/// Stops taking new requests; resolves once the queue is empty.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Close {
+    pub(crate) drained: oneshot::Sender<()>,
+}
+
+/// Fails every queued request with the given error.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct FailQueued(pub(crate) Error);
+
+/// Whether the pool can still serve: when no worker is left and none will
+/// come back, queued and new requests fail with [`Error::NoWorkers`].
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PoolDown(pub(crate) bool);
+
+#[derive(Debug)]
+struct Entry {
+    id: WorkerId,
+    assign: Recipient<Assign>,
+    load: Arc<Load>,
+    state: WorkerState,
+    rss: u64,
+    batch: Vec<Pending>,
+}
+
+impl Entry {
+    fn can_take(&self, max_in_flight: usize) -> bool {
+        self.state == WorkerState::Ready && self.load.in_flight() < max_in_flight
+    }
+}
+
+/// Holds the request queue and each worker's load, and assigns requests to workers.
+#[derive(Debug)]
+pub struct Balancer {
+    queue: VecDeque<Pending>,
+    workers: BTreeMap<usize, Entry>,
+    pick: Box<dyn Pick + Send>,
+    candidates: Vec<Candidate>,
+    capacity: usize,
+    max_in_flight: usize,
+    default_timeout: Option<Duration>,
+    default_retries: u32,
+    counters: Arc<Counters>,
+    accepting: bool,
+    down: bool,
+    flush_scheduled: bool,
+    expiry: Option<(Instant, SpawnHandle)>,
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl Balancer {
+    pub(crate) fn new(config: &Config, counters: Arc<Counters>) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            workers: BTreeMap::new(),
+            pick: strategy::from_config(config.strategy),
+            candidates: Vec::new(),
+            capacity: config.queue_capacity,
+            max_in_flight: config.max_in_flight.max(1),
+            default_timeout: config.timeout,
+            default_retries: config.retries,
+            counters,
+            accepting: true,
+            down: false,
+            flush_scheduled: false,
+            expiry: None,
+            drained: Vec::new(),
+        }
+    }
+
+    fn admit(&mut self, request: Enqueue, reply: Reply, ctx: &mut Context<Self>) {
+        let pending = Pending::new(
+            request,
+            self.default_timeout,
+            self.default_retries,
+            reply,
+            Arc::clone(&self.counters),
+        );
+        if !self.accepting {
+            return pending.fail(Error::ShuttingDown);
+        }
+        if self.down {
+            return pending.fail(Error::NoWorkers);
+        }
+        if self.queue.is_empty() {
+            if let Some(slot) = self.pick_worker() {
+                return self.assign(slot, pending, ctx);
+            }
+        }
+        if self.queue.len() >= self.capacity {
+            return pending.fail(Error::QueueFull {
+                capacity: self.capacity,
+            });
+        }
+        self.queue.push_back(pending);
+        self.arm_expiry(ctx);
+    }
+
+    fn pick_worker(&mut self) -> Option<usize> {
+        self.candidates.clear();
+        let max = self.max_in_flight;
+        self.candidates
+            .extend(
+                self.workers
+                    .values()
+                    .filter(|w| w.can_take(max))
+                    .map(|w| Candidate {
+                        slot: w.id.slot,
+                        pressure: Pressure {
+                            in_flight: w.load.in_flight(),
+                            rss: w.rss,
+                        },
+                    }),
+            );
+        if self.candidates.is_empty() {
+            return None;
+        }
+        Some(self.candidates[self.pick.pick(&self.candidates)].slot)
+    }
+
+    fn assign(&mut self, slot: usize, mut pending: Pending, ctx: &mut Context<Self>) {
+        let Some(worker) = self.workers.get_mut(&slot) else {
+            return self.queue.push_front(pending);
+        };
+        pending.load = Some(LoadGuard::new(&worker.load));
+        worker.batch.push(pending);
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            // Runs after the rest of this mailbox turn, so a burst becomes one Assign per worker.
+            ctx.spawn(fut::ready(()).map(|(), act: &mut Self, ctx| act.flush(ctx)));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let mut bounced = Vec::new();
+        for worker in self.workers.values_mut() {
+            if worker.batch.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(&mut worker.batch);
+            if worker.assign.connected() {
+                worker.assign.do_send(Assign(batch));
+            } else {
+                // The handle is gone; its exit report will follow. Keep the requests.
+                worker.state = WorkerState::Stopped;
+                bounced.extend(batch);
+            }
+        }
+        if !bounced.is_empty() {
+            self.requeue(bounced, ctx);
+        }
+    }
+
+    fn requeue(&mut self, requests: Vec<Pending>, ctx: &mut Context<Self>) {
+        for mut p in requests.into_iter().rev() {
+            p.load = None;
+            if self.down {
+                p.fail(Error::NoWorkers);
+            } else {
+                // They waited longest: first in line. The queue bound is for new requests.
+                self.queue.push_front(p);
+            }
+        }
+        self.arm_expiry(ctx);
+        self.pump(ctx);
+    }
+
+    /// Moves queued requests to workers while any can take them.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while !self.queue.is_empty() {
+            let Some(slot) = self.pick_worker() else {
+                break;
+            };
+            let Some(pending) = self.queue.pop_front() else {
+                break;
+            };
+            if pending.is_abandoned() {
+                continue;
+            }
+            self.assign(slot, pending, ctx);
+        }
+        if self.queue.is_empty() {
+            for tx in self.drained.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn arm_expiry(&mut self, ctx: &mut Context<Self>) {
+        let Some(earliest) = self.queue.iter().filter_map(|p| p.deadline).min() else {
+            return;
+        };
+        if let Some((at, handle)) = self.expiry {
+            if at <= earliest {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = earliest.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.expiry = None;
+            act.expire(ctx);
+        });
+        self.expiry = Some((earliest, handle));
+    }
+
+    /// Times out queued requests whose attempt deadline passed.
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for p in self.queue.drain(..) {
+            match p.deadline {
+                Some(d) if d <= now => match p.retry(now) {
+                    Ok(again) => kept.push_back(again),
+                    Err(last) => {
+                        let error = last.timeout_error();
+                        last.fail(error);
+                    }
+                },
+                _ => kept.push_back(p),
+            }
+        }
+        self.queue = kept;
+        self.arm_expiry(ctx);
+        self.pump(ctx);
+    }
+
+    fn fail_queued(&mut self, error: &Error) {
+        for p in self.queue.drain(..) {
+            p.fail(error.clone());
+        }
+        for tx in self.drained.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Actor for Balancer {
+    type Context = Context<Self>;
+}
+
+impl Handler<Submit> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        self.admit(msg.request, msg.reply, ctx);
+    }
+}
+
+impl Handler<Enqueue> for Balancer {
+    type Result = ResponseFuture<Result<Response, Error>>;
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.admit(msg, tx, ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(Error::PoolStopped)) })
+    }
+}
+
+impl Handler<Requeue> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Requeue, ctx: &mut Context<Self>) {
+        self.requeue(msg.0, ctx);
+    }
+}
+
+impl Handler<WorkerJoined> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerJoined, _ctx: &mut Context<Self>) {
+        self.down = false;
+        self.workers.insert(
+            msg.id.slot,
+            Entry {
+                id: msg.id,
+                assign: msg.assign,
+                load: msg.load,
+                state: WorkerState::Starting,
+                rss: 0,
+                batch: Vec::new(),
+            },
+        );
+    }
+}
+
+impl Handler<WorkerLeft> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerLeft, ctx: &mut Context<Self>) {
+        let current = self.workers.get(&msg.id.slot).map(|w| w.id);
+        if current == Some(msg.id) {
+            if let Some(entry) = self.workers.remove(&msg.id.slot) {
+                if !entry.batch.is_empty() {
+                    self.requeue(entry.batch, ctx);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<WorkerStatus> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerStatus, ctx: &mut Context<Self>) {
+        if let Some(w) = self.workers.get_mut(&msg.id.slot) {
+            if w.id == msg.id {
+                w.state = msg.state;
+            }
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Freed> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Freed, ctx: &mut Context<Self>) {
+        self.pump(ctx);
+    }
+}
+
+impl Handler<LoadSample> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: LoadSample, _ctx: &mut Context<Self>) {
+        if let Some(w) = self.workers.get_mut(&msg.id.slot) {
+            if w.id == msg.id {
+                w.rss = msg.rss;
+            }
+        }
+    }
+}
+
+impl Handler<Close> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.accepting = false;
+        self.drained.push(msg.drained);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<FailQueued> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: FailQueued, _ctx: &mut Context<Self>) {
+        self.fail_queued(&msg.0);
+    }
+}
+
+impl Handler<PoolDown> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: PoolDown, _ctx: &mut Context<Self>) {
+        self.down = msg.0;
+        if msg.0 {
+            self.fail_queued(&Error::NoWorkers);
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! What to run and how to run it: [`WorkerCommand`] and [`Config`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The program each worker runs, with its arguments, environment and directory.
+///
+/// # Examples
+///
+/// ```
+/// use lpm_actors::WorkerCommand;
+///
+/// let cmd = WorkerCommand::new("/usr/local/bin/my-worker")
+///     .arg("--threads=1")
+///     .env("RUST_LOG", "info")
+///     .current_dir("/srv");
+/// assert_eq!(cmd.program(), std::path::Path::new("/usr/local/bin/my-worker"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+impl WorkerCommand {
+    /// Runs `program` (a path, or a name looked up in `PATH`).
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
+    /// Appends one argument.
+    #[must_use]
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments.
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the worker (on top of the supervisor's own).
+    #[must_use]
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the worker's working directory.
+    #[must_use]
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// The program to run.
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+}
+
+/// How the balancer picks a worker for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// An idle worker first, else the least pressure: fewest in flight, then smallest RSS
+    /// (the seed's behaviour).
+    #[default]
+    LeastPressure,
+    /// Each ready worker in turn.
+    RoundRobin,
+    /// Two ready workers at random, the one under less pressure wins.
+    PowerOfTwoChoices {
+        /// Seed for the random choice, so runs can be repeated.
+        seed: u64,
+    },
+}
+
+/// What the supervisor does on SIGINT or SIGTERM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SignalPolicy {
+    /// Start a soft kill (a second signal escalates to a hard kill).
+    #[default]
+    SoftKill,
+    /// Start a hard kill.
+    HardKill,
+    /// Leave the signals to the application.
+    Ignore,
+}
+
+/// Pool settings. The defaults are the seed's: one worker, no timeout,
+/// no retries, at most 5 restarts within 120 s.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lpm_actors::Config;
+///
+/// let config = Config::default()
+///     .workers(4)
+///     .timeout(Duration::from_secs(5))
+///     .retries(2);
+/// assert_eq!(config.workers, 4);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Workers to keep running.
+    pub workers: usize,
+    /// Per-attempt request timeout; `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Times a request is tried again when its worker dies or it times out.
+    pub retries: u32,
+    /// Restarts allowed per slot within `restart_window` before giving up on the slot.
+    pub max_restarts: u32,
+    /// The sliding window for `max_restarts`.
+    pub restart_window: Duration,
+    /// First delay between restarts of a slot; it doubles with each restart in the window.
+    pub restart_backoff: Duration,
+    /// Cap on the delay between restarts.
+    pub max_restart_backoff: Duration,
+    /// Requests that may wait for a worker; past it, enqueue answers `QueueFull`.
+    pub queue_capacity: usize,
+    /// Requests one worker may hold at once.
+    pub max_in_flight: usize,
+    /// How a worker is picked.
+    pub strategy: Strategy,
+    /// How long a soft kill waits for workers before SIGTERM.
+    pub soft_kill_grace: Duration,
+    /// How long after SIGTERM before SIGKILL.
+    pub term_grace: Duration,
+    /// What SIGINT/SIGTERM do.
+    pub on_signal: SignalPolicy,
+    /// How often each worker's RSS and CPU are sampled.
+    pub sample_interval: Duration,
+    /// How long a new worker has to complete the handshake before it is killed.
+    pub spawn_timeout: Duration,
+    /// Largest frame body either side may send.
+    pub max_frame_len: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            timeout: None,
+            retries: 0,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(120),
+            restart_backoff: Duration::from_millis(50),
+            max_restart_backoff: Duration::from_secs(5),
+            queue_capacity: 10_000,
+            max_in_flight: 256,
+            strategy: Strategy::default(),
+            soft_kill_grace: Duration::from_secs(30),
+            term_grace: Duration::from_secs(5),
+            on_signal: SignalPolicy::default(),
+            sample_interval: Duration::from_millis(500),
+            spawn_timeout: Duration::from_secs(10),
+            max_frame_len: lpm_protocol::DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl Config {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`Config::workers`].
+    workers: usize,
+    /// Sets [`Config::retries`].
+    retries: u32,
+    /// Sets [`Config::max_restarts`].
+    max_restarts: u32,
+    /// Sets [`Config::restart_window`].
+    restart_window: Duration,
+    /// Sets [`Config::restart_backoff`].
+    restart_backoff: Duration,
+    /// Sets [`Config::max_restart_backoff`].
+    max_restart_backoff: Duration,
+    /// Sets [`Config::queue_capacity`].
+    queue_capacity: usize,
+    /// Sets [`Config::max_in_flight`].
+    max_in_flight: usize,
+    /// Sets [`Config::strategy`].
+    strategy: Strategy,
+    /// Sets [`Config::soft_kill_grace`].
+    soft_kill_grace: Duration,
+    /// Sets [`Config::term_grace`].
+    term_grace: Duration,
+    /// Sets [`Config::on_signal`].
+    on_signal: SignalPolicy,
+    /// Sets [`Config::sample_interval`].
+    sample_interval: Duration,
+    /// Sets [`Config::spawn_timeout`].
+    spawn_timeout: Duration,
+    /// Sets [`Config::max_frame_len`].
+    max_frame_len: usize,
+}
+
+impl Config {
+    /// Sets [`Config::timeout`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}

@@ -1,0 +1,132 @@
+//! The one error type of `lpm-actors`: every way a request or a pool call can fail.
+
+use std::time::Duration;
+
+/// Why a request or a pool operation failed.
+///
+/// Every enqueued request resolves exactly once: with a [`Response`](crate::Response)
+/// or with one of these.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request queue is at its bound.
+    #[error(
+        "request queue is full ({capacity} waiting); retry later, add workers, \
+         or raise `Config::queue_capacity`"
+    )]
+    QueueFull {
+        /// The configured queue bound.
+        capacity: usize,
+    },
+    /// No answer within the request's timeout, on every attempt.
+    #[error(
+        "no answer within {after:?} after {attempts} attempt(s); \
+         raise the timeout or look at why the workers are slow"
+    )]
+    Timeout {
+        /// The per-attempt timeout.
+        after: Duration,
+        /// Attempts made (1 + retries spent).
+        attempts: u32,
+    },
+    /// The worker serving the request died and no retries were left.
+    #[error(
+        "worker in slot {slot} (pid {pid}) died while serving the request, \
+         after {retries_spent} retries; see the worker's logs, or allow more retries"
+    )]
+    WorkerDied {
+        /// Slot of the worker that died last.
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+        /// Retries that were spent before this final failure.
+        retries_spent: u32,
+    },
+    /// A soft kill is under way or done: the pool takes no new requests.
+    #[error("the pool is shutting down and takes no new requests")]
+    ShuttingDown,
+    /// A hard kill (or the end of a soft kill's grace period) ended the request.
+    #[error("the pool was killed before the request was answered")]
+    Killed,
+    /// The worker's handler returned an error or panicked.
+    #[error("worker (pid {pid}) failed the request: {message}")]
+    Handler {
+        /// The handler's message.
+        message: String,
+        /// The worker that ran it.
+        pid: u32,
+    },
+    /// A payload did not decode as the type asked for.
+    #[error(
+        "could not decode the payload as {type_name}: {reason}; do both sides agree on the type?"
+    )]
+    Decode {
+        /// The Rust type asked for.
+        type_name: &'static str,
+        /// What postcard said.
+        reason: String,
+    },
+    /// A payload could not be encoded.
+    #[error("could not encode the payload: {reason}")]
+    Encode {
+        /// What postcard said.
+        reason: String,
+    },
+    /// The encoded request is bigger than a frame may be.
+    #[error(
+        "request of {len} bytes exceeds the frame limit of {max} bytes; \
+         send less or raise `Config::max_frame_len`"
+    )]
+    PayloadTooLarge {
+        /// Encoded size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Every worker is gone and none will be restarted (restart limit reached or shutdown).
+    #[error(
+        "no worker is left to serve the request and none will be restarted; \
+         see the RestartLimitReached events and the workers' logs"
+    )]
+    NoWorkers,
+    /// The pool's actors stopped before the request was answered.
+    #[error("the pool stopped before answering (its actix System is shutting down)")]
+    PoolStopped,
+    /// A size that makes no sense, e.g. `resize(0)`.
+    #[error("invalid pool size {requested}: a pool needs at least one worker")]
+    InvalidSize {
+        /// What was asked for.
+        requested: usize,
+    },
+    /// No subscriber replied to a worker's emit (only seen by the worker).
+    #[error("this event was already replied to")]
+    AlreadyReplied,
+    /// The worker that emitted the event is gone, so the reply cannot be delivered.
+    #[error("the worker that emitted this event is gone")]
+    WorkerGone,
+}
+
+impl Error {
+    pub(crate) fn decode<T>(e: postcard::Error) -> Self {
+        Error::Decode {
+            type_name: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        }
+    }
+
+    pub(crate) fn encode(e: postcard::Error) -> Self {
+        Error::Encode {
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Decodes a postcard payload as `T`, with our error.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    postcard::from_bytes(bytes).map_err(Error::decode::<T>)
+}
+
+/// Encodes `T` as a postcard payload, with our error.
+pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+    postcard::to_allocvec(value).map_err(Error::encode)
+}

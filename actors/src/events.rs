@@ -1,0 +1,219 @@
+//! What the pool tells its subscribers: [`PoolEvent`] and the custom events
+//! workers emit ([`CustomEvent`]), with a reply handle when the worker awaits one.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix::Recipient;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::mpsc;
+
+use crate::error::{decode_payload, encode_payload};
+use crate::{Error, KillReport};
+
+/// Something that happened in the pool.
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub enum PoolEvent {
+    /// Every worker has said it is ready (sent once, when the pool first reaches full strength).
+    Online,
+    /// A worker process was started.
+    ChildSpawned {
+        /// Its slot.
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+    },
+    /// A worker process ended and was reaped.
+    ChildExited {
+        /// Its slot.
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+        /// Exit code, when it exited.
+        code: Option<i32>,
+        /// Signal number, when a signal killed it.
+        signal: Option<i32>,
+        /// The last lines it wrote to stderr.
+        stderr_tail: Vec<String>,
+    },
+    /// A slot restarted too often within the window and will not be restarted again.
+    RestartLimitReached {
+        /// The slot given up on.
+        slot: usize,
+        /// Restarts counted in the window.
+        restarts: u32,
+    },
+    /// A worker emitted a custom event.
+    Custom(CustomEvent),
+    /// The supervisor received SIGINT or SIGTERM (it acts per [`SignalPolicy`](crate::SignalPolicy)).
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+    /// Every worker is gone after a soft or hard kill.
+    Stopped(KillReport),
+}
+
+/// Delivers a reply to the worker that emitted an event.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct DeliverReply {
+    pub(crate) emit_id: u64,
+    pub(crate) outcome: Result<Vec<u8>, String>,
+}
+
+/// A custom event emitted by a worker with `emit` or `emit_with_reply`.
+///
+/// Clones share one reply: the first [`CustomEvent::reply`] wins. When the
+/// worker awaits a reply and every clone is dropped without one, the worker's
+/// `emit_with_reply` fails instead of waiting forever.
+#[derive(Debug, Clone)]
+pub struct CustomEvent {
+    slot: usize,
+    pid: u32,
+    name: Arc<str>,
+    payload: Arc<[u8]>,
+    reply: Option<Arc<ReplySlot>>,
+}
+
+#[derive(Debug)]
+struct ReplySlot {
+    emit_id: u64,
+    to: Recipient<DeliverReply>,
+    done: AtomicBool,
+}
+
+impl Drop for ReplySlot {
+    fn drop(&mut self) {
+        if !self.done.load(Ordering::Acquire) {
+            self.to.do_send(DeliverReply {
+                emit_id: self.emit_id,
+                outcome: Err("no subscriber of the supervisor replied to this event".into()),
+            });
+        }
+    }
+}
+
+impl CustomEvent {
+    pub(crate) fn new(
+        slot: usize,
+        pid: u32,
+        name: String,
+        payload: Vec<u8>,
+        reply: Option<(u64, Recipient<DeliverReply>)>,
+    ) -> Self {
+        Self {
+            slot,
+            pid,
+            name: name.into(),
+            payload: payload.into(),
+            reply: reply.map(|(emit_id, to)| {
+                Arc::new(ReplySlot {
+                    emit_id,
+                    to,
+                    done: AtomicBool::new(false),
+                })
+            }),
+        }
+    }
+
+    /// Slot of the worker that emitted it.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Process id of the worker that emitted it.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The event's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Decodes the event's payload.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the payload is not a postcard `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        decode_payload(&self.payload)
+    }
+
+    /// True when the worker awaits a reply.
+    pub fn wants_reply(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// Answers the worker's `emit_with_reply`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyReplied`] when this event (or a clone) was answered,
+    /// or when the worker did not ask for a reply; [`Error::Encode`];
+    /// [`Error::WorkerGone`] when the worker has exited.
+    pub fn reply<T: Serialize + ?Sized>(&self, payload: &T) -> Result<(), Error> {
+        let slot = self.reply.as_ref().ok_or(Error::AlreadyReplied)?;
+        let bytes = encode_payload(payload)?;
+        if slot.done.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyReplied);
+        }
+        slot.to
+            .try_send(DeliverReply {
+                emit_id: slot.emit_id,
+                outcome: Ok(bytes),
+            })
+            .map_err(|_| Error::WorkerGone)
+    }
+}
+
+/// The pool's events as a [`Stream`](futures::Stream), from [`Pool::events`](crate::Pool::events).
+///
+/// It holds up to 1024 undelivered events; past that the oldest news is
+/// dropped with a warning rather than letting memory grow.
+#[derive(Debug)]
+pub struct EventStream {
+    pub(crate) rx: mpsc::Receiver<PoolEvent>,
+}
+
+impl futures::Stream for EventStream {
+    type Item = PoolEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PoolEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// A subscriber to pool events.
+#[derive(Debug)]
+pub(crate) enum Subscriber {
+    Actor(Recipient<PoolEvent>),
+    Stream(mpsc::Sender<PoolEvent>),
+}
+
+impl Subscriber {
+    /// Delivers `event`; false when the subscriber is gone.
+    pub(crate) fn deliver(&self, event: &PoolEvent) -> bool {
+        match self {
+            Subscriber::Actor(r) => {
+                r.connected() && {
+                    r.do_send(event.clone());
+                    true
+                }
+            }
+            Subscriber::Stream(tx) => match tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!("event stream is 1024 events behind; dropping an event");
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! [`Pool`]: a cheap, clonable handle over the Supervisor and Balancer actors.
+
+use actix::prelude::*;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::balancer::{Balancer, Submit};
+use crate::error::encode_payload;
+use crate::events::EventStream;
+use crate::request::Counters;
+use crate::supervisor::{SubscribeStream, WhenOnline};
+use crate::{
+    Broadcast, Config, Enqueue, Error, HardKill, Health, KillReport, Resize, Response, SoftKill,
+    Subscribe, Supervisor, WorkerCommand, WorkerHealth,
+};
+
+/// Undelivered events an [`EventStream`] may hold.
+const EVENT_BUFFER: usize = 1024;
+
+/// A pool of worker processes.
+///
+/// Create it inside a running actix System (`#[actix::main]`, `#[actix_rt::test]`,
+/// or an actix-web server). Clones are cheap and talk to the same pool.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use lpm_actors::{Config, Enqueue, Pool, WorkerCommand};
+///
+/// # async fn demo() -> Result<(), lpm_actors::Error> {
+/// let pool = Pool::start(
+///     WorkerCommand::new("./thumbnailer"),
+///     Config::default().workers(4).timeout(Duration::from_secs(10)).retries(1),
+/// );
+/// pool.online().await;
+/// let response = pool.send(Enqueue::new(&"cat.jpg")?.retries(3)).await?;
+/// let thumbnail: Vec<u8> = response.data()?;
+/// println!("{} bytes from pid {}", thumbnail.len(), response.pid());
+/// for worker in pool.health().await? {
+///     println!("slot {} pid {:?} rss {}", worker.slot, worker.pid, worker.rss);
+/// }
+/// pool.soft_kill().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pool {
+    supervisor: Addr<Supervisor>,
+    balancer: Addr<Balancer>,
+}
+
+impl Pool {
+    /// Starts the actors and spawns `config.workers` workers running `command`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a running actix System.
+    pub fn start(command: WorkerCommand, config: Config) -> Pool {
+        let counters = Arc::new(Counters::default());
+        let balancer = Balancer::new(&config, Arc::clone(&counters)).start();
+        let supervisor = Supervisor::new(command, config, balancer.clone(), counters).start();
+        Pool {
+            supervisor,
+            balancer,
+        }
+    }
+
+    /// Enqueues `payload` with the pool's default timeout and retries.
+    ///
+    /// # Errors
+    ///
+    /// Any request error: see [`Error`].
+    pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Response, Error> {
+        self.send(Enqueue::new(payload)?).await
+    }
+
+    /// Enqueues a request with its own options.
+    ///
+    /// # Errors
+    ///
+    /// Any request error: see [`Error`].
+    pub async fn send(&self, request: Enqueue) -> Result<Response, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.balancer.do_send(Submit { request, reply });
+        rx.await.unwrap_or(Err(Error::PoolStopped))
+    }
+
+    /// Waits until every worker has said ready once (returns at once if that already happened).
+    pub async fn online(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.supervisor.do_send(WhenOnline(tx));
+        let _ = rx.await;
+    }
+
+    /// Health of every worker slot.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolStopped`] when the supervisor is gone.
+    pub async fn health(&self) -> Result<Vec<WorkerHealth>, Error> {
+        self.supervisor
+            .send(Health)
+            .await
+            .map_err(|_| Error::PoolStopped)
+    }
+
+    /// Sends the event `name` with `payload` to every live worker; answers how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`], or [`Error::PoolStopped`] when the supervisor is gone.
+    pub async fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        payload: &T,
+    ) -> Result<usize, Error> {
+        let payload = encode_payload(payload)?;
+        self.supervisor
+            .send(Broadcast {
+                name: name.to_owned(),
+                payload,
+            })
+            .await
+            .map_err(|_| Error::PoolStopped)
+    }
+
+    /// Grows or shrinks the pool; see [`Resize`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSize`] for 0, [`Error::ShuttingDown`] during a kill.
+    pub async fn resize(&self, workers: usize) -> Result<(), Error> {
+        self.supervisor
+            .send(Resize(workers))
+            .await
+            .map_err(|_| Error::PoolStopped)?
+    }
+
+    /// The pool's events from now on, as a stream.
+    pub fn events(&self) -> EventStream {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        self.supervisor.do_send(SubscribeStream(tx));
+        EventStream { rx }
+    }
+
+    /// Delivers the pool's events to an actor.
+    pub fn subscribe(&self, recipient: Recipient<crate::PoolEvent>) {
+        self.supervisor.do_send(Subscribe(recipient));
+    }
+
+    /// Soft kill; see [`SoftKill`]. Resolves when every child is reaped.
+    pub async fn soft_kill(&self) -> KillReport {
+        self.supervisor.send(SoftKill).await.unwrap_or_default()
+    }
+
+    /// Hard kill; see [`HardKill`]. Resolves when every child is reaped.
+    pub async fn hard_kill(&self) -> KillReport {
+        self.supervisor.send(HardKill).await.unwrap_or_default()
+    }
+
+    /// The supervisor actor, for sending it messages directly.
+    pub fn supervisor(&self) -> &Addr<Supervisor> {
+        &self.supervisor
+    }
+
+    /// The balancer actor, which takes [`Enqueue`] messages directly.
+    pub fn balancer(&self) -> &Addr<Balancer> {
+        &self.balancer
+    }
+}

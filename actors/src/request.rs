@@ -1,0 +1,285 @@
+//! A request on its way through the pool: what the caller enqueues
+//! ([`Enqueue`]), what the actors carry (`Pending`), and what comes back
+//! ([`Response`]).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lpm_protocol::{RequestId, Timestamp};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::oneshot;
+
+use crate::error::{decode_payload, encode_payload};
+use crate::Error;
+
+/// Enqueue a request: the payload and the options that override the pool's defaults.
+///
+/// Send it to the pool with [`Pool::send`](crate::Pool::send), or as an actix
+/// message to the [`Balancer`](crate::Balancer).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lpm_actors::Enqueue;
+///
+/// let request = Enqueue::new(&("resize", 640u32))?
+///     .timeout(Duration::from_secs(2))
+///     .retries(3);
+/// # Ok::<(), lpm_actors::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Enqueue {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) timeout: Option<Option<Duration>>,
+    pub(crate) retries: Option<u32>,
+}
+
+impl Enqueue {
+    /// A request carrying `payload`, encoded with postcard.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when serde cannot express the value in postcard.
+    pub fn new<T: Serialize + ?Sized>(payload: &T) -> Result<Self, Error> {
+        Ok(Self::from_bytes(encode_payload(payload)?))
+    }
+
+    /// A request carrying bytes that are already a postcard encoding.
+    pub fn from_bytes(payload: Vec<u8>) -> Self {
+        Self {
+            payload,
+            timeout: None,
+            retries: None,
+        }
+    }
+
+    /// Overrides the pool's per-attempt timeout for this request.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(Some(timeout));
+        self
+    }
+
+    /// Lets this request wait forever, whatever the pool's timeout.
+    #[must_use]
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = Some(None);
+        self
+    }
+
+    /// Overrides the pool's retry count for this request.
+    #[must_use]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+}
+
+impl actix::Message for Enqueue {
+    type Result = Result<Response, Error>;
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Response, Error>>;
+
+/// The answer to a request.
+#[derive(Debug, Clone)]
+pub struct Response {
+    id: RequestId,
+    created_at: Timestamp,
+    pid: u32,
+    slot: usize,
+    payload: Vec<u8>,
+    acked: bool,
+}
+
+impl Response {
+    /// The request's id (a UUID v4, the same the worker saw).
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// When the request was enqueued.
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at.to_system_time()
+    }
+
+    /// The worker process that answered.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The pool slot of that worker.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// True when the worker acknowledged the request without a payload.
+    pub fn is_ack(&self) -> bool {
+        self.acked
+    }
+
+    /// Decodes the worker's answer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the payload is not a postcard `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        decode_payload(&self.payload)
+    }
+
+    /// The answer's raw postcard bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+/// A worker's in-flight count, shared between the balancer (which reads it to
+/// pick) and the requests assigned to the worker (which hold it up).
+#[derive(Debug, Default)]
+pub(crate) struct Load {
+    in_flight: AtomicUsize,
+}
+
+impl Load {
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one request against a worker's load for as long as it lives, so a
+/// request that ends in any way (answer, timeout, death, drop) frees its slot.
+#[derive(Debug)]
+pub(crate) struct LoadGuard(Arc<Load>);
+
+impl LoadGuard {
+    pub(crate) fn new(load: &Arc<Load>) -> Self {
+        load.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(load))
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Requests served and failed over the pool's life, for the kill report.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    served: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A request inside the pool. It owns the caller's reply channel; resolving
+/// consumes it, and dropping an unresolved one answers [`Error::PoolStopped`],
+/// so every enqueue resolves exactly once.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) id: RequestId,
+    pub(crate) created_at: Timestamp,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries_left: u32,
+    pub(crate) attempts: u32,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) load: Option<LoadGuard>,
+    reply: Option<Reply>,
+    counters: Arc<Counters>,
+}
+
+impl Pending {
+    pub(crate) fn new(
+        request: Enqueue,
+        default_timeout: Option<Duration>,
+        default_retries: u32,
+        reply: Reply,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let timeout = request.timeout.unwrap_or(default_timeout);
+        Self {
+            id: uuid::Uuid::new_v4(),
+            created_at: Timestamp::now(),
+            payload: request.payload,
+            timeout,
+            retries_left: request.retries.unwrap_or(default_retries),
+            attempts: 1,
+            deadline: timeout.map(|t| Instant::now() + t),
+            load: None,
+            reply: Some(reply),
+            counters,
+        }
+    }
+
+    /// True when the caller stopped waiting (dropped its future).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.reply.as_ref().is_none_or(|r| r.is_closed())
+    }
+
+    /// Starts another attempt if retries are left; otherwise hands the request back.
+    pub(crate) fn retry(mut self, now: Instant) -> Result<Self, Self> {
+        self.load = None;
+        if self.retries_left == 0 {
+            return Err(self);
+        }
+        self.retries_left -= 1;
+        self.attempts += 1;
+        self.deadline = self.timeout.map(|t| now + t);
+        Ok(self)
+    }
+
+    pub(crate) fn respond(mut self, pid: u32, slot: usize, payload: Vec<u8>, acked: bool) {
+        let response = Response {
+            id: self.id,
+            created_at: self.created_at,
+            pid,
+            slot,
+            payload,
+            acked,
+        };
+        self.counters.served.fetch_add(1, Ordering::Relaxed);
+        self.send(Ok(response));
+    }
+
+    pub(crate) fn fail(mut self, error: Error) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        self.send(Err(error));
+    }
+
+    /// The error for a timeout on the last attempt.
+    pub(crate) fn timeout_error(&self) -> Error {
+        Error::Timeout {
+            after: self.timeout.unwrap_or_default(),
+            attempts: self.attempts,
+        }
+    }
+
+    fn send(&mut self, result: Result<Response, Error>) {
+        self.load = None;
+        if let Some(reply) = self.reply.take() {
+            // A caller that stopped waiting is not an error.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.reply.is_some() {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.send(Err(Error::PoolStopped));
+        }
+    }
+}

@@ -1,0 +1,703 @@
+//! The Supervisor actor: owns the Balancer and one WorkerHandle per slot,
+//! spawns and restarts children, re-queues the requests of the dead, runs
+//! resize and the kill phases, handles SIGINT/SIGTERM and publishes events.
+
+mod kill;
+mod restart;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures::future::join_all;
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot};
+
+pub use kill::KillReport;
+use restart::RestartWindow;
+
+use crate::balancer::{Balancer, Close, FailQueued, PoolDown, Requeue, WorkerJoined, WorkerLeft};
+use crate::events::Subscriber;
+use crate::health::{WorkerHealth, WorkerState};
+use crate::id::WorkerId;
+use crate::request::{Counters, Load, Pending};
+use crate::worker_handle::spawn::spawn_worker;
+use crate::worker_handle::{
+    Drain, HandleConfig, Kill, Sample, SendEvent, SignalWorker, WorkerHandle,
+};
+use crate::{Config, Error, PoolEvent, SignalPolicy, WorkerCommand};
+
+/// Reports the health of every worker slot.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<WorkerHealth>")]
+pub struct Health;
+
+/// Sends a named event with a payload to every live worker; answers how many.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct Broadcast {
+    /// Event name, matched against the workers' `on_event` handlers.
+    pub name: String,
+    /// Postcard-encoded payload.
+    pub payload: Vec<u8>,
+}
+
+/// Grows or shrinks the pool to this many workers. Growing spawns at once;
+/// shrinking soft-kills the surplus workers, which finish their requests first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Resize(pub usize);
+
+/// Delivers every [`PoolEvent`] to this recipient.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<PoolEvent>);
+
+/// Stops taking requests, serves the queued and in-flight ones, asks every
+/// worker to finish, and after the grace period sends SIGTERM then SIGKILL.
+/// Resolves when every child is reaped.
+#[derive(Debug, Message)]
+#[rtype(result = "KillReport")]
+pub struct SoftKill;
+
+/// SIGKILLs every worker now; queued and in-flight requests fail with `Killed`.
+/// Resolves when every child is reaped.
+#[derive(Debug, Message)]
+#[rtype(result = "KillReport")]
+pub struct HardKill;
+
+/// Resolves once the pool has been online (every worker ready at least once).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WhenOnline(pub(crate) oneshot::Sender<()>);
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SubscribeStream(pub(crate) mpsc::Sender<PoolEvent>);
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Publish(pub(crate) PoolEvent);
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WorkerReady {
+    pub(crate) id: WorkerId,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WorkerExited {
+    pub(crate) id: WorkerId,
+    pub(crate) pid: u32,
+    pub(crate) code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) stderr_tail: Vec<String>,
+    pub(crate) held: Vec<Pending>,
+}
+
+#[derive(Debug)]
+struct Live {
+    id: WorkerId,
+    handle: Addr<WorkerHandle>,
+    ready: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    live: Option<Live>,
+    restarts: RestartWindow,
+    total_restarts: u32,
+    pending_restart: Option<SpawnHandle>,
+    gave_up: bool,
+    retiring: bool,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Running,
+    Stopping {
+        waiters: Vec<oneshot::Sender<KillReport>>,
+        hard: bool,
+    },
+    Stopped(KillReport),
+}
+
+/// Owns the pool: its workers, their restarts, and the kill phases.
+#[derive(Debug)]
+pub struct Supervisor {
+    command: WorkerCommand,
+    config: Config,
+    handle_config: HandleConfig,
+    balancer: Addr<Balancer>,
+    counters: Arc<Counters>,
+    slots: BTreeMap<usize, Slot>,
+    generation: u64,
+    subscribers: Vec<Subscriber>,
+    online_sent: bool,
+    online_waiters: Vec<oneshot::Sender<()>>,
+    phase: Phase,
+    killed: usize,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        command: WorkerCommand,
+        config: Config,
+        balancer: Addr<Balancer>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let handle_config = HandleConfig {
+            max_frame_len: config.max_frame_len,
+            sample_interval: config.sample_interval,
+            spawn_timeout: config.spawn_timeout,
+        };
+        Self {
+            command,
+            config,
+            handle_config,
+            balancer,
+            counters,
+            slots: BTreeMap::new(),
+            generation: 0,
+            subscribers: Vec::new(),
+            online_sent: false,
+            online_waiters: Vec::new(),
+            phase: Phase::Running,
+            killed: 0,
+        }
+    }
+
+    fn publish(&mut self, event: PoolEvent) {
+        self.subscribers.retain(|s| s.deliver(&event));
+    }
+
+    fn new_slot(&self) -> Slot {
+        Slot {
+            live: None,
+            restarts: RestartWindow::new(
+                self.config.max_restarts,
+                self.config.restart_window,
+                self.config.restart_backoff,
+                self.config.max_restart_backoff,
+            ),
+            total_restarts: 0,
+            pending_restart: None,
+            gave_up: false,
+            retiring: false,
+        }
+    }
+
+    fn add_slot(&mut self, ctx: &mut Context<Self>) {
+        let slot = (0..).find(|s| !self.slots.contains_key(s)).unwrap_or(0);
+        let fresh = self.new_slot();
+        self.slots.insert(slot, fresh);
+        self.spawn_slot(slot, ctx);
+    }
+
+    fn spawn_slot(&mut self, slot: usize, ctx: &mut Context<Self>) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        self.generation += 1;
+        let id = WorkerId {
+            slot,
+            generation: self.generation,
+        };
+        let spawned = match spawn_worker(&self.command, slot) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(slot, program = %self.command.program.display(), error = %e, "could not start worker");
+                return self.after_death(slot, ctx);
+            }
+        };
+        let pid = spawned.pid;
+        let load = Arc::new(Load::default());
+        let handle = WorkerHandle::new(
+            id,
+            spawned,
+            self.handle_config.clone(),
+            self.balancer.clone(),
+            ctx.address(),
+        )
+        .start();
+        self.balancer.do_send(WorkerJoined {
+            id,
+            assign: handle.clone().recipient(),
+            load,
+        });
+        if let Some(s) = self.slots.get_mut(&slot) {
+            s.live = Some(Live {
+                id,
+                handle,
+                ready: false,
+            });
+        }
+        tracing::debug!(slot, pid, "worker spawned");
+        self.publish(PoolEvent::ChildSpawned { slot, pid });
+    }
+
+    /// A slot lost its worker (or could not start one): restart it, retire it, or give up.
+    fn after_death(&mut self, slot: usize, ctx: &mut Context<Self>) {
+        let running = matches!(self.phase, Phase::Running);
+        let Some(s) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        s.live = None;
+        if s.retiring || !running {
+            if s.retiring {
+                self.slots.remove(&slot);
+            }
+            return self.check_stopped(ctx);
+        }
+        match s.restarts.record(Instant::now()) {
+            ControlFlow::Continue(delay) => {
+                s.total_restarts += 1;
+                let handle = ctx.run_later(delay, move |act, ctx| {
+                    if let Some(s) = act.slots.get_mut(&slot) {
+                        s.pending_restart = None;
+                    }
+                    act.spawn_slot(slot, ctx);
+                });
+                s.pending_restart = Some(handle);
+            }
+            ControlFlow::Break(restarts) => {
+                s.gave_up = true;
+                tracing::error!(slot, restarts, window = ?self.config.restart_window, "worker restarted too often; giving up on this slot");
+                self.publish(PoolEvent::RestartLimitReached { slot, restarts });
+                let any_left = self.slots.values().any(|s| !s.gave_up);
+                if !any_left {
+                    self.balancer.do_send(PoolDown(true));
+                }
+            }
+        }
+    }
+
+    fn check_online(&mut self) {
+        if self.online_sent || !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let ready = self
+            .slots
+            .values()
+            .filter(|s| s.live.as_ref().is_some_and(|l| l.ready))
+            .count();
+        if ready >= self.config.workers {
+            self.online_sent = true;
+            for w in self.online_waiters.drain(..) {
+                let _ = w.send(());
+            }
+            self.publish(PoolEvent::Online);
+        }
+    }
+
+    fn live_handles(&self) -> impl Iterator<Item = &Addr<WorkerHandle>> {
+        self.slots
+            .values()
+            .filter_map(|s| s.live.as_ref().map(|l| &l.handle))
+    }
+
+    fn begin_stop(&mut self, hard: bool, ctx: &mut Context<Self>) -> oneshot::Receiver<KillReport> {
+        let (tx, rx) = oneshot::channel();
+        match &mut self.phase {
+            Phase::Stopped(report) => {
+                let _ = tx.send(*report);
+                return rx;
+            }
+            Phase::Stopping {
+                waiters,
+                hard: was_hard,
+            } => {
+                waiters.push(tx);
+                if hard && !*was_hard {
+                    *was_hard = true;
+                    self.kill_all();
+                }
+                return rx;
+            }
+            Phase::Running => {
+                self.phase = Phase::Stopping {
+                    waiters: vec![tx],
+                    hard,
+                };
+            }
+        }
+        for s in self.slots.values_mut() {
+            if let Some(h) = s.pending_restart.take() {
+                ctx.cancel_future(h);
+            }
+        }
+        let (drained_tx, drained_rx) = oneshot::channel();
+        self.balancer.do_send(Close {
+            drained: drained_tx,
+        });
+        if hard {
+            self.kill_all();
+        } else {
+            // Workers finish the queue first, then get the soft-kill message.
+            ctx.spawn(drained_rx.into_actor(self).map(|_, act, _| {
+                for h in act.live_handles() {
+                    h.do_send(Drain);
+                }
+            }));
+            let grace = self.config.soft_kill_grace;
+            let term_grace = self.config.term_grace;
+            ctx.run_later(grace, move |act, ctx| {
+                act.signal_stragglers(Signal::SIGTERM);
+                ctx.run_later(term_grace, |act, _| act.kill_all());
+            });
+        }
+        self.check_stopped(ctx);
+        rx
+    }
+
+    fn signal_stragglers(&mut self, signal: Signal) {
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        let live: Vec<_> = self.live_handles().cloned().collect();
+        if !live.is_empty() {
+            tracing::warn!(workers = live.len(), ?signal, "soft kill grace period over");
+        }
+        for h in live {
+            h.do_send(SignalWorker(signal));
+        }
+    }
+
+    fn kill_all(&mut self) {
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        self.balancer.do_send(FailQueued(Error::Killed));
+        for h in self.live_handles() {
+            h.do_send(Kill);
+        }
+    }
+
+    /// Resolves the kill once no worker is left.
+    fn check_stopped(&mut self, ctx: &mut Context<Self>) {
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        if self.slots.values().any(|s| s.live.is_some()) {
+            return;
+        }
+        // Whatever is still queued can no longer be served; the round trip makes
+        // sure those failures are counted before the report is read.
+        let balancer = self.balancer.clone();
+        ctx.wait(
+            async move {
+                let _ = balancer.send(PoolDown(true)).await;
+            }
+            .into_actor(self)
+            .map(|(), act, _| act.finish_stop()),
+        );
+    }
+
+    fn finish_stop(&mut self) {
+        let Phase::Stopping { waiters, .. } = std::mem::replace(&mut self.phase, Phase::Running)
+        else {
+            return;
+        };
+        let report = KillReport {
+            served: self.counters.served(),
+            failed: self.counters.failed(),
+            killed: self.killed,
+        };
+        self.phase = Phase::Stopped(report);
+        for w in waiters {
+            let _ = w.send(report);
+        }
+        tracing::info!(?report, "pool stopped");
+        self.publish(PoolEvent::Stopped(report));
+    }
+
+    fn on_signal(&mut self, signal: i32, ctx: &mut Context<Self>) {
+        tracing::info!(signal, "supervisor received a signal");
+        self.publish(PoolEvent::Signal { signal });
+        let escalate = matches!(self.phase, Phase::Stopping { .. });
+        let hard = escalate || self.config.on_signal == SignalPolicy::HardKill;
+        drop(self.begin_stop(hard, ctx));
+    }
+}
+
+fn signals() -> impl futures::Stream<Item = i32> {
+    use futures::StreamExt;
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind| {
+        let s = signal(kind).ok();
+        futures::stream::unfold(s, move |s| async move {
+            let mut s = s?;
+            s.recv().await?;
+            Some((kind.as_raw_value(), Some(s)))
+        })
+    };
+    futures::stream::select(
+        listen(SignalKind::interrupt()),
+        listen(SignalKind::terminate()),
+    )
+    .boxed()
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for _ in 0..self.config.workers.max(1) {
+            self.add_slot(ctx);
+        }
+        if self.config.on_signal != SignalPolicy::Ignore {
+            ctx.add_stream(signals());
+        }
+    }
+}
+
+impl StreamHandler<i32> for Supervisor {
+    fn handle(&mut self, signal: i32, ctx: &mut Context<Self>) {
+        self.on_signal(signal, ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<Health> for Supervisor {
+    type Result = ResponseFuture<Vec<WorkerHealth>>;
+
+    fn handle(&mut self, _msg: Health, _ctx: &mut Context<Self>) -> Self::Result {
+        let stopped = !matches!(self.phase, Phase::Running);
+        let slots: Vec<_> = self
+            .slots
+            .iter()
+            .map(|(&slot, s)| {
+                let down = if s.gave_up || stopped {
+                    WorkerState::Stopped
+                } else {
+                    WorkerState::Restarting
+                };
+                (
+                    slot,
+                    s.total_restarts,
+                    down,
+                    s.live.as_ref().map(|l| l.handle.clone()),
+                )
+            })
+            .collect();
+        Box::pin(async move {
+            join_all(
+                slots
+                    .into_iter()
+                    .map(|(slot, restarts, down, handle)| async move {
+                        let sampled = match handle {
+                            Some(h) => h.send(Sample).await.ok(),
+                            None => None,
+                        };
+                        match sampled {
+                            Some(mut health) => {
+                                health.restarts = restarts;
+                                health
+                            }
+                            None => WorkerHealth::down(slot, restarts, down),
+                        }
+                    }),
+            )
+            .await
+        })
+    }
+}
+
+impl Handler<Broadcast> for Supervisor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Broadcast, _ctx: &mut Context<Self>) -> usize {
+        let event = SendEvent {
+            name: msg.name,
+            payload: msg.payload,
+        };
+        let mut reached = 0;
+        for h in self.live_handles() {
+            h.do_send(event.clone());
+            reached += 1;
+        }
+        reached
+    }
+}
+
+impl Handler<Resize> for Supervisor {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, msg: Resize, ctx: &mut Context<Self>) -> Result<(), Error> {
+        let Resize(target) = msg;
+        if target == 0 {
+            return Err(Error::InvalidSize { requested: 0 });
+        }
+        if !matches!(self.phase, Phase::Running) {
+            return Err(Error::ShuttingDown);
+        }
+        self.config.workers = target;
+        // Slots that gave up are forgotten; a resize is a fresh start for them.
+        self.slots.retain(|_, s| !s.gave_up);
+        let active: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.retiring)
+            .map(|(&slot, _)| slot)
+            .collect();
+        if active.len() < target {
+            for _ in active.len()..target {
+                self.add_slot(ctx);
+            }
+        } else {
+            // Retire the highest slots; one waiting for a restart goes at once.
+            let surplus = active.len() - target;
+            for slot in active.into_iter().rev().take(surplus) {
+                let Some(s) = self.slots.get_mut(&slot) else {
+                    continue;
+                };
+                s.retiring = true;
+                if let Some(h) = s.pending_restart.take() {
+                    ctx.cancel_future(h);
+                }
+                match &s.live {
+                    Some(live) => live.handle.do_send(Drain),
+                    None => {
+                        self.slots.remove(&slot);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Subscribe> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) {
+        self.subscribers.push(Subscriber::Actor(msg.0));
+    }
+}
+
+impl Handler<WhenOnline> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WhenOnline, _ctx: &mut Context<Self>) {
+        if self.online_sent {
+            let _ = msg.0.send(());
+        } else {
+            self.online_waiters.push(msg.0);
+        }
+    }
+}
+
+impl Handler<SubscribeStream> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeStream, _ctx: &mut Context<Self>) {
+        self.subscribers.push(Subscriber::Stream(msg.0));
+    }
+}
+
+impl Handler<SoftKill> for Supervisor {
+    type Result = ResponseFuture<KillReport>;
+
+    fn handle(&mut self, _msg: SoftKill, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.begin_stop(false, ctx);
+        Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}
+
+impl Handler<HardKill> for Supervisor {
+    type Result = ResponseFuture<KillReport>;
+
+    fn handle(&mut self, _msg: HardKill, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.begin_stop(true, ctx);
+        Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}
+
+impl Handler<Publish> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Context<Self>) {
+        self.publish(msg.0);
+    }
+}
+
+impl Handler<WorkerReady> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerReady, _ctx: &mut Context<Self>) {
+        if let Some(live) = self
+            .slots
+            .get_mut(&msg.id.slot)
+            .and_then(|s| s.live.as_mut())
+            .filter(|l| l.id == msg.id)
+        {
+            live.ready = true;
+        }
+        self.check_online();
+    }
+}
+
+impl Handler<WorkerExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerExited, ctx: &mut Context<Self>) {
+        let WorkerExited {
+            id,
+            pid,
+            code,
+            signal,
+            stderr_tail,
+            held,
+        } = msg;
+        let current = self
+            .slots
+            .get(&id.slot)
+            .and_then(|s| s.live.as_ref())
+            .is_some_and(|l| l.id == id);
+        let stopping = matches!(self.phase, Phase::Stopping { .. });
+        let hard = matches!(self.phase, Phase::Stopping { hard: true, .. });
+        if stopping && signal.is_some() {
+            self.killed += 1;
+        }
+        if stopping || code != Some(0) {
+            tracing::info!(slot = id.slot, pid, ?code, ?signal, "worker exited");
+        }
+        self.balancer.do_send(WorkerLeft { id });
+        let now = Instant::now();
+        let mut retry = Vec::new();
+        for pending in held {
+            if hard {
+                pending.fail(Error::Killed);
+                continue;
+            }
+            match pending.retry(now) {
+                Ok(again) => retry.push(again),
+                Err(last) => {
+                    let retries_spent = last.attempts - 1;
+                    last.fail(Error::WorkerDied {
+                        slot: id.slot,
+                        pid,
+                        retries_spent,
+                    });
+                }
+            }
+        }
+        if !retry.is_empty() {
+            self.balancer.do_send(Requeue(retry));
+        }
+        self.publish(PoolEvent::ChildExited {
+            slot: id.slot,
+            pid,
+            code,
+            signal,
+            stderr_tail,
+        });
+        if current {
+            self.after_death(id.slot, ctx);
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! The WorkerHandle actor: one per child process. It writes request frames
+//! (batched), reads everything the child sends, owns the in-flight map and the
+//! per-request deadlines, samples RSS/CPU, and reports the child's exit with
+//! the requests it still held.
+
+mod output;
+mod sampler;
+pub(crate) mod spawn;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use lpm_protocol::{FrameSink, FrameStream, RequestId, ToSupervisor, ToWorker, PROTOCOL_VERSION};
+use nix::sys::signal::Signal;
+
+use crate::balancer::{Balancer, Freed, LoadSample, Requeue, WorkerStatus};
+use crate::events::{CustomEvent, DeliverReply};
+use crate::health::{WorkerHealth, WorkerState};
+use crate::id::WorkerId;
+use crate::request::Pending;
+use crate::supervisor::{Publish, Supervisor, WorkerExited, WorkerReady};
+use crate::{Error, PoolEvent};
+use output::StderrTail;
+use sampler::Sampler;
+use spawn::{signal_group, Spawned};
+
+/// Requests the balancer assigned to this worker.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Assign(pub(crate) Vec<Pending>);
+
+/// A named event for the worker (broadcast).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendEvent {
+    pub(crate) name: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Soft kill: take nothing new, finish what is in flight, exit.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Drain;
+
+/// Hard kill: fail everything in flight with `Killed`, SIGKILL the process group.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Kill;
+
+/// Sends a signal to the worker's process group (soft kill stragglers).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SignalWorker(pub(crate) Signal);
+
+/// Asks for the worker's health.
+#[derive(Debug, Message)]
+#[rtype(result = "WorkerHealth")]
+pub(crate) struct Sample;
+
+/// How long a worker that closed its channel may take to exit before SIGKILL.
+const EXIT_AFTER_EOF: Duration = Duration::from_secs(2);
+/// How long the exit report waits for the last stderr lines.
+const STDERR_DRAIN: Duration = Duration::from_millis(200);
+
+/// Settings a handle needs, shared by all handles.
+#[derive(Debug, Clone)]
+pub(crate) struct HandleConfig {
+    pub(crate) max_frame_len: usize,
+    pub(crate) sample_interval: Duration,
+    pub(crate) spawn_timeout: Duration,
+}
+
+/// Bridges one child process to the actors.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    id: WorkerId,
+    pid: u32,
+    config: HandleConfig,
+    balancer: Addr<Balancer>,
+    supervisor: Addr<Supervisor>,
+    sink: FrameSink,
+    flush_waiting: bool,
+    stream: Option<FrameStream<ToSupervisor>>,
+    child: Option<tokio::process::Child>,
+    in_flight: HashMap<RequestId, Pending>,
+    deadlines: BTreeSet<(Instant, RequestId)>,
+    timer: Option<(Instant, SpawnHandle)>,
+    state: WorkerState,
+    handshaken: bool,
+    channel_open: bool,
+    started_at: Instant,
+    served: u64,
+    rss: u64,
+    cpu: f32,
+    stats: Vec<(String, f64)>,
+    sampler: Sampler,
+    sampling: Option<SpawnHandle>,
+    stderr_tail: StderrTail,
+    stderr_eof: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl WorkerHandle {
+    pub(crate) fn new(
+        id: WorkerId,
+        spawned: Spawned,
+        config: HandleConfig,
+        balancer: Addr<Balancer>,
+        supervisor: Addr<Supervisor>,
+    ) -> Self {
+        let Spawned {
+            mut child,
+            pid,
+            channel,
+        } = spawned;
+        let channel = Arc::new(channel);
+        let stderr_tail = StderrTail::default();
+        let stderr_eof = output::forward(
+            id.slot,
+            pid,
+            child.stdout.take(),
+            child.stderr.take(),
+            stderr_tail.clone(),
+        );
+        Self {
+            id,
+            pid,
+            sink: FrameSink::new(Arc::clone(&channel), config.max_frame_len),
+            stream: Some(FrameStream::new(channel, config.max_frame_len)),
+            config,
+            balancer,
+            supervisor,
+            flush_waiting: false,
+            child: Some(child),
+            in_flight: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            timer: None,
+            state: WorkerState::Starting,
+            handshaken: false,
+            channel_open: true,
+            started_at: Instant::now(),
+            served: 0,
+            rss: 0,
+            cpu: 0.0,
+            stats: Vec::new(),
+            sampler: Sampler::new(pid),
+            sampling: None,
+            stderr_tail,
+            stderr_eof: Some(stderr_eof),
+        }
+    }
+
+    fn set_state(&mut self, state: WorkerState) {
+        if self.state == state {
+            return;
+        }
+        self.state = state;
+        self.balancer.do_send(WorkerStatus { id: self.id, state });
+    }
+
+    /// Writes what the socket takes now; waits for writability once if it is full.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.channel_open {
+            return;
+        }
+        match self.sink.try_flush() {
+            Ok(true) => {}
+            Ok(false) => {
+                if !self.flush_waiting {
+                    self.flush_waiting = true;
+                    let stream = Arc::clone(self.sink.stream());
+                    ctx.spawn(async move { stream.writable().await }.into_actor(self).map(
+                        |ready, act, ctx| {
+                            act.flush_waiting = false;
+                            match ready {
+                                Ok(()) => act.flush(ctx),
+                                Err(e) => act.broken(format!("write failed: {e}"), ctx),
+                            }
+                        },
+                    ));
+                }
+            }
+            Err(e) => self.broken(format!("write failed: {e}"), ctx),
+        }
+    }
+
+    fn push(&mut self, msg: &ToWorker, ctx: &mut Context<Self>) {
+        if let Err(e) = self.sink.push(msg) {
+            tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode a frame for the worker");
+            return;
+        }
+        self.flush(ctx);
+    }
+
+    /// The channel is unusable: stop assigning, kill the child, wait for its exit.
+    fn broken(&mut self, reason: String, ctx: &mut Context<Self>) {
+        tracing::error!(slot = self.id.slot, pid = self.pid, %reason, "killing worker");
+        self.close_channel(ctx);
+        signal_group(self.pid, Signal::SIGKILL);
+    }
+
+    fn close_channel(&mut self, ctx: &mut Context<Self>) {
+        if !self.channel_open {
+            return;
+        }
+        self.channel_open = false;
+        self.set_state(WorkerState::Stopped);
+        let pid = self.pid;
+        ctx.run_later(EXIT_AFTER_EOF, move |act, _| {
+            if act.child.is_some() || act.stderr_eof.is_some() {
+                tracing::warn!(
+                    slot = act.id.slot,
+                    pid,
+                    "worker closed its channel but did not exit; killing it"
+                );
+                signal_group(pid, Signal::SIGKILL);
+            }
+        });
+    }
+
+    fn on_assign(&mut self, batch: Vec<Pending>, ctx: &mut Context<Self>) {
+        if !self.channel_open || self.state == WorkerState::Draining {
+            self.balancer.do_send(Requeue(batch));
+            return;
+        }
+        let mut earliest = None;
+        for pending in batch {
+            if pending.is_abandoned() {
+                continue;
+            }
+            if let Err(e) = self
+                .sink
+                .push_request(pending.id, pending.created_at, &pending.payload)
+            {
+                let error = match e {
+                    lpm_protocol::Error::FrameTooLarge { len, max } => {
+                        Error::PayloadTooLarge { len, max }
+                    }
+                    other => Error::Encode {
+                        reason: other.to_string(),
+                    },
+                };
+                pending.fail(error);
+                continue;
+            }
+            if let Some(deadline) = pending.deadline {
+                self.deadlines.insert((deadline, pending.id));
+                earliest = Some(earliest.map_or(deadline, |e: Instant| e.min(deadline)));
+            }
+            self.in_flight.insert(pending.id, pending);
+        }
+        self.flush(ctx);
+        if earliest.is_some() {
+            self.arm_timer(ctx);
+        }
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let Some(&(earliest, _)) = self.deadlines.first() else {
+            return;
+        };
+        if let Some((at, handle)) = self.timer {
+            if at <= earliest {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = earliest.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.expire(ctx);
+        });
+        self.timer = Some((earliest, handle));
+    }
+
+    /// Times out the requests whose deadline passed: retried elsewhere while
+    /// retries last, else answered with `Timeout`. Either way the slot is freed.
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut retry = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(pending) = self.in_flight.remove(&id) else {
+                continue;
+            };
+            tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "request timed out");
+            match pending.retry(now) {
+                Ok(again) => retry.push(again),
+                Err(last) => {
+                    let error = last.timeout_error();
+                    last.fail(error);
+                }
+            }
+        }
+        if !retry.is_empty() {
+            self.balancer.do_send(Requeue(retry));
+        }
+        self.balancer.do_send(Freed);
+        self.arm_timer(ctx);
+    }
+
+    fn take(&mut self, id: &RequestId) -> Option<Pending> {
+        let pending = self.in_flight.remove(id);
+        match &pending {
+            Some(p) => {
+                if let Some(deadline) = p.deadline {
+                    self.deadlines.remove(&(deadline, *id));
+                }
+            }
+            None => {
+                tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "answer for a request no longer in flight (timed out or cancelled); dropped");
+            }
+        }
+        pending
+    }
+
+    /// Handles one message: `Ok(true)` when it freed a request slot, `Err` on a protocol violation.
+    fn on_message(&mut self, msg: ToSupervisor, ctx: &mut Context<Self>) -> Result<bool, String> {
+        let slot = self.id.slot;
+        if !self.handshaken {
+            return match msg {
+                ToSupervisor::Hello { version, pid } => {
+                    if version != PROTOCOL_VERSION {
+                        return Err(format!(
+                            "worker speaks protocol version {version}, the supervisor {PROTOCOL_VERSION}; \
+                             rebuild the worker against this lpm version"
+                        ));
+                    }
+                    if pid != self.pid {
+                        tracing::debug!(
+                            slot,
+                            pid = self.pid,
+                            reported = pid,
+                            "worker reports another pid (a wrapper process?)"
+                        );
+                    }
+                    self.handshaken = true;
+                    Ok(false)
+                }
+                other => Err(format!("expected Hello first, got {}", kind(&other))),
+            };
+        }
+        let freed = match msg {
+            ToSupervisor::Response { id, payload } => {
+                if let Some(p) = self.take(&id) {
+                    self.served += 1;
+                    p.respond(self.pid, slot, payload, false);
+                }
+                true
+            }
+            ToSupervisor::Ack { id } => {
+                if let Some(p) = self.take(&id) {
+                    self.served += 1;
+                    p.respond(self.pid, slot, Vec::new(), true);
+                }
+                true
+            }
+            ToSupervisor::Failed { id, message } => {
+                if let Some(p) = self.take(&id) {
+                    p.fail(Error::Handler {
+                        message,
+                        pid: self.pid,
+                    });
+                }
+                true
+            }
+            ToSupervisor::Ready => {
+                if self.state != WorkerState::Draining {
+                    let first = self.state == WorkerState::Starting;
+                    self.set_state(WorkerState::Ready);
+                    if first {
+                        self.supervisor.do_send(WorkerReady { id: self.id });
+                    }
+                }
+                false
+            }
+            ToSupervisor::Busy => {
+                if self.state != WorkerState::Draining {
+                    self.set_state(WorkerState::Busy);
+                }
+                false
+            }
+            ToSupervisor::Emit {
+                name,
+                payload,
+                reply_to,
+            } => {
+                let reply = reply_to.map(|id| (id, ctx.address().recipient()));
+                let event = CustomEvent::new(slot, self.pid, name, payload, reply);
+                self.supervisor.do_send(Publish(PoolEvent::Custom(event)));
+                false
+            }
+            ToSupervisor::SoftKillDone => {
+                tracing::debug!(slot, pid = self.pid, "worker finished its soft kill");
+                false
+            }
+            ToSupervisor::Stats(stats) => {
+                self.stats = stats;
+                false
+            }
+            ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
+        };
+        Ok(freed)
+    }
+
+    fn on_exit(&mut self, status: std::io::Result<ExitStatus>, ctx: &mut Context<Self>) {
+        use std::os::unix::process::ExitStatusExt;
+        self.close_channel(ctx);
+        if let Some(sampling) = self.sampling.take() {
+            ctx.cancel_future(sampling);
+        }
+        let (code, signal) = match &status {
+            Ok(s) => (s.code(), s.signal()),
+            Err(e) => {
+                tracing::error!(slot = self.id.slot, pid = self.pid, error = %e, "could not reap worker");
+                (None, None)
+            }
+        };
+        let held: Vec<Pending> = self.in_flight.drain().map(|(_, p)| p).collect();
+        self.deadlines.clear();
+        let eof = self.stderr_eof.take();
+        let report = move |act: &mut Self, _ctx: &mut Context<Self>| {
+            act.supervisor.do_send(WorkerExited {
+                id: act.id,
+                pid: act.pid,
+                code,
+                signal,
+                stderr_tail: act.stderr_tail.lines(),
+                held,
+            });
+            // No ctx.stop(): the actor ends once the supervisor and balancer drop
+            // its address, and until then late assignments are sent back, not lost.
+        };
+        match eof {
+            Some(eof) => {
+                ctx.spawn(
+                    async move {
+                        let _ = tokio::time::timeout(STDERR_DRAIN, eof).await;
+                    }
+                    .into_actor(self)
+                    .map(move |(), act, ctx| report(act, ctx)),
+                );
+            }
+            None => report(self, ctx),
+        }
+    }
+}
+
+fn kind(msg: &ToSupervisor) -> &'static str {
+    match msg {
+        ToSupervisor::Hello { .. } => "Hello",
+        ToSupervisor::Ready => "Ready",
+        ToSupervisor::Busy => "Busy",
+        ToSupervisor::Response { .. } => "Response",
+        ToSupervisor::Failed { .. } => "Failed",
+        ToSupervisor::Ack { .. } => "Ack",
+        ToSupervisor::Emit { .. } => "Emit",
+        ToSupervisor::SoftKillDone => "SoftKillDone",
+        ToSupervisor::Stats(_) => "Stats",
+    }
+}
+
+impl Actor for WorkerHandle {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let hello = ToWorker::Hello {
+            version: PROTOCOL_VERSION,
+            slot: self.id.slot as u32,
+        };
+        self.push(&hello, ctx);
+        if let Some(stream) = self.stream.take() {
+            ctx.add_stream(stream);
+        }
+        if let Some(mut child) = self.child.take() {
+            ctx.spawn(
+                async move { child.wait().await }
+                    .into_actor(self)
+                    .map(|status, act, ctx| act.on_exit(status, ctx)),
+            );
+        }
+        ctx.run_later(self.config.spawn_timeout, |act, ctx| {
+            if act.state == WorkerState::Starting && act.channel_open {
+                let reason = format!(
+                    "no handshake and ready within {:?} (Config::spawn_timeout)",
+                    act.config.spawn_timeout
+                );
+                act.broken(reason, ctx);
+            }
+        });
+        self.sample();
+        let sampling = ctx.run_interval(self.config.sample_interval, |act, _| act.sample());
+        self.sampling = Some(sampling);
+    }
+}
+
+impl WorkerHandle {
+    fn sample(&mut self) {
+        if let Some((rss, cpu)) = self.sampler.sample() {
+            self.rss = rss;
+            self.cpu = cpu;
+            self.balancer.do_send(LoadSample { id: self.id, rss });
+        }
+    }
+}
+
+impl StreamHandler<Result<Vec<ToSupervisor>, lpm_protocol::Error>> for WorkerHandle {
+    fn handle(
+        &mut self,
+        batch: Result<Vec<ToSupervisor>, lpm_protocol::Error>,
+        ctx: &mut Context<Self>,
+    ) {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => return self.broken(format!("bad frame from worker: {e}"), ctx),
+        };
+        let mut freed = false;
+        for msg in batch {
+            match self.on_message(msg, ctx) {
+                Ok(f) => freed |= f,
+                Err(reason) => return self.broken(format!("protocol violation: {reason}"), ctx),
+            }
+        }
+        if freed {
+            self.balancer.do_send(Freed);
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        tracing::debug!(
+            slot = self.id.slot,
+            pid = self.pid,
+            "worker closed its channel"
+        );
+        self.close_channel(ctx);
+    }
+}
+
+impl Handler<Assign> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
+        self.on_assign(msg.0, ctx);
+    }
+}
+
+impl Handler<SendEvent> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendEvent, ctx: &mut Context<Self>) {
+        let event = ToWorker::Event {
+            name: msg.name,
+            payload: msg.payload,
+        };
+        self.push(&event, ctx);
+    }
+}
+
+impl Handler<DeliverReply> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliverReply, ctx: &mut Context<Self>) {
+        let reply = ToWorker::EmitReply {
+            emit_id: msg.emit_id,
+            outcome: msg.outcome.map(serde_bytes::ByteBuf::from),
+        };
+        self.push(&reply, ctx);
+    }
+}
+
+impl Handler<Drain> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Drain, ctx: &mut Context<Self>) {
+        if self.channel_open {
+            self.set_state(WorkerState::Draining);
+            self.push(&ToWorker::SoftKill, ctx);
+        }
+    }
+}
+
+impl Handler<Kill> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Kill, ctx: &mut Context<Self>) {
+        for (_, pending) in self.in_flight.drain() {
+            pending.fail(Error::Killed);
+        }
+        self.deadlines.clear();
+        if self.channel_open {
+            self.push(&ToWorker::HardKill, ctx);
+        }
+        self.close_channel(ctx);
+        signal_group(self.pid, Signal::SIGKILL);
+    }
+}
+
+impl Handler<SignalWorker> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: SignalWorker, _ctx: &mut Context<Self>) {
+        signal_group(self.pid, msg.0);
+    }
+}
+
+impl Handler<Sample> for WorkerHandle {
+    type Result = MessageResult<Sample>;
+
+    fn handle(&mut self, _msg: Sample, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(WorkerHealth {
+            slot: self.id.slot,
+            pid: Some(self.pid),
+            rss: self.rss,
+            cpu: self.cpu,
+            in_flight: self.in_flight.len(),
+            served: self.served,
+            restarts: 0,
+            uptime: self.started_at.elapsed(),
+            state: self.state,
+            stats: self.stats.clone(),
+        })
+    }
+}
