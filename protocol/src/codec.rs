@@ -59,10 +59,13 @@ pub fn encode_frame<T: Serialize>(
             max: max_frame_len,
         });
     }
-    let prefix = u32::try_from(len).map_err(|_| Error::FrameTooLarge {
-        len,
-        max: max_frame_len,
-    })?;
+    let Ok(prefix) = u32::try_from(len) else {
+        out.truncate(start);
+        return Err(Error::FrameTooLarge {
+            len,
+            max: max_frame_len,
+        });
+    };
     out[start..start + HEADER_LEN].copy_from_slice(&prefix.to_le_bytes());
     Ok(())
 }

@@ -27,6 +27,8 @@ pub struct FrameStream<T> {
     stream: Arc<UnixStream>,
     buf: BytesMut,
     decoder: FrameDecoder,
+    /// An error met after some frames of the same read decoded; yielded after them.
+    error: Option<Error>,
     done: bool,
     _msg: PhantomData<fn() -> T>,
 }
@@ -38,6 +40,7 @@ impl<T: DeserializeOwned> FrameStream<T> {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             decoder: FrameDecoder::new(max_frame_len),
+            error: None,
             done: false,
             _msg: PhantomData,
         }
@@ -60,6 +63,9 @@ impl<T: DeserializeOwned> FrameStream<T> {
     }
 
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<T>, Error>>> {
+        if let Some(e) = self.error.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -67,7 +73,12 @@ impl<T: DeserializeOwned> FrameStream<T> {
         loop {
             if let Err(e) = self.decode_buffered(&mut batch) {
                 self.done = true;
-                return Poll::Ready(Some(Err(e)));
+                if batch.is_empty() {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                // Deliver the frames that came before the bad one first.
+                self.error = Some(e);
+                return Poll::Ready(Some(Ok(batch)));
             }
             if !batch.is_empty() {
                 return Poll::Ready(Some(Ok(batch)));

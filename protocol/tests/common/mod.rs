@@ -1,0 +1,220 @@
+//! Messages and proptest strategies shared by the test files.
+//!
+//! Each test file is its own crate and uses only part of this module.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use lpm_protocol::{
+    encode_frame, Error, FrameDecoder, RequestFrame, Timestamp, ToSupervisor, ToWorker,
+};
+use proptest::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+/// The wire index of a `ToWorker` variant. The match has no wildcard, so a
+/// new variant does not compile until the samples below cover it.
+pub(crate) fn to_worker_index(msg: &ToWorker) -> u8 {
+    match msg {
+        ToWorker::Hello { .. } => 0,
+        ToWorker::Request(_) => 1,
+        ToWorker::Event { .. } => 2,
+        ToWorker::EmitReply { .. } => 3,
+        ToWorker::SoftKill => 4,
+        ToWorker::HardKill => 5,
+    }
+}
+
+/// Number of `ToWorker` variants.
+pub(crate) const TO_WORKER_VARIANTS: u8 = 6;
+
+/// The wire index of a `ToSupervisor` variant (no wildcard, as above).
+pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
+    match msg {
+        ToSupervisor::Hello { .. } => 0,
+        ToSupervisor::Ready => 1,
+        ToSupervisor::Busy => 2,
+        ToSupervisor::Response { .. } => 3,
+        ToSupervisor::Failed { .. } => 4,
+        ToSupervisor::Ack { .. } => 5,
+        ToSupervisor::Emit { .. } => 6,
+        ToSupervisor::SoftKillDone => 7,
+        ToSupervisor::Stats(_) => 8,
+    }
+}
+
+/// Number of `ToSupervisor` variants.
+pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 9;
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e000 | n)
+}
+
+/// Every `ToWorker` variant at least once, with empty and non-empty fields.
+pub(crate) fn every_to_worker() -> Vec<ToWorker> {
+    vec![
+        ToWorker::Hello {
+            version: lpm_protocol::PROTOCOL_VERSION,
+            slot: 0,
+        },
+        ToWorker::Hello {
+            version: u16::MAX,
+            slot: u32::MAX,
+        },
+        ToWorker::Request(RequestFrame {
+            id: id(1),
+            created_at: Timestamp(1_700_000_000_123_456_789),
+            payload: vec![2, b'h', b'i', 3],
+        }),
+        ToWorker::Request(RequestFrame {
+            id: Uuid::nil(),
+            created_at: Timestamp(0),
+            payload: Vec::new(),
+        }),
+        ToWorker::Event {
+            name: "config-reloaded".into(),
+            payload: vec![0xff; 200],
+        },
+        ToWorker::Event {
+            name: String::new(),
+            payload: Vec::new(),
+        },
+        ToWorker::EmitReply {
+            emit_id: 300,
+            outcome: Ok(ByteBuf::from(vec![1, 2, 3])),
+        },
+        ToWorker::EmitReply {
+            emit_id: u64::MAX,
+            outcome: Err("no subscriber answered — ünïcode".into()),
+        },
+        ToWorker::SoftKill,
+        ToWorker::HardKill,
+    ]
+}
+
+/// Every `ToSupervisor` variant at least once, with empty and non-empty fields.
+pub(crate) fn every_to_supervisor() -> Vec<ToSupervisor> {
+    vec![
+        ToSupervisor::Hello {
+            version: lpm_protocol::PROTOCOL_VERSION,
+            pid: 4242,
+        },
+        ToSupervisor::Ready,
+        ToSupervisor::Busy,
+        ToSupervisor::Response {
+            id: id(2),
+            payload: vec![7; 130],
+        },
+        ToSupervisor::Response {
+            id: id(3),
+            payload: Vec::new(),
+        },
+        ToSupervisor::Failed {
+            id: id(4),
+            message: "handler panicked: index out of bounds".into(),
+        },
+        ToSupervisor::Ack { id: id(5) },
+        ToSupervisor::Emit {
+            name: "tick".into(),
+            payload: vec![0x2a],
+            reply_to: None,
+        },
+        ToSupervisor::Emit {
+            name: "ask".into(),
+            payload: Vec::new(),
+            reply_to: Some(300),
+        },
+        ToSupervisor::SoftKillDone,
+        ToSupervisor::Stats(Vec::new()),
+        ToSupervisor::Stats(vec![
+            ("heap".into(), 1.5e9),
+            ("hit-ratio".into(), -0.25),
+            ("inf".into(), f64::INFINITY),
+        ]),
+    ]
+}
+
+/// `msgs` as back-to-back frames, and the offset where each frame ends.
+pub(crate) fn encode_all<T: Serialize>(msgs: &[T], max_frame_len: usize) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::new();
+    let mut ends = Vec::new();
+    for msg in msgs {
+        encode_frame(msg, &mut out, max_frame_len).expect("sample message encodes");
+        ends.push(out.len());
+    }
+    (out, ends)
+}
+
+/// Every message `decoder` can take out of `buf` now.
+pub(crate) fn drain<T: DeserializeOwned>(
+    decoder: &mut FrameDecoder,
+    buf: &mut BytesMut,
+) -> Result<Vec<T>, Error> {
+    let mut out = Vec::new();
+    while let Some(msg) = decoder.decode(buf)? {
+        out.push(msg);
+    }
+    Ok(out)
+}
+
+fn uuid() -> impl Strategy<Value = Uuid> {
+    any::<[u8; 16]>().prop_map(Uuid::from_bytes)
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..64)
+}
+
+/// Any `f64` but NaN, which is not equal to itself (NaN has its own test).
+fn f64_not_nan() -> impl Strategy<Value = f64> {
+    use prop::num::f64;
+    f64::POSITIVE | f64::NEGATIVE | f64::NORMAL | f64::SUBNORMAL | f64::ZERO | f64::INFINITE
+}
+
+/// Any `ToWorker`.
+pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
+    prop_oneof![
+        (any::<u16>(), any::<u32>()).prop_map(|(version, slot)| ToWorker::Hello { version, slot }),
+        (uuid(), any::<u64>(), bytes()).prop_map(|(id, t, payload)| {
+            ToWorker::Request(RequestFrame {
+                id,
+                created_at: Timestamp(t),
+                payload,
+            })
+        }),
+        (any::<String>(), bytes()).prop_map(|(name, payload)| ToWorker::Event { name, payload }),
+        (
+            any::<u64>(),
+            prop_oneof![
+                bytes().prop_map(|b| Ok(ByteBuf::from(b))),
+                any::<String>().prop_map(Err),
+            ]
+        )
+            .prop_map(|(emit_id, outcome)| ToWorker::EmitReply { emit_id, outcome }),
+        Just(ToWorker::SoftKill),
+        Just(ToWorker::HardKill),
+    ]
+}
+
+/// Any `ToSupervisor` without NaN in its stats.
+pub(crate) fn to_supervisor() -> impl Strategy<Value = ToSupervisor> {
+    prop_oneof![
+        (any::<u16>(), any::<u32>())
+            .prop_map(|(version, pid)| ToSupervisor::Hello { version, pid }),
+        Just(ToSupervisor::Ready),
+        Just(ToSupervisor::Busy),
+        (uuid(), bytes()).prop_map(|(id, payload)| ToSupervisor::Response { id, payload }),
+        (uuid(), any::<String>()).prop_map(|(id, message)| ToSupervisor::Failed { id, message }),
+        uuid().prop_map(|id| ToSupervisor::Ack { id }),
+        (any::<String>(), bytes(), any::<Option<u64>>()).prop_map(|(name, payload, reply_to)| {
+            ToSupervisor::Emit {
+                name,
+                payload,
+                reply_to,
+            }
+        }),
+        Just(ToSupervisor::SoftKillDone),
+        prop::collection::vec((any::<String>(), f64_not_nan()), 0..8).prop_map(ToSupervisor::Stats),
+    ]
+}
