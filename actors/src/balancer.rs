@@ -120,6 +120,8 @@ pub struct Balancer {
     counters: Arc<Counters>,
     accepting: bool,
     down: bool,
+    /// Set by a kill: requests that come back from workers fail with it.
+    refuse: Option<Error>,
     flush_scheduled: bool,
     expiry: Option<(Instant, SpawnHandle)>,
     drained: Vec<oneshot::Sender<()>>,
@@ -139,6 +141,7 @@ impl Balancer {
             counters,
             accepting: true,
             down: false,
+            refuse: None,
             flush_scheduled: false,
             expiry: None,
             drained: Vec::new(),
@@ -232,7 +235,9 @@ impl Balancer {
     fn requeue(&mut self, requests: Vec<Pending>, ctx: &mut Context<Self>) {
         for mut p in requests.into_iter().rev() {
             p.load = None;
-            if self.down {
+            if let Some(error) = &self.refuse {
+                p.fail(error.clone());
+            } else if self.down {
                 p.fail(Error::NoWorkers);
             } else {
                 // They waited longest: first in line. The queue bound is for new requests.
@@ -424,7 +429,9 @@ impl Handler<FailQueued> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: FailQueued, _ctx: &mut Context<Self>) {
+        self.accepting = false;
         self.fail_queued(&msg.0);
+        self.refuse = Some(msg.0);
     }
 }
 

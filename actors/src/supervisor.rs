@@ -206,7 +206,7 @@ impl Supervisor {
             slot,
             generation: self.generation,
         };
-        let spawned = match spawn_worker(&self.command, slot) {
+        let spawned = match spawn_worker(&self.command, self.config.max_frame_len) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(slot, program = %self.command.program.display(), error = %e, "could not start worker");

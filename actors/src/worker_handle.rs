@@ -485,9 +485,9 @@ impl Actor for WorkerHandle {
             );
         }
         ctx.run_later(self.config.spawn_timeout, |act, ctx| {
-            if act.state == WorkerState::Starting && act.channel_open {
+            if !act.handshaken && act.channel_open {
                 let reason = format!(
-                    "no handshake and ready within {:?} (Config::spawn_timeout)",
+                    "no handshake within {:?} (Config::spawn_timeout)",
                     act.config.spawn_timeout
                 );
                 act.broken(reason, ctx);
@@ -612,6 +612,8 @@ impl Handler<Sample> for WorkerHandle {
     type Result = MessageResult<Sample>;
 
     fn handle(&mut self, _msg: Sample, _ctx: &mut Context<Self>) -> Self::Result {
+        // A fresh sample: CPU is measured since the previous one.
+        self.sample();
         MessageResult(WorkerHealth {
             slot: self.id.slot,
             pid: Some(self.pid),

@@ -45,6 +45,19 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Environment variable naming the worker's end of the IPC socketpair.
 pub const IPC_FD_ENV: &str = "LPM_IPC_FD";
 
+/// Environment variable carrying the supervisor's frame size limit, so the
+/// worker accepts every frame the supervisor may send.
+pub const MAX_FRAME_LEN_ENV: &str = "LPM_MAX_FRAME_LEN";
+
+/// The frame size limit the supervisor announced in [`MAX_FRAME_LEN_ENV`],
+/// else [`DEFAULT_MAX_FRAME_LEN`].
+pub fn max_frame_len_from_env() -> usize {
+    std::env::var(MAX_FRAME_LEN_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_FRAME_LEN)
+}
+
 /// The file descriptor number the supervisor gives the worker's channel.
 pub const IPC_FD: i32 = 3;
 

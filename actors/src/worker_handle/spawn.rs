@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::Stdio;
 
-use lpm_protocol::{IPC_FD, IPC_FD_ENV};
+use lpm_protocol::{IPC_FD, IPC_FD_ENV, MAX_FRAME_LEN_ENV};
 use tokio::process::{Child, Command};
 
 use crate::WorkerCommand;
@@ -18,13 +18,13 @@ pub(crate) struct Spawned {
     pub(crate) channel: tokio::net::UnixStream,
 }
 
-/// Starts one worker process for `slot`.
+/// Starts one worker process.
 ///
 /// The child gets: fd 3 = its end of a fresh socketpair (and `LPM_IPC_FD=3`),
 /// stdin from /dev/null, stdout and stderr piped to us, its own process group
 /// (so a hard kill reaches its own children too, and a terminal's Ctrl-C goes
 /// to the supervisor alone), and SIGKILL when the supervisor's thread dies.
-pub(crate) fn spawn_worker(command: &WorkerCommand, slot: usize) -> io::Result<Spawned> {
+pub(crate) fn spawn_worker(command: &WorkerCommand, max_frame_len: usize) -> io::Result<Spawned> {
     // std creates both ends with CLOEXEC: no other child inherits them.
     let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()?;
     parent_end.set_nonblocking(true)?;
@@ -33,7 +33,7 @@ pub(crate) fn spawn_worker(command: &WorkerCommand, slot: usize) -> io::Result<S
     cmd.args(&command.args)
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .env(IPC_FD_ENV, IPC_FD.to_string())
-        .env("LPM_SLOT", slot.to_string())
+        .env(MAX_FRAME_LEN_ENV, max_frame_len.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

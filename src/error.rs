@@ -1,0 +1,196 @@
+//! The one error type of the `lpm` facade: what can go wrong in a worker process.
+//!
+//! Errors of the wire protocol crate and of postcard stay private: they are
+//! carried as an opaque `#[source]` or as text, so upgrading either is not a
+//! breaking change for code that matches on [`Error`].
+
+use uuid::Uuid;
+
+use crate::BoxError;
+
+/// What can go wrong in the worker runtime ([`crate::worker`]).
+///
+/// Each message says what happened and what to do about it. Causes, where
+/// there is one, are available through [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// This process did not inherit a usable IPC channel from a supervisor.
+    #[error(
+        "this process has no IPC channel to an lpm supervisor; start it through an lpm pool, \
+         which passes the channel as file descriptor 3 and names it in LPM_IPC_FD \
+         (tests can use `Worker::connect` with one end of a socketpair)"
+    )]
+    NoChannel {
+        /// Why the inherited descriptor cannot be used.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The supervisor speaks another protocol version.
+    #[error(
+        "protocol version mismatch: this worker speaks version {ours}, the supervisor speaks \
+         version {theirs}; build the worker and the supervisor against the same lpm version"
+    )]
+    VersionMismatch {
+        /// The worker's [`lpm_protocol::PROTOCOL_VERSION`].
+        ours: u16,
+        /// The version the supervisor announced.
+        theirs: u16,
+    },
+
+    /// The supervisor did not open the channel with a valid `Hello`.
+    #[error(
+        "handshake with the supervisor failed: {reason}; the peer is not an lpm supervisor \
+         or it is broken"
+    )]
+    Handshake {
+        /// What was received instead of a `Hello`.
+        reason: String,
+    },
+
+    /// Reading from or writing to the IPC channel failed, or the supervisor
+    /// sent a frame that does not decode.
+    #[error(
+        "the IPC channel to the supervisor failed; the worker cannot go on and should exit \
+         (its supervisor replaces it)"
+    )]
+    Channel {
+        /// The I/O or framing error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The channel is closed: [`Worker::run`](crate::worker::Worker::run)
+    /// has returned, or the supervisor hung up.
+    #[error(
+        "the channel to the supervisor is closed (the worker stopped running or the supervisor \
+         hung up); nothing more can be sent"
+    )]
+    ChannelClosed,
+
+    /// [`Worker::run`](crate::worker::Worker::run) was called a second time.
+    #[error("this worker is already running or has run; call `Worker::run` exactly once")]
+    AlreadyRunning,
+
+    /// A payload did not decode as the requested type.
+    #[error(
+        "could not decode the payload as `{type_name}`: {reason}; the sender and the receiver \
+         must agree on the payload type (postcard is not self-describing: untagged enums, \
+         `serde(flatten)` and `deserialize_any` types cannot be decoded)"
+    )]
+    Decode {
+        /// The type that was asked for.
+        type_name: &'static str,
+        /// What postcard reported.
+        reason: String,
+    },
+
+    /// A payload could not be encoded.
+    #[error(
+        "could not encode a `{type_name}` payload: {reason}; its Serialize impl failed, or it \
+         needs something postcard lacks (sequences and maps must know their length)"
+    )]
+    Encode {
+        /// The type that was being encoded.
+        type_name: &'static str,
+        /// What postcard reported.
+        reason: String,
+    },
+
+    /// A message would exceed the maximum frame length.
+    #[error(
+        "a message of {len} bytes exceeds the frame limit of {max} bytes; send smaller payloads \
+         (split them, or pass large data out of band)"
+    )]
+    PayloadTooLarge {
+        /// The encoded message length.
+        len: usize,
+        /// The frame limit.
+        max: usize,
+    },
+
+    /// The request was already answered: its handler failed while the
+    /// [`Request`](crate::worker::Request) lived on in another task.
+    #[error(
+        "request {id} was already answered (its handler returned an error or panicked); \
+         answer a request from one place only"
+    )]
+    AlreadyAnswered {
+        /// The request.
+        id: Uuid,
+    },
+
+    /// The supervisor answered an emitted event with an error instead of a reply.
+    #[error("the supervisor gave no reply to event `{event}`: {reason}")]
+    NoReply {
+        /// The event name.
+        event: String,
+        /// The supervisor's explanation.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// A channel error (I/O or framing) of the protocol crate, kept opaque.
+    pub(crate) fn channel(source: impl Into<BoxError>) -> Self {
+        Error::Channel {
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn decode<T>(e: postcard::Error) -> Self {
+        Error::Decode {
+            type_name: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        }
+    }
+
+    pub(crate) fn encode<T: ?Sized>(e: postcard::Error) -> Self {
+        Error::Encode {
+            type_name: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Encodes a user payload with postcard.
+pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(payload: &T) -> Result<Vec<u8>, Error> {
+    postcard::to_allocvec(payload).map_err(Error::encode::<T>)
+}
+
+/// Decodes a user payload with postcard.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    postcard::from_bytes(bytes).map_err(Error::decode::<T>)
+}
+
+/// `error: cause: cause ...`, the whole `source()` chain on one line.
+pub(crate) fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_chain_joins_sources() {
+        let e = Error::channel(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe"));
+        let text = display_chain(&e);
+        assert!(text.starts_with("the IPC channel to the supervisor failed"));
+        assert!(text.ends_with(": pipe"), "{text}");
+    }
+
+    #[test]
+    fn decode_names_the_type() {
+        let e = decode_payload::<String>(&[5, b'a']).unwrap_err();
+        assert!(matches!(e, Error::Decode { type_name, .. } if type_name.contains("String")));
+    }
+}

@@ -1,0 +1,83 @@
+//! Named events broadcast by the supervisor, and the handlers that receive them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+
+use super::request::panic_message;
+use crate::error::decode_payload;
+use crate::Error;
+
+/// An event the supervisor broadcast, handed to the handler registered for
+/// its name with [`Worker::on_event`](super::Worker::on_event).
+#[derive(Clone)]
+pub struct Event {
+    name: String,
+    payload: Vec<u8>,
+}
+
+impl Event {
+    pub(crate) fn new(name: String, payload: Vec<u8>) -> Self {
+        Self { name, payload }
+    }
+
+    /// The event's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Decodes the payload as the broadcaster's type.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the payload is not a postcard encoding of `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        decode_payload(&self.payload)
+    }
+
+    /// The payload as it arrived.
+    pub fn bytes(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// A registered event handler, its future boxed (events are rare next to requests).
+pub(crate) type EventHandler = Arc<dyn Fn(Event) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Event handlers by name.
+pub(crate) type EventHandlers = HashMap<String, EventHandler>;
+
+/// Runs the handler for `event` in its own task; without one, logs and drops it.
+pub(crate) fn dispatch(handler: Option<EventHandler>, event: Event) {
+    let Some(handler) = handler else {
+        tracing::debug!(event = %event.name, "no handler for event; ignored");
+        return;
+    };
+    let name = event.name.clone();
+    tokio::spawn(async move {
+        let outcome = AssertUnwindSafe(async move { handler(event).await })
+            .catch_unwind()
+            .await;
+        if let Err(panic) = outcome {
+            tracing::warn!(
+                event = %name,
+                "event handler panicked: {}",
+                panic_message(panic.as_ref())
+            );
+        }
+    });
+}

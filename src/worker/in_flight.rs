@@ -1,0 +1,110 @@
+//! The requests received and not yet answered: for [`Worker::requests`] and
+//! for a soft kill, which waits until there are none.
+//!
+//! [`Worker::requests`]: super::Worker::requests
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::request::RequestState;
+
+/// Request ids are random (UUID v4) and come from the trusted supervisor, so
+/// their first eight bytes are a hash already; SipHash would only cost time.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of the id's byte array: always 16, no information.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type ById = HashMap<Uuid, Arc<RequestState>, BuildHasherDefault<IdHasher>>;
+
+/// Unanswered requests by id, plus a count that drops only once the answer
+/// is queued, so "none in flight" implies every answer is already in the outbox.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    by_id: Mutex<ById>,
+    unanswered: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn lock(&self) -> MutexGuard<'_, ById> {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new request; `false` if one with the same id is in flight.
+    pub(crate) fn insert(&self, state: &Arc<RequestState>) -> bool {
+        match self.lock().entry(state.id()) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(state));
+                self.unanswered.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+        }
+    }
+
+    /// Takes the request out of the snapshot; call before queueing its answer.
+    pub(crate) fn remove(&self, id: &Uuid) {
+        self.lock().remove(id);
+    }
+
+    /// Counts the request as answered; call after queueing its answer.
+    pub(crate) fn answered(&self) {
+        if self.unanswered.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// The requests not yet answered, oldest first.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<RequestState>> {
+        let mut states: Vec<_> = self.lock().values().cloned().collect();
+        states.sort_by_key(|s| (s.created_at_raw(), s.id()));
+        states
+    }
+
+    /// How many requests are not answered yet.
+    pub(crate) fn len(&self) -> usize {
+        self.unanswered.load(Ordering::Acquire)
+    }
+
+    /// Waits until every request received so far is answered.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Register before checking, so an answer in between is not missed.
+            notified.as_mut().enable();
+            if self.len() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Forgets every request (they hold the worker's state: this breaks the
+    /// cycle once the worker has stopped).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+}

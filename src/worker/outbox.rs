@@ -1,0 +1,173 @@
+//! The one write buffer every message to the supervisor goes through.
+//!
+//! Handlers append encoded frames to a shared buffer; a single writer task
+//! swaps the buffer out and writes all of it at once, so under load many
+//! responses leave in one syscall and no handler ever waits for the socket.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lpm_protocol::ToSupervisor;
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+use crate::Error;
+
+/// Initial capacity of each of the two buffers.
+const INITIAL_CAPACITY: usize = 64 * 1024;
+/// A buffer that grew beyond this is given back after use.
+const MAX_RETAINED: usize = 4 * 1024 * 1024;
+
+/// Frames waiting for the writer task.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer; signalled when the buffer stops being empty, or on close.
+    wake: Notify,
+    max_frame_len: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl Outbox {
+    pub(crate) fn new(max_frame_len: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                buf: Vec::with_capacity(INITIAL_CAPACITY),
+                closed: false,
+            }),
+            wake: Notify::new(),
+            max_frame_len,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; recover the data if something did.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one message for the writer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosed`] after [`Outbox::close`];
+    /// [`Error::PayloadTooLarge`] when the frame would exceed the limit
+    /// (nothing is queued then).
+    pub(crate) fn push(&self, msg: &ToSupervisor) -> Result<(), Error> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Error::ChannelClosed);
+        }
+        let was_empty = state.buf.is_empty();
+        lpm_protocol::encode_frame(msg, &mut state.buf, self.max_frame_len).map_err(
+            |e| match e {
+                lpm_protocol::Error::FrameTooLarge { len, max } => {
+                    Error::PayloadTooLarge { len, max }
+                }
+                other => Error::channel(other),
+            },
+        )?;
+        drop(state);
+        // A non-empty buffer means the writer was woken already and has not
+        // taken the buffer yet: it will take this frame too.
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Refuses further messages; the writer writes what is queued and stops.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    /// Whether [`Outbox::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// The writer task: writes everything queued, with one write call per
+    /// batch when the socket takes it, until the outbox is closed and empty.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error; the outbox is closed then.
+    pub(crate) async fn write_all(self: Arc<Self>, stream: Arc<UnixStream>) -> io::Result<()> {
+        let mut spare = Vec::with_capacity(INITIAL_CAPACITY);
+        loop {
+            let closed = {
+                let mut state = self.lock();
+                std::mem::swap(&mut state.buf, &mut spare);
+                state.closed
+            };
+            if !spare.is_empty() {
+                if let Err(e) = write_buf(&stream, &spare).await {
+                    self.close();
+                    return Err(e);
+                }
+                if spare.capacity() > MAX_RETAINED {
+                    spare = Vec::with_capacity(INITIAL_CAPACITY);
+                } else {
+                    spare.clear();
+                }
+            }
+            if closed {
+                // `push` refuses messages once closed, and the swap above saw
+                // `closed` under the same lock: nothing can be left behind.
+                return Ok(());
+            }
+            self.wake.notified().await;
+            // Let the handlers that are ready to run queue their answers
+            // first: one write then carries many of them.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Writes all of `buf`, waiting for the socket only when it is full.
+async fn write_buf(stream: &UnixStream, buf: &[u8]) -> io::Result<()> {
+    let mut written = 0;
+    while written < buf.len() {
+        match stream.try_write(&buf[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_after_close_is_refused() {
+        let outbox = Outbox::new(1024);
+        outbox.push(&ToSupervisor::Ready).unwrap();
+        outbox.close();
+        assert!(outbox.is_closed());
+        assert!(matches!(
+            outbox.push(&ToSupervisor::Busy),
+            Err(Error::ChannelClosed)
+        ));
+    }
+
+    #[test]
+    fn too_large_frame_is_refused_and_nothing_is_queued() {
+        let outbox = Outbox::new(8);
+        let big = ToSupervisor::Stats(vec![("a long statistic name".into(), 1.0)]);
+        assert!(matches!(
+            outbox.push(&big),
+            Err(Error::PayloadTooLarge { max: 8, .. })
+        ));
+        assert!(outbox.lock().buf.is_empty());
+    }
+}

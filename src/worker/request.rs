@@ -1,0 +1,339 @@
+//! A request from the supervisor, and the guarantee that it is answered exactly once.
+//!
+//! Each request has one shared state with three flags, set with atomic
+//! `fetch_or` so every party sees what happened before it:
+//!
+//! * `ANSWERED`: an answer was queued; whoever sets it first answers, nobody else does.
+//! * `DROPPED`: the [`Request`] value is gone.
+//! * `HANDLER_DONE`: the handler's future returned `Ok`.
+//!
+//! A handler error or panic answers `Failed` with its own message. A request
+//! dropped unanswered is answered by whichever of the two comes last: the
+//! request's `Drop` (when the handler returned earlier and the request lived on
+//! in another task) or the task that ran the handler (when the handler dropped
+//! the request, so the handler's outcome decides the message).
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::FutureExt;
+use lpm_protocol::{RequestFrame, Timestamp, ToSupervisor};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::worker::Shared;
+use crate::error::{decode_payload, display_chain, encode_payload};
+use crate::{BoxError, Error};
+
+const ANSWERED: u8 = 1;
+const DROPPED: u8 = 2;
+const HANDLER_DONE: u8 = 4;
+
+/// State shared by a [`Request`], its serving task and [`RequestInfo`] snapshots.
+pub(crate) struct RequestState {
+    id: Uuid,
+    created_at: Timestamp,
+    payload: Vec<u8>,
+    flags: AtomicU8,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RequestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestState")
+            .field("id", &self.id)
+            .field("flags", &self.flags)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a request is answered.
+enum Answer {
+    Response(Vec<u8>),
+    Ack,
+    Failed(String),
+}
+
+impl RequestState {
+    pub(crate) fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub(crate) fn created_at_raw(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// Queues the answer, unless the request was answered already.
+    fn answer(&self, answer: Answer) -> Result<(), Error> {
+        let before = self.flags.fetch_or(ANSWERED, Ordering::AcqRel);
+        if before & ANSWERED != 0 {
+            return Err(Error::AlreadyAnswered { id: self.id });
+        }
+        let id = self.id;
+        let msg = match answer {
+            Answer::Response(payload) => ToSupervisor::Response { id, payload },
+            Answer::Ack => ToSupervisor::Ack { id },
+            Answer::Failed(message) => ToSupervisor::Failed { id, message },
+        };
+        let in_flight = &self.shared.in_flight;
+        let outbox = &self.shared.outbox;
+        // Out of the snapshot before the answer can reach the supervisor; counted
+        // as answered only after it is queued, so a soft kill never overtakes it.
+        in_flight.remove(&id);
+        let queued = match outbox.push(&msg) {
+            Err(e @ Error::PayloadTooLarge { .. }) => {
+                let message = format!("the worker could not send its response: {e}");
+                // The caller still gets an answer; the handler gets the error.
+                let _ = outbox.push(&ToSupervisor::Failed { id, message });
+                Err(e)
+            }
+            other => other,
+        };
+        in_flight.answered();
+        queued
+    }
+
+    /// Answers `Failed` unless answered already; logs what could not be sent.
+    fn fail(&self, message: String) {
+        match self.answer(Answer::Failed(message)) {
+            Ok(()) | Err(Error::AlreadyAnswered { .. }) => {}
+            Err(e) => tracing::debug!(request = %self.id, error = %e, "could not send a failure"),
+        }
+    }
+
+    fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        decode_payload(&self.payload)
+    }
+}
+
+/// A request to serve, handed to the handler registered with
+/// [`Worker::on_request`](super::Worker::on_request).
+///
+/// Answer it once with [`Request::respond`] or [`Request::ack`]. It is
+/// `Send`: a handler may move it to another task and answer it later.
+///
+/// If no answer is given, the runtime answers for you, exactly once:
+///
+/// * the handler returns `Err(e)`: `Failed` with `e` and its sources, joined by `: `;
+/// * the handler panics: `Failed("handler panicked: <message>")`;
+/// * the handler returns `Ok` after dropping the request:
+///   `Failed("handler finished without answering request <id>")`;
+/// * the handler returns `Ok` while the request lives on elsewhere: nothing yet;
+///   if it is later dropped unanswered, `Failed("request <id> was dropped without an answer")`.
+pub struct Request {
+    state: Arc<RequestState>,
+}
+
+impl Request {
+    /// Registers a new request as in flight; `None` if its id is in flight already.
+    pub(crate) fn receive(frame: RequestFrame, shared: &Arc<Shared>) -> Option<Request> {
+        let state = Arc::new(RequestState {
+            id: frame.id,
+            created_at: frame.created_at,
+            payload: frame.payload,
+            flags: AtomicU8::new(0),
+            shared: Arc::clone(shared),
+        });
+        shared.in_flight.insert(&state).then_some(Request { state })
+    }
+
+    /// The request's id, as the caller's `Response` will carry it.
+    pub fn id(&self) -> Uuid {
+        self.state.id
+    }
+
+    /// When the caller enqueued the request (the supervisor's clock).
+    pub fn created_at(&self) -> SystemTime {
+        self.state.created_at.to_system_time()
+    }
+
+    /// Decodes the payload as the caller's type.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the payload is not a postcard encoding of `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        self.state.data()
+    }
+
+    /// The payload as it arrived: the postcard encoding of the caller's value.
+    pub fn bytes(&self) -> &[u8] {
+        &self.state.payload
+    }
+
+    /// Answers the request with `payload`.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Encode`] or [`Error::PayloadTooLarge`]: the payload cannot
+    ///   be sent; the caller is answered `Failed` with this error instead.
+    /// * [`Error::AlreadyAnswered`]: the handler failed while this request
+    ///   lived on in another task, and the failure was the answer.
+    /// * [`Error::ChannelClosed`]: the worker stopped running.
+    pub fn respond<T: Serialize + ?Sized>(self, payload: &T) -> Result<(), Error> {
+        match encode_payload(payload) {
+            Ok(bytes) => self.state.answer(Answer::Response(bytes)),
+            Err(e) => {
+                let answered = self.state.answer(Answer::Failed(format!(
+                    "the worker could not encode its response: {e}"
+                )));
+                Err(match answered {
+                    Err(already @ Error::AlreadyAnswered { .. }) => already,
+                    _ => e,
+                })
+            }
+        }
+    }
+
+    /// Marks the request as done without a payload (the supervisor sees an `Ack`).
+    ///
+    /// Nothing is sent if the request was already answered (see
+    /// [`Error::AlreadyAnswered`]) or the worker stopped running; that is
+    /// logged at debug level.
+    pub fn ack(self) {
+        if let Err(e) = self.state.answer(Answer::Ack) {
+            tracing::debug!(request = %self.state.id, error = %e, "ack not sent");
+        }
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        let before = self.state.flags.fetch_or(DROPPED, Ordering::AcqRel);
+        // Unanswered, and the handler already returned `Ok` without it: answer here.
+        // While the handler runs, its task answers instead, with its outcome.
+        if before & (ANSWERED | HANDLER_DONE) == HANDLER_DONE {
+            let id = self.state.id;
+            self.state
+                .fail(format!("request {id} was dropped without an answer"));
+        }
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.state.id)
+            .field("created_at", &self.created_at())
+            .field("payload_len", &self.state.payload.len())
+            .finish()
+    }
+}
+
+/// A snapshot of a request in flight, from [`Worker::requests`](super::Worker::requests).
+///
+/// It only reads the request; answering stays with the [`Request`] itself.
+#[derive(Clone)]
+pub struct RequestInfo {
+    state: Arc<RequestState>,
+}
+
+impl RequestInfo {
+    pub(crate) fn new(state: Arc<RequestState>) -> Self {
+        Self { state }
+    }
+
+    /// The request's id.
+    pub fn id(&self) -> Uuid {
+        self.state.id
+    }
+
+    /// When the caller enqueued the request (the supervisor's clock).
+    pub fn created_at(&self) -> SystemTime {
+        self.state.created_at.to_system_time()
+    }
+
+    /// Decodes the payload as the caller's type.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the payload is not a postcard encoding of `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        self.state.data()
+    }
+
+    /// The payload as it arrived.
+    pub fn bytes(&self) -> &[u8] {
+        &self.state.payload
+    }
+}
+
+impl fmt::Debug for RequestInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestInfo")
+            .field("id", &self.state.id)
+            .field("created_at", &self.created_at())
+            .field("payload_len", &self.state.payload.len())
+            .finish()
+    }
+}
+
+/// Answers a request whose id is already in flight on this worker.
+pub(crate) fn reject_duplicate(shared: &Shared, id: Uuid) {
+    tracing::warn!(request = %id, "request id already in flight; rejected");
+    let message =
+        format!("request {id} is already in flight on this worker; the supervisor sent it twice");
+    let _ = shared.outbox.push(&ToSupervisor::Failed { id, message });
+}
+
+/// Answers a request that arrived before any handler was registered.
+pub(crate) fn reject_unhandled(request: Request) {
+    tracing::warn!(request = %request.id(), "no request handler registered; request failed");
+    request.state.fail(
+        "the worker has no request handler; call `Worker::on_request` before `Worker::run`"
+            .to_owned(),
+    );
+}
+
+/// Runs `handler` on `request` and makes sure the request is answered once.
+pub(crate) async fn serve<F, Fut>(request: Request, handler: F)
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    let state = Arc::clone(&request.state);
+    let id = state.id;
+    // The handler is called inside the guarded future, so a panic while
+    // creating its future is caught too. The future is dropped at the end of
+    // this statement, before the flags are read below.
+    let outcome = AssertUnwindSafe(async move { handler(request).await })
+        .catch_unwind()
+        .await;
+    match outcome {
+        Ok(Ok(())) => {
+            let before = state.flags.fetch_or(HANDLER_DONE, Ordering::AcqRel);
+            if before & (ANSWERED | DROPPED) == DROPPED {
+                state.fail(format!("handler finished without answering request {id}"));
+            }
+        }
+        Ok(Err(error)) => {
+            let message = display_chain(error.as_ref());
+            tracing::debug!(request = %id, error = %message, "request handler returned an error");
+            if state.flags.load(Ordering::Acquire) & ANSWERED != 0 {
+                tracing::warn!(request = %id, error = %message, "request handler returned an error after answering");
+            }
+            state.fail(message);
+        }
+        Err(panic) => {
+            let message = format!("handler panicked: {}", panic_message(panic.as_ref()));
+            tracing::warn!(request = %id, "{message}");
+            state.fail(message);
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!` gives `&str` or `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<panic payload is not a string>".to_owned()
+    }
+}

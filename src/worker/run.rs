@@ -1,0 +1,185 @@
+//! The run loop: read frames in batches, dispatch them, and stop the way the
+//! supervisor asks.
+
+use std::io;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use lpm_protocol::{FrameStream, ToSupervisor, ToWorker};
+use tokio::task::JoinHandle;
+
+use super::event::{self, Event};
+use super::handshake::kind;
+use super::request::{reject_duplicate, reject_unhandled, Request};
+use super::soft_kill;
+use super::worker::{Reader, RequestHandler, Shared};
+use crate::Error;
+
+/// Why the loop stopped.
+#[derive(Debug)]
+enum Exit {
+    /// The supervisor hung up.
+    Eof,
+    /// The supervisor asked for an immediate stop.
+    HardKill,
+    /// The soft kill is complete: hook done, no request in flight.
+    SoftKill,
+    /// The channel broke.
+    Failed(Error),
+}
+
+/// Serves until the supervisor stops the worker; see [`Worker::run`](super::Worker::run).
+pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), Error> {
+    let Reader {
+        stream,
+        mut frames,
+        backlog,
+    } = shared.take_reader().ok_or(Error::AlreadyRunning)?;
+    if shared.request_handler().is_none() {
+        tracing::warn!("running without a request handler; requests will fail");
+    }
+    let mut writer = Some(tokio::spawn(Arc::clone(&shared.outbox).write_all(stream)));
+    let mut session = Session {
+        shared: &shared,
+        soft_kill: None,
+    };
+    let exit = session.serve(backlog, &mut frames, &mut writer).await;
+    tracing::debug!(?exit, "worker stopping");
+
+    shared.emits.close();
+    let result = match exit {
+        Exit::SoftKill => {
+            let _ = shared.outbox.push(&ToSupervisor::SoftKillDone);
+            shared.outbox.close();
+            // Everything queued, SoftKillDone last, goes out before `run` returns.
+            match writer.take() {
+                Some(writer) => match writer_exit(writer.await) {
+                    Some(Exit::Failed(e)) => Err(e),
+                    _ => Ok(()),
+                },
+                None => Ok(()),
+            }
+        }
+        Exit::HardKill | Exit::Eof => Ok(()),
+        Exit::Failed(e) => Err(e),
+    };
+    shared.outbox.close();
+    if let Some(writer) = writer {
+        writer.abort();
+    }
+    shared.in_flight.clear();
+    result
+}
+
+/// The reader's state while serving.
+struct Session<'a> {
+    shared: &'a Arc<Shared>,
+    /// Set once a soft kill started: completes when the worker may stop.
+    soft_kill: Option<BoxFuture<'static, ()>>,
+}
+
+impl Session<'_> {
+    async fn serve(
+        &mut self,
+        backlog: Vec<ToWorker>,
+        frames: &mut FrameStream<ToWorker>,
+        writer: &mut Option<JoinHandle<io::Result<()>>>,
+    ) -> Exit {
+        if let ControlFlow::Break(exit) = self.handle(backlog) {
+            return exit;
+        }
+        let Some(writing) = writer.as_mut() else {
+            return Exit::Eof;
+        };
+        loop {
+            tokio::select! {
+                batch = frames.next_batch() => match batch {
+                    Some(Ok(batch)) => {
+                        if let ControlFlow::Break(exit) = self.handle(batch) {
+                            return exit;
+                        }
+                    }
+                    Some(Err(e)) => return Exit::Failed(Error::channel(e)),
+                    None => return Exit::Eof,
+                },
+                () = async { self.soft_kill.as_mut().expect("guarded by the branch condition").await },
+                    if self.soft_kill.is_some() => return Exit::SoftKill,
+                finished = &mut *writing => {
+                    *writer = None;
+                    // The writer only stops by itself on an error.
+                    return writer_exit(finished).unwrap_or(Exit::Eof);
+                }
+            }
+        }
+    }
+
+    /// Dispatches one batch of messages, in order.
+    fn handle(&mut self, batch: Vec<ToWorker>) -> ControlFlow<Exit> {
+        // Looked up once per batch, not once per request.
+        let mut request_handler: Option<Option<RequestHandler>> = None;
+        for msg in batch {
+            match msg {
+                ToWorker::Request(frame) => {
+                    let id = frame.id;
+                    let Some(request) = Request::receive(frame, self.shared) else {
+                        reject_duplicate(self.shared, id);
+                        continue;
+                    };
+                    match request_handler.get_or_insert_with(|| self.shared.request_handler()) {
+                        Some(spawn) => spawn(request),
+                        None => reject_unhandled(request),
+                    }
+                }
+                ToWorker::Event { name, payload } => {
+                    event::dispatch(self.shared.event_handler(&name), Event::new(name, payload));
+                }
+                ToWorker::EmitReply { emit_id, outcome } => {
+                    self.shared
+                        .emits
+                        .resolve(emit_id, outcome.map(|bytes| bytes.into_vec()));
+                }
+                ToWorker::SoftKill => {
+                    if self.soft_kill.is_some() {
+                        tracing::debug!("soft kill already under way; repeated SoftKill ignored");
+                    } else {
+                        tracing::debug!(
+                            in_flight = self.shared.in_flight.len(),
+                            "soft kill: waiting for the hook and the requests in flight"
+                        );
+                        let hook = self.shared.take_soft_kill_hook();
+                        self.soft_kill = Some(soft_kill::start(hook, Arc::clone(self.shared)));
+                    }
+                }
+                ToWorker::HardKill => return ControlFlow::Break(Exit::HardKill),
+                other @ ToWorker::Hello { .. } => {
+                    tracing::warn!(
+                        message = kind(&other),
+                        "unexpected message after the handshake; ignored"
+                    );
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// What the writer task's end means: `None` when it wrote everything of a
+/// closed outbox, otherwise the reason to stop.
+fn writer_exit(finished: Result<io::Result<()>, tokio::task::JoinError>) -> Option<Exit> {
+    match finished {
+        Ok(Ok(())) => None,
+        // The supervisor is gone: the same as end of file.
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            tracing::debug!(error = %e, "the supervisor hung up while the worker was writing");
+            Some(Exit::Eof)
+        }
+        Ok(Err(e)) => Some(Exit::Failed(Error::channel(e))),
+        Err(e) => Some(Exit::Failed(Error::channel(e))),
+    }
+}

@@ -1,0 +1,356 @@
+//! [`Worker`]: the handle a worker binary connects, configures and runs.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::FutureExt;
+use lpm_protocol::{FrameStream, ToSupervisor, ToWorker};
+use serde::Serialize;
+use tokio::net::UnixStream;
+
+use super::emit::{PendingEmits, Reply};
+use super::event::{Event, EventHandler, EventHandlers};
+use super::handshake::{greet, Greeted};
+use super::in_flight::InFlight;
+use super::outbox::Outbox;
+use super::request::{serve, Request, RequestInfo};
+use super::soft_kill::{Done, SoftKillHook};
+use crate::error::encode_payload;
+use crate::{BoxError, Error};
+
+/// Spawns the task that serves one request with the registered handler.
+pub(crate) type RequestHandler = Arc<dyn Fn(Request) + Send + Sync>;
+
+/// Everything the handles, the run loop and the requests share.
+pub(crate) struct Shared {
+    pub(crate) slot: u32,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) in_flight: InFlight,
+    pub(crate) emits: PendingEmits,
+    handlers: Mutex<Handlers>,
+    /// Taken by [`Worker::run`].
+    reader: Mutex<Option<Reader>>,
+}
+
+#[derive(Default)]
+struct Handlers {
+    request: Option<RequestHandler>,
+    events: EventHandlers,
+    soft_kill: Option<SoftKillHook>,
+}
+
+/// The channel's read side, waiting for [`Worker::run`].
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pub(crate) stream: Arc<UnixStream>,
+    pub(crate) frames: FrameStream<ToWorker>,
+    pub(crate) backlog: Vec<ToWorker>,
+}
+
+impl Shared {
+    fn handlers(&self) -> MutexGuard<'_, Handlers> {
+        self.handlers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn request_handler(&self) -> Option<RequestHandler> {
+        self.handlers().request.clone()
+    }
+
+    pub(crate) fn event_handler(&self, name: &str) -> Option<EventHandler> {
+        self.handlers().events.get(name).cloned()
+    }
+
+    pub(crate) fn take_soft_kill_hook(&self) -> Option<SoftKillHook> {
+        self.handlers().soft_kill.take()
+    }
+
+    pub(crate) fn take_reader(&self) -> Option<Reader> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Queues a message whose loss only matters while the channel is open.
+    fn send_or_log(&self, msg: &ToSupervisor, what: &str) {
+        if let Err(e) = self.outbox.push(msg) {
+            tracing::debug!(error = %e, "{what} not sent");
+        }
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("slot", &self.slot)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The worker side of an lpm pool: one per worker process.
+///
+/// Connect with [`Worker::from_env`] (or [`Worker::connect`] in tests),
+/// register handlers, call [`Worker::ready`], then [`Worker::run`] until the
+/// supervisor stops the worker. A `Worker` is a cheap `Send + Sync` handle: clone it into
+/// handlers to emit events or report statistics from there.
+///
+/// # Examples
+///
+/// ```no_run
+/// use lpm::worker::{Done, Event, Request, Worker};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), lpm::Error> {
+///     let worker = Worker::from_env().await?;
+///
+///     let handle = worker.clone();
+///     worker.on_request(move |req: Request| {
+///         let worker = handle.clone();
+///         async move {
+///             let text: String = req.data()?;
+///             worker.emit("seen", &text.len())?;
+///             req.respond(&text.to_uppercase())?;
+///             Ok(())
+///         }
+///     });
+///     worker.on_event("reload", |event: Event| async move {
+///         let path: String = event.data().unwrap_or_default();
+///         tracing::info!(%path, "reloading");
+///     });
+///     worker.on_soft_kill(|done: Done| async move {
+///         // Flush caches, close connections ...
+///         done.done();
+///     });
+///
+///     worker.ready();
+///     worker.run().await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Worker {
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Connects to the supervisor over the channel this process inherited
+    /// (file descriptor 3, named by `LPM_IPC_FD`), then does the handshake.
+    ///
+    /// Call it once per process, inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoChannel`] when the process was not started by an lpm pool,
+    /// and the errors of [`Worker::connect`].
+    pub async fn from_env() -> Result<Worker, Error> {
+        let stream = lpm_protocol::inherited_channel().map_err(|e| Error::NoChannel {
+            source: Box::new(e),
+        })?;
+        Self::connect(stream).await
+    }
+
+    /// Connects over a given channel and does the handshake: sends `Hello`
+    /// with this protocol version and the process id, and waits for the
+    /// supervisor's `Hello` (which names the slot).
+    ///
+    /// This is how tests run a worker in-process, over one end of
+    /// [`UnixStream::pair`](std::os::unix::net::UnixStream::pair). Call it
+    /// inside a tokio runtime. It waits for the supervisor's `Hello` without
+    /// a deadline; wrap it in [`tokio::time::timeout`] to bound that.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::VersionMismatch`]: the supervisor speaks another protocol version.
+    /// * [`Error::Handshake`]: the first message was not a `Hello`, or the channel closed first.
+    /// * [`Error::Channel`]: the socket failed.
+    pub async fn connect(stream: std::os::unix::net::UnixStream) -> Result<Worker, Error> {
+        stream.set_nonblocking(true).map_err(Error::channel)?;
+        let stream = Arc::new(UnixStream::from_std(stream).map_err(Error::channel)?);
+        let max_frame_len = lpm_protocol::max_frame_len_from_env();
+        let Greeted {
+            slot,
+            frames,
+            backlog,
+        } = greet(&stream, max_frame_len).await?;
+        tracing::debug!(slot, "connected to the supervisor");
+        Ok(Worker {
+            shared: Arc::new(Shared {
+                slot,
+                outbox: Arc::new(Outbox::new(max_frame_len)),
+                in_flight: InFlight::default(),
+                emits: PendingEmits::new(),
+                handlers: Mutex::new(Handlers::default()),
+                reader: Mutex::new(Some(Reader {
+                    stream,
+                    frames,
+                    backlog,
+                })),
+            }),
+        })
+    }
+
+    /// The pool slot this worker fills (`0..workers`); a restarted worker
+    /// gets the slot of the one it replaces.
+    pub fn slot(&self) -> u32 {
+        self.shared.slot
+    }
+
+    /// Sets the request handler (replacing an earlier one).
+    ///
+    /// Each request runs in its own tokio task, so the handler's future must
+    /// be `Send`. The handler answers with [`Request::respond`] or
+    /// [`Request::ack`], now or later from another task; [`Request`] says
+    /// what the caller gets when it does not, or when it returns an error or
+    /// panics. Either way the worker keeps serving.
+    ///
+    /// Register it before [`Worker::run`]: requests that arrive while there
+    /// is none are answered with a failure.
+    pub fn on_request<F, Fut>(&self, handler: F)
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let spawn: RequestHandler = Arc::new(move |request: Request| {
+            let handler = Arc::clone(&handler);
+            tokio::spawn(serve(request, move |request| handler(request)));
+        });
+        self.shared.handlers().request = Some(spawn);
+    }
+
+    /// Sets the handler for events named `name` (replacing an earlier one).
+    ///
+    /// Each event runs in its own task; a panic there is logged and does not
+    /// stop the worker. Events without a handler are logged at debug level
+    /// and dropped.
+    pub fn on_event<F, Fut>(&self, name: impl Into<String>, handler: F)
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: EventHandler = Arc::new(move |event| handler(event).boxed());
+        self.shared.handlers().events.insert(name.into(), handler);
+    }
+
+    /// Sets the hook the worker calls when the supervisor asks it to stop softly.
+    ///
+    /// The supervisor sends no new requests then. The worker calls the hook
+    /// with a [`Done`], and answers the soft kill only once the `Done` is done
+    /// (or dropped) and every request in flight is answered; then
+    /// [`Worker::run`] returns. Without a hook, it waits for the requests only.
+    pub fn on_soft_kill<F, Fut>(&self, hook: F)
+    where
+        F: FnOnce(Done) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hook: SoftKillHook = Box::new(move |done| hook(done).boxed());
+        self.shared.handlers().soft_kill = Some(hook);
+    }
+
+    /// Tells the supervisor this worker takes requests (again).
+    ///
+    /// The supervisor sends nothing before the first `ready()`. Messages are
+    /// queued and go out once [`Worker::run`] runs.
+    pub fn ready(&self) {
+        self.shared.send_or_log(&ToSupervisor::Ready, "Ready");
+    }
+
+    /// Tells the supervisor to send no new requests until the next [`Worker::ready`].
+    pub fn busy(&self) {
+        self.shared.send_or_log(&ToSupervisor::Busy, "Busy");
+    }
+
+    /// Sends a named event with a payload to the supervisor's subscribers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] or [`Error::PayloadTooLarge`] when the payload
+    /// cannot be sent, [`Error::ChannelClosed`] once the worker stopped.
+    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, payload: &T) -> Result<(), Error> {
+        let payload = encode_payload(payload)?;
+        self.shared.outbox.push(&ToSupervisor::Emit {
+            name: name.to_owned(),
+            payload,
+            reply_to: None,
+        })
+    }
+
+    /// Sends a named event and waits for the supervisor side's reply.
+    ///
+    /// The payload is encoded at once; the event is sent when the returned
+    /// future is first polled. The future borrows neither the worker nor the
+    /// payload, so it can be moved into a spawned task. Dropping it stops the
+    /// wait (a late reply is ignored). The reply only comes while
+    /// [`Worker::run`] runs.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::NoReply`]: the supervisor side answered with an error.
+    /// * [`Error::ChannelClosed`]: the channel closed before the reply.
+    /// * [`Error::Encode`] or [`Error::PayloadTooLarge`]: the payload cannot be sent.
+    pub fn emit_with_reply<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        payload: &T,
+    ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
+        let encoded = encode_payload(payload);
+        let shared = Arc::clone(&self.shared);
+        let name = name.to_owned();
+        async move {
+            let payload = encoded?;
+            let waiting = shared.emits.register()?;
+            shared.outbox.push(&ToSupervisor::Emit {
+                name: name.clone(),
+                payload,
+                reply_to: Some(waiting.id()),
+            })?;
+            waiting.reply(&name).await
+        }
+    }
+
+    /// Reports named statistics (cache hits, heap sizes ...) that the
+    /// supervisor shows in its health report.
+    pub fn report_stats(&self, stats: &[(&str, f64)]) {
+        let stats = stats
+            .iter()
+            .map(|&(name, value)| (name.to_owned(), value))
+            .collect();
+        self.shared
+            .send_or_log(&ToSupervisor::Stats(stats), "statistics");
+    }
+
+    /// A snapshot of the requests received and not yet answered, oldest first.
+    pub fn requests(&self) -> Vec<RequestInfo> {
+        self.shared
+            .in_flight
+            .snapshot()
+            .into_iter()
+            .map(RequestInfo::new)
+            .collect()
+    }
+
+    /// Serves the supervisor until it stops this worker; call it once.
+    ///
+    /// Returns `Ok(())` when the supervisor hangs up (end of file), after a
+    /// soft kill completes (see [`Worker::on_soft_kill`]), or at once on a
+    /// hard kill. Emits still waiting for a reply then fail with
+    /// [`Error::ChannelClosed`], and so does every later send. The process
+    /// should exit when `run` returns.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Channel`]: the socket failed or the supervisor sent a
+    ///   malformed frame.
+    /// * [`Error::AlreadyRunning`]: `run` was called before (on any clone).
+    pub async fn run(self) -> Result<(), Error> {
+        super::run::run(self.shared).await
+    }
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("slot", &self.shared.slot)
+            .field("in_flight", &self.shared.in_flight.len())
+            .field("closed", &self.shared.outbox.is_closed())
+            .finish()
+    }
+}
