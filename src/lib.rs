@@ -1,31 +1,66 @@
 //! lpm supervises a pool of worker child processes and spreads requests
-//! across them by load.
+//! across them by load, on actix.
 //!
-//! This crate is the facade. Its [`worker`] module is the runtime a worker
-//! binary links: it connects to the supervisor over the channel it inherited,
-//! serves requests with an async handler, and exchanges named events.
+//! The crate has two sides:
+//!
+//! - **The pool** (in the supervisor process): [`Pool`] starts a
+//!   [`Supervisor`] actor that owns a [`Balancer`] and one [`WorkerHandle`]
+//!   per child. Enqueue requests with [`Pool::enqueue`] or [`Pool::send`],
+//!   read [`Pool::health`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
+//!   [`Pool::resize`], and stop with [`Pool::soft_kill`] or [`Pool::hard_kill`].
+//!   Every request resolves exactly once, with a [`Response`] or a
+//!   [`PoolError`] that says what happened.
+//! - **The worker** (in each child process): [`worker::Worker`] connects to
+//!   the supervisor over the channel it inherited and serves requests with an
+//!   async handler; see the [`worker`] module.
+//!
+//! The wire format between them is [`lpm_protocol`]'s, documented byte by
+//! byte so workers can be written in other languages.
 //!
 //! # Examples
 //!
-//! A worker that echoes every request:
+//! The supervisor side, inside an actix System:
 //!
 //! ```no_run
-//! use lpm::worker::{Request, Worker};
+//! use std::time::Duration;
+//! use lpm::prelude::*;
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), PoolError> {
+//!     let pool = Pool::start(
+//!         WorkerCommand::new("./my-worker"),
+//!         Config::default().workers(4).timeout(Duration::from_secs(5)),
+//!     );
+//!     pool.online().await;
+//!     let doubled: u64 = pool.enqueue(&21u64).await?.data()?;
+//!     assert_eq!(doubled, 42);
+//!     pool.soft_kill().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The worker it runs:
+//!
+//! ```no_run
+//! use lpm::prelude::*;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), lpm::Error> {
 //!     let worker = Worker::from_env().await?;
 //!     worker.on_request(|req: Request| async move {
-//!         let text: String = req.data()?;
-//!         req.respond(&text)?;
+//!         let n: u64 = req.data()?;
+//!         req.respond(&(n * 2))?;
 //!         Ok(())
 //!     });
 //!     worker.ready();
 //!     worker.run().await
 //! }
 //! ```
-
-// Temporary crate root for the worker runtime; the lead merges it with the pool re-exports.
+//!
+//! # Platform
+//!
+//! Linux only: the pool relies on `PR_SET_PDEATHSIG`, process groups and
+//! `/proc`, and the channel on Unix socketpairs.
 
 mod error;
 pub mod worker;
@@ -37,7 +72,6 @@ pub use error::Error;
 /// Any error type converts into it with `?` or `.into()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-// Pool side (supervisor process): the actors and their handle.
 pub use lpm_actors::{
     Balancer, Broadcast, Config, CustomEvent, Enqueue, Error as PoolError, EventStream, HardKill,
     Health, KillReport, Pool, PoolEvent, Resize, Response, SignalPolicy, SoftKill, Strategy,
@@ -46,3 +80,20 @@ pub use lpm_actors::{
 
 /// The environment variable that names a worker's IPC channel; set for every worker.
 pub use lpm_protocol::IPC_FD_ENV;
+
+/// The wire protocol crate, for workers that speak it directly.
+pub use lpm_protocol as protocol;
+
+/// The names most programs need, on both sides.
+pub mod prelude {
+    pub use crate::worker::{Done, Event, Request, Worker};
+    pub use crate::{
+        BoxError, Config, CustomEvent, Enqueue, Pool, PoolError, PoolEvent, Response,
+        WorkerCommand, WorkerHealth, WorkerState,
+    };
+}
+
+// The README's examples compile as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

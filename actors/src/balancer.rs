@@ -258,6 +258,7 @@ impl Balancer {
                 break;
             };
             if pending.is_abandoned() {
+                pending.abandon();
                 continue;
             }
             self.assign(slot, pending, ctx);

@@ -228,6 +228,11 @@ impl Pending {
         self.reply.as_ref().is_none_or(|r| r.is_closed())
     }
 
+    /// Forgets a request whose caller stopped waiting; it counts as neither served nor failed.
+    pub(crate) fn abandon(mut self) {
+        self.reply = None;
+    }
+
     /// Starts another attempt if retries are left; otherwise hands the request back.
     pub(crate) fn retry(mut self, now: Instant) -> Result<Self, Self> {
         self.load = None;

@@ -5,7 +5,7 @@
 mod kill;
 mod restart;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -139,7 +139,8 @@ pub struct Supervisor {
     online_sent: bool,
     online_waiters: Vec<oneshot::Sender<()>>,
     phase: Phase,
-    killed: usize,
+    /// Workers the supervisor itself ended with a signal during a kill.
+    signalled: HashSet<WorkerId>,
 }
 
 impl Supervisor {
@@ -166,7 +167,7 @@ impl Supervisor {
             online_sent: false,
             online_waiters: Vec::new(),
             phase: Phase::Running,
-            killed: 0,
+            signalled: HashSet::new(),
         }
     }
 
@@ -293,10 +294,12 @@ impl Supervisor {
         }
     }
 
+    fn live(&self) -> impl Iterator<Item = &Live> {
+        self.slots.values().filter_map(|s| s.live.as_ref())
+    }
+
     fn live_handles(&self) -> impl Iterator<Item = &Addr<WorkerHandle>> {
-        self.slots
-            .values()
-            .filter_map(|s| s.live.as_ref().map(|l| &l.handle))
+        self.live().map(|l| &l.handle)
     }
 
     fn begin_stop(&mut self, hard: bool, ctx: &mut Context<Self>) -> oneshot::Receiver<KillReport> {
@@ -357,12 +360,13 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Stopping { .. }) {
             return;
         }
-        let live: Vec<_> = self.live_handles().cloned().collect();
+        let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
         if !live.is_empty() {
             tracing::warn!(workers = live.len(), ?signal, "soft kill grace period over");
         }
-        for h in live {
-            h.do_send(SignalWorker(signal));
+        for (id, handle) in live {
+            self.signalled.insert(id);
+            handle.do_send(SignalWorker(signal));
         }
     }
 
@@ -371,8 +375,10 @@ impl Supervisor {
             return;
         }
         self.balancer.do_send(FailQueued(Error::Killed));
-        for h in self.live_handles() {
-            h.do_send(Kill);
+        let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
+        for (id, handle) in live {
+            self.signalled.insert(id);
+            handle.do_send(Kill);
         }
     }
 
@@ -404,7 +410,7 @@ impl Supervisor {
         let report = KillReport {
             served: self.counters.served(),
             failed: self.counters.failed(),
-            killed: self.killed,
+            killed: self.signalled.len(),
         };
         self.phase = Phase::Stopped(report);
         for w in waiters {
@@ -445,9 +451,18 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        for _ in 0..self.config.workers.max(1) {
-            self.add_slot(ctx);
+        // Spawn after the first mailbox turn, so subscriptions made right after
+        // `Pool::start` see the first ChildSpawned events.
+        for slot in 0..self.config.workers.max(1) {
+            let fresh = self.new_slot();
+            self.slots.insert(slot, fresh);
         }
+        ctx.spawn(fut::ready(()).map(|(), act: &mut Self, ctx| {
+            let slots: Vec<usize> = act.slots.keys().copied().collect();
+            for slot in slots {
+                act.spawn_slot(slot, ctx);
+            }
+        }));
         if self.config.on_signal != SignalPolicy::Ignore {
             ctx.add_stream(signals());
         }
@@ -473,6 +488,8 @@ impl Handler<Health> for Supervisor {
             .map(|(&slot, s)| {
                 let down = if s.gave_up || stopped {
                     WorkerState::Stopped
+                } else if s.total_restarts == 0 {
+                    WorkerState::Starting
                 } else {
                     WorkerState::Restarting
                 };
@@ -659,10 +676,9 @@ impl Handler<WorkerExited> for Supervisor {
             .and_then(|s| s.live.as_ref())
             .is_some_and(|l| l.id == id);
         let stopping = matches!(self.phase, Phase::Stopping { .. });
-        let hard = matches!(self.phase, Phase::Stopping { hard: true, .. });
-        if stopping && signal.is_some() {
-            self.killed += 1;
-        }
+        // A worker the kill ended takes its requests with it; one that died on
+        // its own has them retried, as at any other time.
+        let killed = self.signalled.contains(&id);
         if stopping || code != Some(0) {
             tracing::info!(slot = id.slot, pid, ?code, ?signal, "worker exited");
         }
@@ -670,7 +686,7 @@ impl Handler<WorkerExited> for Supervisor {
         let now = Instant::now();
         let mut retry = Vec::new();
         for pending in held {
-            if hard {
+            if killed {
                 pending.fail(Error::Killed);
                 continue;
             }

@@ -91,6 +91,7 @@ pub struct WorkerHandle {
     state: WorkerState,
     handshaken: bool,
     channel_open: bool,
+    exited: bool,
     started_at: Instant,
     served: u64,
     rss: u64,
@@ -140,6 +141,7 @@ impl WorkerHandle {
             state: WorkerState::Starting,
             handshaken: false,
             channel_open: true,
+            exited: false,
             started_at: Instant::now(),
             served: 0,
             rss: 0,
@@ -209,7 +211,7 @@ impl WorkerHandle {
         self.set_state(WorkerState::Stopped);
         let pid = self.pid;
         ctx.run_later(EXIT_AFTER_EOF, move |act, _| {
-            if act.child.is_some() || act.stderr_eof.is_some() {
+            if !act.exited {
                 tracing::warn!(
                     slot = act.id.slot,
                     pid,
@@ -228,6 +230,7 @@ impl WorkerHandle {
         let mut earliest = None;
         for pending in batch {
             if pending.is_abandoned() {
+                pending.abandon();
                 continue;
             }
             if let Err(e) = self
@@ -289,6 +292,10 @@ impl WorkerHandle {
                 continue;
             };
             tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "request timed out");
+            // The worker must not answer it any more; a retry may come back here with the same id.
+            if let Err(e) = self.sink.push(&ToWorker::Cancel { id }) {
+                tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode Cancel");
+            }
             match pending.retry(now) {
                 Ok(again) => retry.push(again),
                 Err(last) => {
@@ -297,6 +304,7 @@ impl WorkerHandle {
                 }
             }
         }
+        self.flush(ctx);
         if !retry.is_empty() {
             self.balancer.do_send(Requeue(retry));
         }
@@ -410,6 +418,7 @@ impl WorkerHandle {
 
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>, ctx: &mut Context<Self>) {
         use std::os::unix::process::ExitStatusExt;
+        self.exited = true;
         self.close_channel(ctx);
         if let Some(sampling) = self.sampling.take() {
             ctx.cancel_future(sampling);
@@ -517,6 +526,10 @@ impl StreamHandler<Result<Vec<ToSupervisor>, lpm_protocol::Error>> for WorkerHan
     ) {
         let batch = match batch {
             Ok(batch) => batch,
+            // After we closed the channel (kill, EOF), a reset is expected news.
+            Err(e) if !self.channel_open => {
+                return tracing::debug!(slot = self.id.slot, pid = self.pid, error = %e, "channel error after close");
+            }
             Err(e) => return self.broken(format!("bad frame from worker: {e}"), ctx),
         };
         let mut freed = false;

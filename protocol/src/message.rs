@@ -80,6 +80,12 @@ pub enum ToWorker {
     SoftKill,
     /// 5: exit now; the supervisor sends SIGKILL right after this.
     HardKill,
+    /// 6: the supervisor gave up on this request (it timed out): do not answer it.
+    /// The same id may arrive again later as a new attempt.
+    Cancel {
+        /// Which request.
+        id: RequestId,
+    },
 }
 
 /// Messages a worker sends to the supervisor.

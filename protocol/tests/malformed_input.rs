@@ -1,7 +1,10 @@
 //! Bodies that are not exactly one message give `Error::Malformed`, and no
 //! byte sequence makes the decoder panic.
 
+mod common;
+
 use bytes::BytesMut;
+use common::{TO_SUPERVISOR_VARIANTS, TO_WORKER_VARIANTS};
 use lpm_protocol::{frame, Error, FrameDecoder, ToSupervisor, ToWorker, DEFAULT_MAX_FRAME_LEN};
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
@@ -48,8 +51,9 @@ fn trailing_bytes_are_malformed() {
 
 #[test]
 fn unknown_variant_index_is_malformed() {
-    assert_malformed::<ToSupervisor>(&[9]);
-    assert_malformed::<ToWorker>(&[6]);
+    // The first index past the last variant.
+    assert_malformed::<ToSupervisor>(&[TO_SUPERVISOR_VARIANTS]);
+    assert_malformed::<ToWorker>(&[TO_WORKER_VARIANTS]);
     // A varint index that never ends.
     assert_malformed::<ToWorker>(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80]);
 }
@@ -68,6 +72,8 @@ fn empty_and_short_bodies_are_malformed() {
     assert_malformed::<ToSupervisor>(&ack);
     // Option tag other than 0 or 1.
     assert_malformed::<ToSupervisor>(&[6, 0, 0, 2]);
+    // Cancel without its id.
+    assert_malformed::<ToWorker>(&[6]);
     // Event whose name is not UTF-8.
     assert_malformed::<ToWorker>(&[2, 2, 0xc3, 0x28, 0]);
 }

@@ -63,7 +63,7 @@ fn example_1_worker_hello() {
 }
 
 #[test]
-fn example_2_request() {
+fn example_2_request_and_its_cancel() {
     let payload = postcard::to_allocvec(&("hi".to_string(), -2i32)).unwrap();
     let msg = ToWorker::Request(RequestFrame {
         id: EXAMPLE_ID,
@@ -71,6 +71,10 @@ fn example_2_request() {
         payload,
     });
     assert_eq!(hex(&example_bytes("### Example 2")), hex(&encode(&msg)));
+
+    let cancel = ToWorker::Cancel { id: EXAMPLE_ID };
+    let text = format!("is `{}`", hex(&encode(&cancel)));
+    assert!(WIRE.contains(&text), "WIRE.md lacks {text:?}");
 }
 
 #[test]

@@ -81,5 +81,6 @@ pub(crate) fn kind(msg: &ToWorker) -> &'static str {
         ToWorker::EmitReply { .. } => "EmitReply",
         ToWorker::SoftKill => "SoftKill",
         ToWorker::HardKill => "HardKill",
+        ToWorker::Cancel { .. } => "Cancel",
     }
 }

@@ -1,5 +1,6 @@
-//! The requests received and not yet answered: for [`Worker::requests`] and
-//! for a soft kill, which waits until there are none.
+//! The requests received and neither answered nor cancelled yet: for
+//! [`Worker::requests`], for a soft kill, which waits until there are none,
+//! and for the supervisor's `Cancel`, which finds them by id.
 //!
 //! [`Worker::requests`]: super::Worker::requests
 
@@ -39,7 +40,8 @@ impl Hasher for IdHasher {
 type ById = HashMap<Uuid, Arc<RequestState>, BuildHasherDefault<IdHasher>>;
 
 /// Unanswered requests by id, plus a count that drops only once the answer
-/// is queued, so "none in flight" implies every answer is already in the outbox.
+/// is queued (or the request is cancelled), so "none in flight" implies every
+/// answer is already in the outbox.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     by_id: Mutex<ById>,
@@ -64,12 +66,41 @@ impl InFlight {
         }
     }
 
-    /// Takes the request out of the snapshot; call before queueing its answer.
-    pub(crate) fn remove(&self, id: &Uuid) {
-        self.lock().remove(id);
+    /// The request registered under `id`, if any.
+    pub(crate) fn get(&self, id: &Uuid) -> Option<Arc<RequestState>> {
+        self.lock().get(id).cloned()
     }
 
-    /// Counts the request as answered; call after queueing its answer.
+    /// Runs `settle` (which marks `state` answered or cancelled, or fails
+    /// when it was settled already) and, when it succeeds, takes `state` out
+    /// of the registry, both under the registry lock.
+    ///
+    /// One step, so the reader never finds a request that is settled but
+    /// still registered: a `Cancel` meets either an unsettled request or
+    /// none, and a new attempt with the same id received after a `Cancel`
+    /// is never mistaken for a duplicate. Call it before queueing the answer
+    /// (a request leaves the snapshot before its answer can reach the
+    /// supervisor); count the request with [`InFlight::answered`] after.
+    pub(crate) fn settle<E>(
+        &self,
+        state: &RequestState,
+        settle: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut by_id = self.lock();
+        settle()?;
+        // The entry under this id is `state` itself (a request with the same
+        // id is only accepted once `state` has left); checked anyway, so an
+        // old attempt can never take a new attempt's place.
+        if let Entry::Occupied(entry) = by_id.entry(state.id()) {
+            if std::ptr::eq(Arc::as_ptr(entry.get()), state) {
+                entry.remove();
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a settled request as answered; call after queueing its answer
+    /// (at once for a cancelled request, which has none).
     pub(crate) fn answered(&self) {
         if self.unanswered.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();

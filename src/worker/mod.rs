@@ -12,7 +12,9 @@
 //! to one shared buffer that a single writer task drains, so under load many
 //! responses leave in one write call. A handler that returns an error or
 //! panics answers its request with a failure and the worker keeps serving;
-//! each request is answered exactly once (see [`Request`]).
+//! each request is answered exactly once (see [`Request`]), or not at all
+//! once the supervisor cancelled it because it timed out (see
+//! [Cancellation](Request#cancellation): the handler is told, not aborted).
 //!
 //! The runtime needs a tokio runtime with I/O enabled; a multi-threaded one
 //! lets handlers run in parallel.

@@ -1,9 +1,15 @@
-//! A request from the supervisor, and the guarantee that it is answered exactly once.
+//! A request from the supervisor, and the guarantee that it is answered
+//! exactly once, or not at all once the supervisor cancelled it.
 //!
-//! Each request has one shared state with three flags, set with atomic
-//! `fetch_or` so every party sees what happened before it:
+//! Each request has one shared state with four flags, set atomically so every
+//! party sees what happened before it:
 //!
-//! * `ANSWERED`: an answer was queued; whoever sets it first answers, nobody else does.
+//! * `ANSWERED`: the request is settled: an answer was queued, or the
+//!   supervisor cancelled it. Whoever sets it first settles the request;
+//!   nobody else answers.
+//! * `CANCELLED`: set together with `ANSWERED`, and only if `ANSWERED` was not
+//!   set yet, when the supervisor's `Cancel` settled the request: nothing is
+//!   ever sent for it.
 //! * `DROPPED`: the [`Request`] value is gone.
 //! * `HANDLER_DONE`: the handler's future returned `Ok`.
 //!
@@ -11,7 +17,15 @@
 //! dropped unanswered is answered by whichever of the two comes last: the
 //! request's `Drop` (when the handler returned earlier and the request lived on
 //! in another task) or the task that ran the handler (when the handler dropped
-//! the request, so the handler's outcome decides the message).
+//! the request, so the handler's outcome decides the message). Each of these
+//! paths first tries to set `ANSWERED`, so after a cancel none sends anything.
+//!
+//! Setting `ANSWERED` and leaving the in-flight registry are one step under
+//! the registry's lock ([`InFlight::settle`]): after a `Cancel` the same id can
+//! be received again as a new attempt, with its own state, and the old
+//! attempt's handler can no longer touch it.
+//!
+//! [`InFlight::settle`]: super::in_flight::InFlight::settle
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +38,7 @@ use futures::FutureExt;
 use lpm_protocol::{RequestFrame, Timestamp, ToSupervisor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::worker::Shared;
@@ -33,6 +48,7 @@ use crate::{BoxError, Error};
 const ANSWERED: u8 = 1;
 const DROPPED: u8 = 2;
 const HANDLER_DONE: u8 = 4;
+const CANCELLED: u8 = 8;
 
 /// State shared by a [`Request`], its serving task and [`RequestInfo`] snapshots.
 pub(crate) struct RequestState {
@@ -40,6 +56,8 @@ pub(crate) struct RequestState {
     created_at: Timestamp,
     payload: Vec<u8>,
     flags: AtomicU8,
+    /// Wakes [`Request::cancelled`] futures when `CANCELLED` is set.
+    on_cancel: Notify,
     shared: Arc<Shared>,
 }
 
@@ -68,10 +86,47 @@ impl RequestState {
         self.created_at
     }
 
-    /// Queues the answer, unless the request was answered already.
+    /// Sets `ANSWERED` (plus `extra`) and takes the request out of the
+    /// registry, unless it was settled already; then `Err` holds the flags
+    /// that were set.
+    fn settle(&self, extra: u8) -> Result<(), u8> {
+        self.shared.in_flight.settle(self, || {
+            self.flags
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |flags| {
+                    (flags & ANSWERED == 0).then_some(flags | ANSWERED | extra)
+                })
+                .map(drop)
+        })
+    }
+
+    /// Whether the supervisor cancelled the request.
+    fn is_cancelled(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & CANCELLED != 0
+    }
+
+    /// Resolves once the supervisor cancelled the request. It owns the
+    /// state, so the future borrows nothing.
+    async fn cancelled(self: Arc<Self>) {
+        loop {
+            let notified = self.on_cancel.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a cancel in between is not missed.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Queues the answer, unless the request was answered already; sends
+    /// nothing and returns `Ok` when it was cancelled.
     fn answer(&self, answer: Answer) -> Result<(), Error> {
-        let before = self.flags.fetch_or(ANSWERED, Ordering::AcqRel);
-        if before & ANSWERED != 0 {
+        if let Err(before) = self.settle(0) {
+            if before & CANCELLED != 0 {
+                tracing::debug!(request = %self.id, "request cancelled by the supervisor; answer not sent");
+                return Ok(());
+            }
             return Err(Error::AlreadyAnswered { id: self.id });
         }
         let id = self.id;
@@ -80,11 +135,10 @@ impl RequestState {
             Answer::Ack => ToSupervisor::Ack { id },
             Answer::Failed(message) => ToSupervisor::Failed { id, message },
         };
-        let in_flight = &self.shared.in_flight;
         let outbox = &self.shared.outbox;
-        // Out of the snapshot before the answer can reach the supervisor; counted
-        // as answered only after it is queued, so a soft kill never overtakes it.
-        in_flight.remove(&id);
+        // `settle` took it out of the snapshot before the answer can reach the
+        // supervisor; it counts as answered only once the answer is queued, so
+        // a soft kill never overtakes it.
         let queued = match outbox.push(&msg) {
             Err(e @ Error::PayloadTooLarge { .. }) => {
                 let message = format!("the worker could not send its response: {e}");
@@ -94,11 +148,11 @@ impl RequestState {
             }
             other => other,
         };
-        in_flight.answered();
+        self.shared.in_flight.answered();
         queued
     }
 
-    /// Answers `Failed` unless answered already; logs what could not be sent.
+    /// Answers `Failed` unless answered or cancelled already; logs what could not be sent.
     fn fail(&self, message: String) {
         match self.answer(Answer::Failed(message)) {
             Ok(()) | Err(Error::AlreadyAnswered { .. }) => {}
@@ -125,6 +179,40 @@ impl RequestState {
 ///   `Failed("handler finished without answering request <id>")`;
 /// * the handler returns `Ok` while the request lives on elsewhere: nothing yet;
 ///   if it is later dropped unanswered, `Failed("request <id> was dropped without an answer")`.
+///
+/// # Cancellation
+///
+/// When a request times out, the supervisor sends `Cancel` for it and may
+/// retry it, on another worker or on this one, with the same [`id`](Request::id).
+/// From then on the worker sends nothing for this request, whatever its
+/// handler does: [`respond`](Request::respond) and [`ack`](Request::ack)
+/// return without sending, and an error, a panic or a drop answers nothing.
+/// The request leaves [`Worker::requests`](super::Worker::requests), no
+/// longer holds up a soft kill, and a retry with the same id is served as a
+/// new request.
+///
+/// The handler itself keeps running: the runtime does not abort it, because
+/// stopping user code at an arbitrary `.await` can leave its own state
+/// half-updated (a lock released mid-transaction, a file half-written, a
+/// counter bumped without its pair). A handler that can stop early does so
+/// itself, at a point of its choosing, with [`is_cancelled`](Request::is_cancelled)
+/// or by racing its work against [`cancelled`](Request::cancelled). Only a
+/// request cancelled before its handler started is not handed to the handler.
+///
+/// ```no_run
+/// # use lpm::worker::{Request, Worker};
+/// # async fn slow_computation(n: u64) -> u64 { n }
+/// # fn register(worker: &Worker) {
+/// worker.on_request(|req: Request| async move {
+///     let n: u64 = req.data()?;
+///     tokio::select! {
+///         // The supervisor gave up: stop here, nothing would be sent anyway.
+///         () = req.cancelled() => Ok(()),
+///         result = slow_computation(n) => Ok(req.respond(&result)?),
+///     }
+/// });
+/// # }
+/// ```
 pub struct Request {
     state: Arc<RequestState>,
 }
@@ -137,6 +225,7 @@ impl Request {
             created_at: frame.created_at,
             payload: frame.payload,
             flags: AtomicU8::new(0),
+            on_cancel: Notify::new(),
             shared: Arc::clone(shared),
         });
         shared.in_flight.insert(&state).then_some(Request { state })
@@ -166,7 +255,28 @@ impl Request {
         &self.state.payload
     }
 
+    /// Whether the supervisor cancelled the request (see [Cancellation](Request#cancellation)):
+    /// nothing is sent for it any more, so its handler may stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.state.is_cancelled()
+    }
+
+    /// Resolves once the supervisor cancels the request (see
+    /// [Cancellation](Request#cancellation)); at once if it is cancelled already.
+    ///
+    /// It never resolves for a request that is answered instead, so race it
+    /// against the work (with `tokio::select!`) rather than awaiting it alone.
+    /// The future borrows nothing: it can be moved into another task, and
+    /// the request can still be answered while it is pending.
+    pub fn cancelled(&self) -> impl Future<Output = ()> + Send + 'static {
+        Arc::clone(&self.state).cancelled()
+    }
+
     /// Answers the request with `payload`.
+    ///
+    /// On a request the supervisor cancelled (see [Cancellation](Request#cancellation))
+    /// it sends nothing and returns `Ok(())`: the handler did nothing wrong,
+    /// and nobody waits for the answer any more. That is logged at debug level.
     ///
     /// # Errors
     ///
@@ -176,6 +286,11 @@ impl Request {
     ///   lived on in another task, and the failure was the answer.
     /// * [`Error::ChannelClosed`]: the worker stopped running.
     pub fn respond<T: Serialize + ?Sized>(self, payload: &T) -> Result<(), Error> {
+        if self.state.is_cancelled() {
+            // Spares encoding an answer nobody waits for; `answer` checks again.
+            tracing::debug!(request = %self.state.id, "request cancelled by the supervisor; response not sent");
+            return Ok(());
+        }
         match encode_payload(payload) {
             Ok(bytes) => self.state.answer(Answer::Response(bytes)),
             Err(e) => {
@@ -193,8 +308,8 @@ impl Request {
     /// Marks the request as done without a payload (the supervisor sees an `Ack`).
     ///
     /// Nothing is sent if the request was already answered (see
-    /// [`Error::AlreadyAnswered`]) or the worker stopped running; that is
-    /// logged at debug level.
+    /// [`Error::AlreadyAnswered`]), the supervisor cancelled it, or the worker
+    /// stopped running; that is logged at debug level.
     pub fn ack(self) {
         if let Err(e) = self.state.answer(Answer::Ack) {
             tracing::debug!(request = %self.state.id, error = %e, "ack not sent");
@@ -221,6 +336,7 @@ impl fmt::Debug for Request {
             .field("id", &self.state.id)
             .field("created_at", &self.created_at())
             .field("payload_len", &self.state.payload.len())
+            .field("cancelled", &self.is_cancelled())
             .finish()
     }
 }
@@ -261,6 +377,17 @@ impl RequestInfo {
     pub fn bytes(&self) -> &[u8] {
         &self.state.payload
     }
+
+    /// Whether the supervisor cancelled the request since the snapshot was
+    /// taken; see [`Request::is_cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        self.state.is_cancelled()
+    }
+
+    /// Resolves once the supervisor cancels the request; see [`Request::cancelled`].
+    pub fn cancelled(&self) -> impl Future<Output = ()> + Send + 'static {
+        Arc::clone(&self.state).cancelled()
+    }
 }
 
 impl fmt::Debug for RequestInfo {
@@ -269,6 +396,7 @@ impl fmt::Debug for RequestInfo {
             .field("id", &self.state.id)
             .field("created_at", &self.created_at())
             .field("payload_len", &self.state.payload.len())
+            .field("cancelled", &self.is_cancelled())
             .finish()
     }
 }
@@ -279,6 +407,25 @@ pub(crate) fn reject_duplicate(shared: &Shared, id: Uuid) {
     let message =
         format!("request {id} is already in flight on this worker; the supervisor sent it twice");
     let _ = shared.outbox.push(&ToSupervisor::Failed { id, message });
+}
+
+/// Handles the supervisor's `Cancel`: settles the request so nothing is ever
+/// sent for it, counts it as answered, and wakes its [`Request::cancelled`]
+/// futures. The handler is left running (see [`Request`], "Cancellation").
+pub(crate) fn cancel(shared: &Shared, id: Uuid) {
+    let Some(state) = shared.in_flight.get(&id) else {
+        tracing::debug!(request = %id, "cancel for a request not in flight (unknown or answered already); ignored");
+        return;
+    };
+    if state.settle(CANCELLED).is_err() {
+        // Its handler settled it between the lookup and now: the answer is
+        // on its way, and the supervisor drops it.
+        tracing::debug!(request = %id, "cancel for a request answered meanwhile; ignored");
+        return;
+    }
+    shared.in_flight.answered();
+    state.on_cancel.notify_waiters();
+    tracing::debug!(request = %id, "request cancelled by the supervisor");
 }
 
 /// Answers a request that arrived before any handler was registered.
@@ -298,6 +445,11 @@ where
 {
     let state = Arc::clone(&request.state);
     let id = state.id;
+    if state.is_cancelled() {
+        // Dropping the request sends nothing: it is settled already.
+        tracing::debug!(request = %id, "request cancelled before its handler started; not served");
+        return;
+    }
     // The handler is called inside the guarded future, so a panic while
     // creating its future is caught too. The future is dropped at the end of
     // this statement, before the flags are read below.
@@ -314,7 +466,8 @@ where
         Ok(Err(error)) => {
             let message = display_chain(error.as_ref());
             tracing::debug!(request = %id, error = %message, "request handler returned an error");
-            if state.flags.load(Ordering::Acquire) & ANSWERED != 0 {
+            // After a cancel an error is a normal way to stop early.
+            if state.flags.load(Ordering::Acquire) & (ANSWERED | CANCELLED) == ANSWERED {
                 tracing::warn!(request = %id, error = %message, "request handler returned an error after answering");
             }
             state.fail(message);

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::event::{self, Event};
 use super::handshake::kind;
-use super::request::{reject_duplicate, reject_unhandled, Request};
+use super::request::{cancel, reject_duplicate, reject_unhandled, Request};
 use super::soft_kill;
 use super::worker::{Reader, RequestHandler, Shared};
 use crate::Error;
@@ -152,6 +152,9 @@ impl Session<'_> {
                     }
                 }
                 ToWorker::HardKill => return ControlFlow::Break(Exit::HardKill),
+                // Settled here, in order: a retry with the same id later in
+                // this batch or the next is received as a new request.
+                ToWorker::Cancel { id } => cancel(self.shared, id),
                 other @ ToWorker::Hello { .. } => {
                     tracing::warn!(
                         message = kind(&other),

@@ -18,7 +18,7 @@ pub(crate) type SoftKillHook = Box<dyn FnOnce(Done) -> BoxFuture<'static, ()> + 
 /// cleanup is finished.
 ///
 /// The worker answers the soft kill only after this and after every request
-/// in flight is answered. Dropping a `Done` (also when the hook panics)
+/// in flight is answered or cancelled. Dropping a `Done` (also when the hook panics)
 /// counts as done, so a hook cannot hold the worker forever by mistake;
 /// keep it alive for as long as the cleanup takes.
 pub struct Done {

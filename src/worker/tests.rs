@@ -1,7 +1,7 @@
 //! In-process tests of the worker runtime: each test plays the supervisor on
 //! the other end of a socketpair, speaking the real protocol.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -630,7 +630,7 @@ async fn many_pipelined_requests_are_each_answered_once() {
     });
     let _run = spawn_run(&worker);
 
-    let mut expected = std::collections::HashMap::new();
+    let mut expected = HashMap::new();
     for n in 0..N {
         let (id, req) = request(&n);
         sup.sink.push(&req).unwrap();
@@ -650,6 +650,446 @@ async fn many_pipelined_requests_are_each_answered_once() {
         }
     }
     assert!(worker.requests().is_empty());
+}
+
+// ---- cancel ----------------------------------------------------------------
+//
+// These tests run on the current-thread runtime (tokio's default for
+// `#[tokio::test]`, named below for the reader): a handler that reports and
+// then returns, errs or panics finishes its serving task, answer included,
+// in the same poll, before the test task runs again. So when a test has seen
+// the report, anything the worker queued for that request is already in the
+// outbox, ahead of the answer to a probe sent next.
+
+/// A handler for the cancellation tests. A payload `"echo <text>"` is
+/// answered with `<text>` at once. Any other payload names what the handler
+/// does once the supervisor has cancelled its request: `respond`, `ack`,
+/// `error`, `panic` or `drop` (drop the request, then return `Ok`). It sends
+/// the request's id on the first channel when it starts, and on the second,
+/// right before it returns or panics, the outcome of `respond` (`Ok` for the
+/// other actions).
+fn after_cancel_handler(
+    worker: &Worker,
+) -> (
+    mpsc::UnboundedReceiver<Uuid>,
+    mpsc::UnboundedReceiver<Result<(), Error>>,
+) {
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let (acted_tx, acted) = mpsc::unbounded_channel();
+    worker.on_request(move |req: Request| {
+        let started_tx = started_tx.clone();
+        let acted_tx = acted_tx.clone();
+        async move {
+            let op: String = req.data()?;
+            if let Some(text) = op.strip_prefix("echo ") {
+                req.respond(text)?;
+                return Ok(());
+            }
+            let _ = started_tx.send(req.id());
+            req.cancelled().await;
+            assert!(req.is_cancelled());
+            match op.as_str() {
+                "respond" => {
+                    let _ = acted_tx.send(req.respond(&"too late"));
+                    Ok(())
+                }
+                "ack" => {
+                    req.ack();
+                    let _ = acted_tx.send(Ok(()));
+                    Ok(())
+                }
+                "error" => {
+                    let _ = acted_tx.send(Ok(()));
+                    Err("stopped: cancelled".into())
+                }
+                "panic" => {
+                    let _ = acted_tx.send(Ok(()));
+                    panic!("panicked after the cancel");
+                }
+                "drop" => {
+                    drop(req);
+                    let _ = acted_tx.send(Ok(()));
+                    Ok(())
+                }
+                other => panic!("unknown op {other:?}"),
+            }
+        }
+    });
+    (started, acted)
+}
+
+/// Sends an echo request and checks that its answer is the next message
+/// from the worker: nothing else was queued before it.
+async fn assert_probe_is_next(sup: &mut Supervisor, what: &str) {
+    let (probe, req) = request("echo probe");
+    sup.send(req).await;
+    assert_response(sup.recv(what).await, probe, "probe".to_owned());
+}
+
+/// Runs a request whose handler does `op` after the cancel, and checks that
+/// the worker sends nothing for it.
+async fn assert_nothing_sent_after_cancel(op: &str) {
+    let (worker, mut sup) = connected(0).await;
+    let (mut started, mut acted) = after_cancel_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    let (id, req) = request(op);
+    sup.send(req).await;
+    assert_eq!(
+        within("the handler to start", started.recv()).await,
+        Some(id)
+    );
+    assert_eq!(worker.requests().len(), 1);
+    sup.send(ToWorker::Cancel { id }).await;
+    let outcome = within("the handler to act after the cancel", acted.recv())
+        .await
+        .unwrap();
+    assert!(outcome.is_ok(), "{op} after the cancel: {outcome:?}");
+    assert!(worker.requests().is_empty());
+    assert_probe_is_next(&mut sup, &format!("the probe's answer, not the {op}")).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_suppresses_a_later_respond() {
+    assert_nothing_sent_after_cancel("respond").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_suppresses_a_later_ack() {
+    assert_nothing_sent_after_cancel("ack").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_suppresses_the_failure_of_a_later_error() {
+    assert_nothing_sent_after_cancel("error").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_suppresses_the_failure_of_a_later_panic() {
+    assert_nothing_sent_after_cancel("panic").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_suppresses_the_failure_of_a_request_dropped_by_its_handler() {
+    assert_nothing_sent_after_cancel("drop").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_suppresses_the_failure_of_a_request_dropped_elsewhere() {
+    let (worker, mut sup) = connected(0).await;
+    let mut moved = deferring_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    let (id, req) = request("moved");
+    sup.send(req).await;
+    let req = within("the moved request", moved.recv()).await.unwrap();
+    sup.send(ToWorker::Cancel { id }).await;
+    within("the cancel", req.cancelled()).await;
+    // The handler returned `Ok` long ago: this drop would answer `Failed`.
+    drop(req);
+
+    let (next, req) = request("next");
+    sup.send(req).await;
+    within("the next request", moved.recv())
+        .await
+        .unwrap()
+        .ack();
+    assert_eq!(
+        sup.recv("the next ack, not a failure").await,
+        ToSupervisor::Ack { id: next }
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_resolves_when_the_supervisor_cancels() {
+    let (worker, mut sup) = connected(0).await;
+    let mut moved = deferring_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    let (id, req) = request("slow");
+    sup.send(req).await;
+    let req = within("the moved request", moved.recv()).await.unwrap();
+    assert!(!req.is_cancelled());
+    let snapshot = worker.requests();
+    assert!(!snapshot[0].is_cancelled());
+    // The futures borrow nothing: they run in other tasks.
+    let waiting = tokio::spawn(req.cancelled());
+    let watching = tokio::spawn(snapshot[0].cancelled());
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+
+    sup.send(ToWorker::Cancel { id }).await;
+    within("cancelled() to resolve", waiting).await.unwrap();
+    within("RequestInfo::cancelled() to resolve", watching)
+        .await
+        .unwrap();
+    assert!(req.is_cancelled());
+    assert!(snapshot[0].is_cancelled());
+    // Once cancelled, a new future resolves at once.
+    within("a later cancelled() to resolve", req.cancelled()).await;
+    let debug = format!("{req:?}");
+    assert!(debug.contains("cancelled: true"), "{debug}");
+    req.respond(&"unheard").unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn handler_can_select_on_cancelled_to_stop_early() {
+    let (worker, mut sup) = connected(0).await;
+    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    worker.on_request(move |req: Request| {
+        let stopped_tx = stopped_tx.clone();
+        let started_tx = started_tx.clone();
+        async move {
+            let _ = started_tx.send(());
+            tokio::select! {
+                () = req.cancelled() => {
+                    let _ = stopped_tx.send(req.id());
+                    Ok(())
+                }
+                () = std::future::pending::<()>() => Ok(req.respond(&"never")?),
+            }
+        }
+    });
+    let _run = spawn_run(&worker);
+
+    let (id, req) = request(&());
+    sup.send(req).await;
+    within("the handler to start", started.recv())
+        .await
+        .unwrap();
+    sup.send(ToWorker::Cancel { id }).await;
+    assert_eq!(
+        within("the handler to stop early", stopped.recv()).await,
+        Some(id)
+    );
+    // Returning `Ok` without answering a cancelled request sends nothing.
+    let (next, req) = request(&());
+    sup.send(req).await;
+    within("the next handler to start", started.recv())
+        .await
+        .unwrap();
+    sup.send(ToWorker::Cancel { id: next }).await;
+    within("the next handler to stop", stopped.recv())
+        .await
+        .unwrap();
+    sup.send(ToWorker::SoftKill).await;
+    assert_eq!(
+        sup.recv("SoftKillDone, and nothing before it").await,
+        ToSupervisor::SoftKillDone
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn requests_snapshot_drops_a_cancelled_request() {
+    let (worker, mut sup) = connected(0).await;
+    let mut moved = deferring_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    let (kept, req) = request("kept");
+    sup.send(req).await;
+    let kept_req = within("the kept request", moved.recv()).await.unwrap();
+    let (gone, req) = request("cancelled");
+    sup.send(req).await;
+    let gone_req = within("the cancelled request", moved.recv()).await.unwrap();
+    assert_eq!(worker.requests().len(), 2);
+
+    sup.send(ToWorker::Cancel { id: gone }).await;
+    within("the cancel", gone_req.cancelled()).await;
+    let ids: Vec<Uuid> = worker.requests().iter().map(|r| r.id()).collect();
+    assert_eq!(ids, vec![kept]);
+    // Still held, but no longer in flight for the worker.
+    drop(gone_req);
+    kept_req.respond(&"kept").unwrap();
+    assert_response(sup.recv("the kept response").await, kept, "kept".to_owned());
+    assert!(worker.requests().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn soft_kill_completes_while_a_cancelled_request_is_still_in_its_handler() {
+    let (worker, mut sup) = connected(0).await;
+    // The gate is never opened: the handler ignores the cancel and never ends.
+    let (_gate, mut started) = gated_handler(&worker);
+    let run = spawn_run(&worker);
+
+    let (id, req) = request(&());
+    sup.send(req).await;
+    within("the handler to start", started.recv()).await;
+    // The soft kill waits for the request; the cancel releases it.
+    sup.send(ToWorker::SoftKill).await;
+    sup.send(ToWorker::Cancel { id }).await;
+    assert_eq!(
+        sup.recv("SoftKillDone, with no answer before it").await,
+        ToSupervisor::SoftKillDone
+    );
+    run_result(run, "run() to return after the soft kill")
+        .await
+        .unwrap();
+    sup.expect_eof("the worker to close the channel").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn retry_after_cancel_is_served_as_a_new_request() {
+    let (worker, mut sup) = connected(0).await;
+    let mut moved = deferring_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    let id = Uuid::new_v4();
+    sup.send(request_with_id(id, "first").1).await;
+    let first = within("the first attempt", moved.recv()).await.unwrap();
+    sup.send(ToWorker::Cancel { id }).await;
+    sup.send(request_with_id(id, "second").1).await;
+    // Not rejected as a duplicate: it reaches the handler.
+    let second = within("the second attempt", moved.recv()).await.unwrap();
+    assert_eq!(second.id(), id);
+    assert!(first.is_cancelled());
+    assert!(!second.is_cancelled());
+    let snapshot = worker.requests();
+    assert_eq!(snapshot.len(), 1, "{snapshot:?}");
+    assert_eq!(snapshot[0].data::<String>().unwrap(), "second");
+
+    // The first attempt answering late (and dropping) touches neither the
+    // channel nor the second attempt.
+    first.respond(&"first").unwrap();
+    assert_eq!(worker.requests().len(), 1);
+    second.respond(&"second").unwrap();
+    assert_response(
+        sup.recv("the second attempt's response").await,
+        id,
+        "second".to_owned(),
+    );
+    assert!(worker.requests().is_empty());
+
+    // Exactly one answer for `id`: the next message is the next request's.
+    let (next, req) = request("next");
+    sup.send(req).await;
+    within("the next request", moved.recv())
+        .await
+        .unwrap()
+        .ack();
+    assert_eq!(
+        sup.recv("the next ack").await,
+        ToSupervisor::Ack { id: next }
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn retry_after_cancel_is_not_failed_by_the_old_attempt_panicking() {
+    let (worker, mut sup) = connected(0).await;
+    let (mut started, mut acted) = after_cancel_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    let id = Uuid::new_v4();
+    sup.send(request_with_id(id, "panic").1).await;
+    within("the first attempt to start", started.recv()).await;
+    // Cancel and retry in one write: the worker reads both before the first
+    // attempt's handler wakes up and panics.
+    sup.sink.push(&ToWorker::Cancel { id }).unwrap();
+    sup.sink
+        .push(&request_with_id(id, "echo second").1)
+        .unwrap();
+    within("the frames to be written", sup.sink.flush())
+        .await
+        .unwrap();
+    within("the first attempt to panic", acted.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_response(
+        sup.recv("the retry's response").await,
+        id,
+        "second".to_owned(),
+    );
+    assert_probe_is_next(&mut sup, "the probe's answer, not a failure").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn request_cancelled_before_its_handler_starts_is_not_served() {
+    let (worker, mut sup) = connected(0).await;
+    let (mut started, _acted) = after_cancel_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    // In one write: the worker cancels the request before its task runs.
+    let (id, req) = request("respond");
+    sup.sink.push(&req).unwrap();
+    sup.sink.push(&ToWorker::Cancel { id }).unwrap();
+    within("the frames to be written", sup.sink.flush())
+        .await
+        .unwrap();
+    assert_probe_is_next(&mut sup, "the probe's answer").await;
+    assert!(
+        started.try_recv().is_err(),
+        "the handler ran for a request cancelled before it started"
+    );
+    assert!(worker.requests().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_for_an_unknown_or_answered_id_is_ignored() {
+    let (worker, mut sup) = connected(0).await;
+    let (_started, _acted) = after_cancel_handler(&worker);
+    let _run = spawn_run(&worker);
+
+    let (answered, req) = request("echo done");
+    sup.send(req).await;
+    assert_response(sup.recv("the response").await, answered, "done".to_owned());
+    sup.send(ToWorker::Cancel { id: answered }).await;
+    sup.send(ToWorker::Cancel { id: Uuid::new_v4() }).await;
+    assert_probe_is_next(&mut sup, "the probe's answer").await;
+    assert!(worker.requests().is_empty());
+    // The same id again is a new request, served normally.
+    sup.send(request_with_id(answered, "echo again").1).await;
+    assert_response(sup.recv("the response").await, answered, "again".to_owned());
+}
+
+/// First attempts answer on other threads while the reader takes their
+/// `Cancel` and retry: a retry is never rejected as a duplicate, because a
+/// request is settled and leaves the registry in one step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_and_retry_under_load_never_fail_as_duplicates() {
+    const N: u32 = 2_000;
+    let (worker, mut sup) = connected(0).await;
+    worker.on_request(|req: Request| async move {
+        let n: u32 = req.data()?;
+        req.respond(&n)?;
+        Ok(())
+    });
+    let _run = spawn_run(&worker);
+
+    // Each request is cancelled and retried one write after it was sent,
+    // while its first attempt's handler may be answering on another thread.
+    let sent: Vec<(Uuid, u32)> = (0..N).map(|n| (Uuid::new_v4(), n)).collect();
+    for k in 0..=sent.len() {
+        if let Some(&(id, n)) = sent.get(k) {
+            sup.sink.push(&request_with_id(id, &n).1).unwrap();
+        }
+        if let Some(&(id, n)) = k.checked_sub(1).map(|k| &sent[k]) {
+            sup.sink.push(&ToWorker::Cancel { id }).unwrap();
+            sup.sink.push(&request_with_id(id, &n).1).unwrap();
+        }
+        within("the frames to be written", sup.sink.flush())
+            .await
+            .unwrap();
+    }
+    let expected: HashMap<Uuid, u32> = sent.into_iter().collect();
+    // SoftKillDone comes after every answer there will be.
+    sup.send(ToWorker::SoftKill).await;
+
+    let mut answers = HashMap::<Uuid, usize>::new();
+    loop {
+        match sup.recv("an answer or SoftKillDone").await {
+            ToSupervisor::Response { id, payload } => {
+                assert_eq!(decode::<u32>(&payload), expected[&id]);
+                *answers.entry(id).or_default() += 1;
+            }
+            ToSupervisor::SoftKillDone => break,
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+    // The retry is always answered; the first attempt only when its answer
+    // was queued before the worker read the cancel.
+    assert_eq!(answers.len(), expected.len());
+    assert!(answers.values().all(|&count| count == 1 || count == 2));
 }
 
 // ---- messages to the supervisor --------------------------------------------

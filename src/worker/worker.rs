@@ -199,7 +199,9 @@ impl Worker {
     /// be `Send`. The handler answers with [`Request::respond`] or
     /// [`Request::ack`], now or later from another task; [`Request`] says
     /// what the caller gets when it does not, or when it returns an error or
-    /// panics. Either way the worker keeps serving.
+    /// panics. Either way the worker keeps serving. When the supervisor
+    /// cancels a request (it timed out), nothing is sent for it any more
+    /// and the handler may stop early; see [Cancellation](Request#cancellation).
     ///
     /// Register it before [`Worker::run`]: requests that arrive while there
     /// is none are answered with a failure.
@@ -234,8 +236,9 @@ impl Worker {
     ///
     /// The supervisor sends no new requests then. The worker calls the hook
     /// with a [`Done`], and answers the soft kill only once the `Done` is done
-    /// (or dropped) and every request in flight is answered; then
-    /// [`Worker::run`] returns. Without a hook, it waits for the requests only.
+    /// (or dropped) and every request in flight is answered or cancelled;
+    /// then [`Worker::run`] returns, even if the handler of a cancelled
+    /// request still runs. Without a hook, it waits for the requests only.
     pub fn on_soft_kill<F, Fut>(&self, hook: F)
     where
         F: FnOnce(Done) -> Fut + Send + 'static,
@@ -317,7 +320,8 @@ impl Worker {
             .send_or_log(&ToSupervisor::Stats(stats), "statistics");
     }
 
-    /// A snapshot of the requests received and not yet answered, oldest first.
+    /// A snapshot of the requests received and neither answered nor
+    /// cancelled yet, oldest first.
     pub fn requests(&self) -> Vec<RequestInfo> {
         self.shared
             .in_flight

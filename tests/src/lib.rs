@@ -1,1 +1,354 @@
-//! Shared helpers for the lpm integration tests.
+//! Shared pieces of the lpm integration tests: [`Op`], the request language
+//! of the `test_worker` binary, and helpers that wait for pool events and
+//! conditions with a deadline, so that no test sleeps and then asserts.
+//!
+//! A test starts a pool of real `test_worker` processes with [`start`]
+//! (which also subscribes to the pool's events), sends [`Op`]s, waits with
+//! [`recv_or_fail`] or [`wait_for_health`], and ends by killing its pool.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::{FutureExt, StreamExt};
+use lpm::{
+    Config, EventStream, Pool, PoolError, PoolEvent, Response, SignalPolicy, WorkerCommand,
+    WorkerHealth,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How long any single wait in a test may take before it fails. Generous:
+/// the machines that run the suite are shared and noisy, and a passing test
+/// never waits this long.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often [`wait_until`] checks its condition.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Event a worker answers to with [`PONG`] (broadcast by tests).
+pub const PING: &str = "ping";
+/// Event a worker emits on [`PING`], with its pid (`u32`) as payload.
+pub const PONG: &str = "pong";
+/// Event a worker started with `--ready-on-go <slot>` waits for before it says ready.
+pub const GO: &str = "go";
+/// Event [`Op::Ask`] emits with a reply awaited; payload: the question (`String`).
+pub const ASK: &str = "ask";
+/// Event the `--soft-kill-hook` hook emits first, with the worker's pid.
+pub const HOOK_STARTED: &str = "hook-started";
+/// Event the `--soft-kill-hook` hook emits right before it calls `done`, with the worker's pid.
+pub const HOOK_DONE: &str = "hook-done";
+/// How long the `--soft-kill-hook` hook works between [`HOOK_STARTED`] and [`HOOK_DONE`].
+pub const HOOK_WORK: Duration = Duration::from_millis(200);
+/// Exit code of a worker started with `--exit-at-start`.
+pub const EXIT_AT_START_CODE: i32 = 17;
+/// The stderr line a worker started with `--exit-at-start` writes before it exits.
+pub const EXIT_AT_START_LINE: &str = "test_worker: exiting at start as asked";
+
+/// A request for `test_worker`: what its handler does, and what it answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Answers the same bytes (`Vec<u8>`).
+    Echo(Vec<u8>),
+    /// Sleeps `ms` milliseconds, then answers `reply` (`u32`).
+    Sleep {
+        /// How long to sleep.
+        ms: u64,
+        /// What to answer.
+        reply: u32,
+    },
+    /// Answers the worker's process id (`u32`).
+    Pid,
+    /// Answers what the worker saw of the request ([`Seen`]).
+    Inspect,
+    /// Exits the process with this code in the middle of the request.
+    Exit(i32),
+    /// Exits with `code` when `marker` does not exist yet, creating it first;
+    /// when it exists, answers the pid (`u32`). So the first attempt dies and
+    /// a retry succeeds.
+    ExitOnce {
+        /// The file whose creation marks the first attempt.
+        marker: PathBuf,
+        /// Exit code of the first attempt.
+        code: i32,
+    },
+    /// Stalls forever when `marker` does not exist yet, creating it first;
+    /// when it exists, answers the pid (`u32`). So the first attempt times
+    /// out and a retry succeeds.
+    StallOnce {
+        /// The file whose creation marks the first attempt.
+        marker: PathBuf,
+    },
+    /// Aborts the process (SIGABRT) in the middle of the request.
+    Abort,
+    /// Writes bytes that are no valid frame (a length prefix of 4 GiB) to the
+    /// channel, as a broken worker would, and stalls.
+    Garbage,
+    /// Answers this many bytes (`Vec<u8>`): more than a frame may hold
+    /// makes the answer impossible to send.
+    Big {
+        /// Size of the answer.
+        bytes: u64,
+    },
+    /// The handler panics with this message.
+    Panic(String),
+    /// The handler returns this error.
+    Fail(String),
+    /// Says busy, sleeps `ms`, then answers the time (`SystemTime`) just
+    /// before it says ready again.
+    BusyFor {
+        /// How long to stay busy.
+        ms: u64,
+    },
+    /// Answers the time (`SystemTime`) the handler ran.
+    Now,
+    /// Allocates and touches this many bytes and never frees them; answers the count (`u64`).
+    Leak {
+        /// Bytes to leak.
+        bytes: u64,
+    },
+    /// Emits [`ASK`] with this question, awaits the reply, and answers
+    /// `Result<String, String>`: the reply, or the emit's error as text.
+    Ask(String),
+    /// Answers how many requests the worker holds, this one included (`u64`).
+    Requests,
+    /// Sleeps `ms`, answers the most requests the worker held (`u64`) when
+    /// it looked, at the start and at the end of the sleep.
+    HoldAndCount {
+        /// How long to hold the request.
+        ms: u64,
+    },
+    /// Acknowledges the request without a payload.
+    Ack,
+    /// Reports these statistics with `Worker::report_stats`, then acknowledges.
+    Stats(Vec<(String, f64)>),
+}
+
+/// What the worker saw of a request: the answer to [`Op::Inspect`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    /// `Request::id` on the worker's side.
+    pub id: Uuid,
+    /// `Request::created_at` on the worker's side.
+    pub created_at: SystemTime,
+    /// The worker's process id.
+    pub pid: u32,
+    /// The worker's slot.
+    pub slot: u32,
+}
+
+/// The `test_worker` binary as a [`WorkerCommand`](lpm::WorkerCommand).
+///
+/// A macro because `CARGO_BIN_EXE_test_worker` is only set while an
+/// integration test of this package compiles: `env!` must expand there.
+#[macro_export]
+macro_rules! test_worker {
+    () => {
+        ::lpm::WorkerCommand::new(env!("CARGO_BIN_EXE_test_worker"))
+    };
+}
+
+/// Pool settings for tests: quick samples, restarts and kills, and signals
+/// left alone (tests run in one process; a pool must not take its SIGINT).
+pub fn config(workers: usize) -> Config {
+    Config::default()
+        .workers(workers)
+        .on_signal(SignalPolicy::Ignore)
+        .sample_interval(Duration::from_millis(50))
+        .restart_backoff(Duration::from_millis(10))
+        .max_restart_backoff(Duration::from_millis(100))
+        .soft_kill_grace(Duration::from_secs(5))
+        .term_grace(Duration::from_secs(1))
+        .spawn_timeout(DEADLINE)
+}
+
+/// Sends `RUST_LOG`-filtered tracing output to the test's captured output.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Starts a pool and subscribes to its events at once.
+///
+/// Call it inside a running actix System (`#[actix_rt::test]`).
+pub fn start(command: WorkerCommand, config: Config) -> (Pool, EventStream) {
+    init_tracing();
+    let pool = Pool::start(command, config);
+    let events = pool.events();
+    (pool, events)
+}
+
+/// Waits until every worker of `pool` has said ready, or fails the test.
+pub async fn online(pool: &Pool) {
+    tokio::time::timeout(DEADLINE, pool.online())
+        .await
+        .unwrap_or_else(|_| panic!("the pool did not come online within {DEADLINE:?}"));
+}
+
+/// Waits for the first event that satisfies `predicate` and returns it;
+/// fails the test, naming `what` and the events seen instead, when none
+/// comes within `deadline`.
+pub async fn recv_or_fail(
+    events: &mut EventStream,
+    what: &str,
+    deadline: Duration,
+    mut predicate: impl FnMut(&PoolEvent) -> bool,
+) -> PoolEvent {
+    let until = tokio::time::Instant::now() + deadline;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(until, events.next()).await {
+            Ok(Some(event)) if predicate(&event) => return event,
+            Ok(Some(event)) => seen.push(describe(&event)),
+            Ok(None) => panic!("the event stream ended before {what}; saw {seen:?}"),
+            Err(_) => panic!("no {what} within {deadline:?}; saw {seen:?}"),
+        }
+    }
+}
+
+/// Collects `count` events that satisfy `predicate`, each within `deadline`
+/// of the previous one; see [`recv_or_fail`].
+pub async fn recv_n_or_fail(
+    events: &mut EventStream,
+    what: &str,
+    count: usize,
+    deadline: Duration,
+    mut predicate: impl FnMut(&PoolEvent) -> bool,
+) -> Vec<PoolEvent> {
+    let mut got = Vec::with_capacity(count);
+    for i in 0..count {
+        let what = format!("{what} ({} of {count})", i + 1);
+        got.push(recv_or_fail(events, &what, deadline, &mut predicate).await);
+    }
+    got
+}
+
+/// The events already delivered to `events`, without waiting.
+pub fn drain_now(events: &mut EventStream) -> Vec<PoolEvent> {
+    let mut out = Vec::new();
+    while let Some(Some(event)) = events.next().now_or_never() {
+        out.push(event);
+    }
+    out
+}
+
+fn describe(event: &PoolEvent) -> String {
+    match event {
+        PoolEvent::Custom(c) => format!("Custom({} from pid {})", c.name(), c.pid()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Polls `condition` every [`POLL`] until it holds; fails the test, naming
+/// `what`, when it does not within `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if condition().await {
+            return;
+        }
+        if start.elapsed() >= deadline {
+            panic!("timed out after {deadline:?} waiting until {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The pool's health.
+///
+/// # Panics
+///
+/// When the pool has stopped.
+pub async fn health(pool: &Pool) -> Vec<WorkerHealth> {
+    pool.health().await.expect("the pool answers health")
+}
+
+/// Polls the pool's health until `condition` holds and returns that health;
+/// fails the test, naming `what` and showing the last health, when it does
+/// not within `deadline`.
+pub async fn wait_for_health(
+    pool: &Pool,
+    what: &str,
+    deadline: Duration,
+    mut condition: impl FnMut(&[WorkerHealth]) -> bool,
+) -> Vec<WorkerHealth> {
+    let start = Instant::now();
+    loop {
+        let h = health(pool).await;
+        if condition(&h) {
+            return h;
+        }
+        if start.elapsed() >= deadline {
+            panic!("timed out after {deadline:?} waiting until {what}; last health: {h:#?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The pids in a health report, slot order.
+pub fn pids(health: &[WorkerHealth]) -> Vec<u32> {
+    health.iter().filter_map(|w| w.pid).collect()
+}
+
+/// Enqueues every op now and returns a future of their answers, in order.
+///
+/// Each request has reached the pool's balancer when this returns, so what
+/// the test does next happens after them.
+pub async fn submit_all(
+    pool: &Pool,
+    ops: impl IntoIterator<Item = Op>,
+) -> impl Future<Output = Vec<Result<Response, PoolError>>> {
+    type Answer = Pin<Box<dyn Future<Output = Result<Response, PoolError>>>>;
+    let mut answers: Vec<Answer> = Vec::new();
+    for op in ops {
+        let pool = pool.clone();
+        let mut answer: Answer = Box::pin(async move { pool.enqueue(&op).await });
+        // The first poll sends the request; only then does it wait.
+        if let Poll::Ready(result) = futures::poll!(answer.as_mut()) {
+            answer = Box::pin(futures::future::ready(result));
+        }
+        answers.push(answer);
+    }
+    futures::future::join_all(answers)
+}
+
+/// Enqueues `op` and decodes the answer as `T`; fails the test on any error.
+pub async fn call<T: serde::de::DeserializeOwned>(pool: &Pool, op: &Op) -> (T, Response) {
+    let response = tokio::time::timeout(DEADLINE, pool.enqueue(op))
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {op:?} within {DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("{op:?} failed: {e}"));
+    let value = response
+        .data()
+        .unwrap_or_else(|e| panic!("answer to {op:?} does not decode: {e}"));
+    (value, response)
+}
+
+/// True while the process exists and is not a zombie (reading `/proc`).
+pub fn process_alive(pid: u32) -> bool {
+    match proc_stat_fields(pid) {
+        Some(fields) => !matches!(fields.first().map(String::as_str), Some("Z" | "X")),
+        None => false,
+    }
+}
+
+/// The parent pid of a live process (reading `/proc`).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    proc_stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name: state, ppid, ...
+fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself hold spaces or ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}

@@ -23,11 +23,12 @@ pub(crate) fn to_worker_index(msg: &ToWorker) -> u8 {
         ToWorker::EmitReply { .. } => 3,
         ToWorker::SoftKill => 4,
         ToWorker::HardKill => 5,
+        ToWorker::Cancel { .. } => 6,
     }
 }
 
 /// Number of `ToWorker` variants.
-pub(crate) const TO_WORKER_VARIANTS: u8 = 6;
+pub(crate) const TO_WORKER_VARIANTS: u8 = 7;
 
 /// The wire index of a `ToSupervisor` variant (no wildcard, as above).
 pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
@@ -90,6 +91,8 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
         },
         ToWorker::SoftKill,
         ToWorker::HardKill,
+        ToWorker::Cancel { id: id(6) },
+        ToWorker::Cancel { id: Uuid::nil() },
     ]
 }
 
@@ -194,6 +197,7 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
             .prop_map(|(emit_id, outcome)| ToWorker::EmitReply { emit_id, outcome }),
         Just(ToWorker::SoftKill),
         Just(ToWorker::HardKill),
+        uuid().prop_map(|id| ToWorker::Cancel { id }),
     ]
 }
 

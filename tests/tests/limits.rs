@@ -1,0 +1,194 @@
+//! The bounds a request meets: the queue's capacity, the timeout, the frame size.
+
+use std::time::Duration;
+
+use lpm::{Enqueue, PoolError};
+use lpm_tests::{
+    call, config, health, online, pids, start, submit_all, test_worker, wait_for_health, Op,
+    DEADLINE,
+};
+
+/// Past the queue's capacity, enqueue answers QueueFull at once; the
+/// requests within the bound wait in the queue.
+#[actix_rt::test]
+async fn a_full_queue_answers_queue_full() {
+    let (pool, _events) = start(test_worker!(), config(1).max_in_flight(1).queue_capacity(2));
+    online(&pool).await;
+    let holding = submit_all(
+        &pool,
+        [Op::Sleep {
+            ms: 60_000,
+            reply: 0,
+        }],
+    )
+    .await;
+    wait_for_health(&pool, "the worker holds the slow request", DEADLINE, |h| {
+        h[0].in_flight == 1
+    })
+    .await;
+    let mut queued = Box::pin(submit_all(&pool, (1..=3).map(|i| Op::Echo(vec![i]))).await);
+    // The third is refused at once; the first two wait until the hard kill ends them.
+    assert!(futures::poll!(queued.as_mut()).is_pending());
+    pool.hard_kill().await;
+    let results: Vec<_> = queued
+        .await
+        .into_iter()
+        .map(|r| r.map(|r| r.pid()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            Err(PoolError::Killed),
+            Err(PoolError::Killed),
+            Err(PoolError::QueueFull { capacity: 2 })
+        ]
+    );
+    assert_eq!(
+        holding.await[0].as_ref().map(|r| r.pid()),
+        Err(&PoolError::Killed)
+    );
+}
+
+/// A request with no answer within the timeout fails with Timeout, and the
+/// worker no longer counts it: health shows nothing in flight and, with an
+/// in-flight limit of one, the worker takes the next request at once.
+#[actix_rt::test]
+async fn timeout_answers_timeout_and_frees_the_worker() {
+    let timeout = Duration::from_millis(200);
+    let (pool, _events) = start(test_worker!(), config(1).timeout(timeout).max_in_flight(1));
+    online(&pool).await;
+    let answer = pool
+        .enqueue(&Op::Sleep {
+            ms: 60_000,
+            reply: 0,
+        })
+        .await;
+    assert_eq!(
+        answer.map(|r| r.pid()),
+        Err(PoolError::Timeout {
+            after: timeout,
+            attempts: 1
+        })
+    );
+    assert_eq!(health(&pool).await[0].in_flight, 0);
+    // The worker still runs the old request; the pool must not count it.
+    let (n, _): (Vec<u8>, _) = call(&pool, &Op::Echo(vec![7])).await;
+    assert_eq!(n, vec![7]);
+    pool.hard_kill().await;
+}
+
+/// A per-request timeout overrides the pool's (none here).
+#[actix_rt::test]
+async fn a_request_timeout_overrides_the_pool_default() {
+    let (pool, _events) = start(test_worker!(), config(1));
+    online(&pool).await;
+    let timeout = Duration::from_millis(100);
+    let request = Enqueue::new(&Op::Sleep {
+        ms: 60_000,
+        reply: 0,
+    })
+    .unwrap()
+    .timeout(timeout);
+    let answer = tokio::time::timeout(DEADLINE, pool.send(request))
+        .await
+        .expect("the request resolves");
+    assert_eq!(
+        answer.map(|r| r.pid()),
+        Err(PoolError::Timeout {
+            after: timeout,
+            attempts: 1
+        })
+    );
+    pool.hard_kill().await;
+}
+
+/// A request that times out is tried again while retries last: here the
+/// second attempt answers.
+#[actix_rt::test]
+async fn a_timed_out_request_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pool, _events) = start(
+        test_worker!(),
+        config(2).timeout(Duration::from_millis(200)).retries(1),
+    );
+    online(&pool).await;
+    let op = Op::StallOnce {
+        marker: dir.path().join("first-attempt"),
+    };
+    let (pid, _): (u32, _) = call(&pool, &op).await;
+    assert!(
+        dir.path().join("first-attempt").exists(),
+        "the first attempt ran"
+    );
+    let h = health(&pool).await;
+    assert!(h.iter().any(|w| w.pid == Some(pid)));
+    pool.hard_kill().await;
+}
+
+/// When every attempt times out, Timeout counts the attempts.
+#[actix_rt::test]
+async fn timeout_counts_every_attempt() {
+    let timeout = Duration::from_millis(100);
+    let (pool, _events) = start(test_worker!(), config(2).timeout(timeout).retries(2));
+    online(&pool).await;
+    let answer = pool
+        .enqueue(&Op::Sleep {
+            ms: 60_000,
+            reply: 0,
+        })
+        .await;
+    assert_eq!(
+        answer.map(|r| r.pid()),
+        Err(PoolError::Timeout {
+            after: timeout,
+            attempts: 3
+        })
+    );
+    pool.hard_kill().await;
+}
+
+/// A payload bigger than a frame may be is refused with PayloadTooLarge,
+/// and the worker keeps serving.
+#[actix_rt::test]
+async fn a_payload_above_max_frame_len_is_refused() {
+    let max = 1024;
+    let (pool, _events) = start(test_worker!(), config(1).max_frame_len(max));
+    online(&pool).await;
+    let answer = pool.enqueue(&Op::Echo(vec![0; 4 * max])).await;
+    match answer {
+        Err(PoolError::PayloadTooLarge { len, max: m }) => {
+            assert_eq!(m, max);
+            assert!(len > max, "len {len}");
+        }
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    let (echoed, _): (Vec<u8>, _) = call(&pool, &Op::Echo(vec![5; 100])).await;
+    assert_eq!(echoed, vec![5; 100]);
+    pool.soft_kill().await;
+}
+
+/// An answer bigger than a frame may be fails that request with Handler
+/// (the worker knows the pool's limit), and the worker keeps serving.
+#[actix_rt::test]
+async fn an_answer_above_max_frame_len_fails_the_request() {
+    let max = 1024;
+    let (pool, _events) = start(test_worker!(), config(1).max_frame_len(max));
+    online(&pool).await;
+    let pid = pids(&health(&pool).await)[0];
+    let answer = pool
+        .enqueue(&Op::Big {
+            bytes: 4 * max as u64,
+        })
+        .await;
+    match answer {
+        Err(PoolError::Handler { message, pid: p }) => {
+            assert_eq!(p, pid);
+            assert!(message.contains("frame limit"), "{message}");
+        }
+        other => panic!("expected Handler, got {other:?}"),
+    }
+    let (small, _): (Vec<u8>, _) = call(&pool, &Op::Big { bytes: 10 }).await;
+    assert_eq!(small, vec![7; 10]);
+    assert_eq!(pids(&health(&pool).await), [pid], "the same worker");
+    pool.soft_kill().await;
+}
