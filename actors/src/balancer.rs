@@ -20,10 +20,9 @@ use crate::worker_handle::Assign;
 use crate::{Config, Enqueue, Error, Response};
 use strategy::{Candidate, Pick, Pressure};
 
-/// Enqueues a request with the caller's own reply channel (the allocation-free path
-/// [`Pool::send`](crate::Pool::send) uses).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
+/// A request with the caller's own reply channel, as [`Pool::send`](crate::Pool::send)
+/// hands it over (through a channel, not the mailbox).
+#[derive(Debug)]
 pub(crate) struct Submit {
     pub(crate) request: Enqueue,
     pub(crate) reply: Reply,
@@ -109,6 +108,11 @@ impl Entry {
 /// Holds the request queue and each worker's load, and assigns requests to workers.
 #[derive(Debug)]
 pub struct Balancer {
+    /// Requests from [`Pool::send`](crate::Pool::send): a channel, not the
+    /// mailbox, so a request costs no envelope and whole bursts arrive as one batch.
+    /// Shared with the stream that feeds them in, so that a control message
+    /// (close, kill) first takes in the requests sent before it.
+    submissions: Submissions,
     queue: VecDeque<Pending>,
     workers: BTreeMap<usize, Entry>,
     pick: Box<dyn Pick + Send>,
@@ -128,8 +132,13 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    pub(crate) fn new(config: &Config, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(
+        config: &Config,
+        counters: Arc<Counters>,
+        submissions: tokio::sync::mpsc::UnboundedReceiver<Submit>,
+    ) -> Self {
         Self {
+            submissions: Arc::new(std::sync::Mutex::new(submissions)),
             queue: VecDeque::new(),
             workers: BTreeMap::new(),
             pick: strategy::from_config(config.strategy),
@@ -173,6 +182,7 @@ impl Balancer {
             });
         }
         self.queue.push_back(pending);
+        self.counters.set_queued(self.queue.len());
         self.arm_expiry(ctx);
     }
 
@@ -200,7 +210,8 @@ impl Balancer {
 
     fn assign(&mut self, slot: usize, mut pending: Pending, ctx: &mut Context<Self>) {
         let Some(worker) = self.workers.get_mut(&slot) else {
-            return self.queue.push_front(pending);
+            self.queue.push_front(pending);
+            return self.counters.set_queued(self.queue.len());
         };
         pending.load = Some(LoadGuard::new(&worker.load));
         worker.batch.push(pending);
@@ -263,6 +274,7 @@ impl Balancer {
             }
             self.assign(slot, pending, ctx);
         }
+        self.counters.set_queued(self.queue.len());
         if self.queue.is_empty() {
             for tx in self.drained.drain(..) {
                 let _ = tx.send(());
@@ -313,22 +325,55 @@ impl Balancer {
         for p in self.queue.drain(..) {
             p.fail(error.clone());
         }
+        self.counters.set_queued(0);
         for tx in self.drained.drain(..) {
             let _ = tx.send(());
         }
     }
 }
 
-impl Actor for Balancer {
-    type Context = Context<Self>;
+type Submissions = Arc<std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Submit>>>;
+
+impl Balancer {
+    /// Admits the requests already sent, so they keep their place before a
+    /// control message that arrives through the mailbox.
+    fn take_submissions(&mut self, ctx: &mut Context<Self>) {
+        let rx = Arc::clone(&self.submissions);
+        let mut rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+        while let Ok(Submit { request, reply }) = rx.try_recv() {
+            self.admit(request, reply, ctx);
+        }
+    }
 }
 
-impl Handler<Submit> for Balancer {
-    type Result = ();
+impl Actor for Balancer {
+    type Context = Context<Self>;
 
-    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
-        self.admit(msg.request, msg.reply, ctx);
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let rx = Arc::clone(&self.submissions);
+        // Each item is everything queued at that moment (up to 1024).
+        ctx.add_stream(futures::stream::poll_fn(move |cx| {
+            let mut rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            // Sized to what is queued; no allocation for a poll that finds nothing.
+            let mut batch = Vec::with_capacity(rx.len().min(1024));
+            match rx.poll_recv_many(cx, &mut batch, 1024) {
+                std::task::Poll::Ready(0) => std::task::Poll::Ready(None),
+                std::task::Poll::Ready(_) => std::task::Poll::Ready(Some(batch)),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        }));
     }
+}
+
+impl StreamHandler<Vec<Submit>> for Balancer {
+    fn handle(&mut self, batch: Vec<Submit>, ctx: &mut Context<Self>) {
+        for Submit { request, reply } in batch {
+            self.admit(request, reply, ctx);
+        }
+    }
+
+    // Every Pool is gone: requests only come from direct messages now.
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 impl Handler<Enqueue> for Balancer {
@@ -420,6 +465,7 @@ impl Handler<Close> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.take_submissions(ctx);
         self.accepting = false;
         self.drained.push(msg.drained);
         self.pump(ctx);
@@ -429,7 +475,8 @@ impl Handler<Close> for Balancer {
 impl Handler<FailQueued> for Balancer {
     type Result = ();
 
-    fn handle(&mut self, msg: FailQueued, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: FailQueued, ctx: &mut Context<Self>) {
+        self.take_submissions(ctx);
         self.accepting = false;
         self.fail_queued(&msg.0);
         self.refuse = Some(msg.0);
@@ -439,7 +486,8 @@ impl Handler<FailQueued> for Balancer {
 impl Handler<PoolDown> for Balancer {
     type Result = ();
 
-    fn handle(&mut self, msg: PoolDown, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: PoolDown, ctx: &mut Context<Self>) {
+        self.take_submissions(ctx);
         self.down = msg.0;
         if msg.0 {
             self.fail_queued(&Error::NoWorkers);

@@ -235,3 +235,20 @@ impl Config {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = Config::default();
+        assert_eq!(c.workers, 1);
+        assert_eq!(c.timeout, None);
+        assert_eq!(c.retries, 0);
+        assert_eq!(c.max_restarts, 5);
+        assert_eq!(c.restart_window, Duration::from_secs(120));
+        assert_eq!(c.strategy, Strategy::LeastPressure);
+        assert_eq!(c.on_signal, SignalPolicy::SoftKill);
+    }
+}

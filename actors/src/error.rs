@@ -128,5 +128,7 @@ pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Re
 
 /// Encodes `T` as a postcard payload, with our error.
 pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    postcard::to_allocvec(value).map_err(Error::encode)
+    // One allocation of the exact size, instead of a growing Vec (two or more).
+    let size = postcard::experimental::serialized_size(value).map_err(Error::encode)?;
+    postcard::to_extend(value, Vec::with_capacity(size)).map_err(Error::encode)
 }

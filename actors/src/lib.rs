@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Requests go to the Balancer directly: the Supervisor is not on the hot
-//! path, so a request costs two actor hops out and none back.
+//! path. [`Pool::send`] hands them over through a channel that the Balancer
+//! drains in batches; the answer travels back on the request's own oneshot,
+//! with no actor hop.
 //!
 //! # Examples
 //!

@@ -47,6 +47,7 @@ const EVENT_BUFFER: usize = 1024;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Pool {
+    submit: mpsc::UnboundedSender<Submit>,
     supervisor: Addr<Supervisor>,
     balancer: Addr<Balancer>,
 }
@@ -59,9 +60,11 @@ impl Pool {
     /// Outside a running actix System.
     pub fn start(command: WorkerCommand, config: Config) -> Pool {
         let counters = Arc::new(Counters::default());
-        let balancer = Balancer::new(&config, Arc::clone(&counters)).start();
+        let (submit, submissions) = mpsc::unbounded_channel();
+        let balancer = Balancer::new(&config, Arc::clone(&counters), submissions).start();
         let supervisor = Supervisor::new(command, config, balancer.clone(), counters).start();
         Pool {
+            submit,
             supervisor,
             balancer,
         }
@@ -83,7 +86,9 @@ impl Pool {
     /// Any request error: see [`Error`].
     pub async fn send(&self, request: Enqueue) -> Result<Response, Error> {
         let (reply, rx) = oneshot::channel();
-        self.balancer.do_send(Submit { request, reply });
+        if self.submit.send(Submit { request, reply }).is_err() {
+            return Err(Error::PoolStopped);
+        }
         rx.await.unwrap_or(Err(Error::PoolStopped))
     }
 

@@ -171,9 +171,20 @@ impl Drop for LoadGuard {
 pub(crate) struct Counters {
     served: std::sync::atomic::AtomicU64,
     failed: std::sync::atomic::AtomicU64,
+    /// Requests waiting in the balancer's queue: a worker that frees a slot
+    /// only needs to tell the balancer when some are.
+    queued: AtomicUsize,
 }
 
 impl Counters {
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_queued(&self, n: usize) {
+        self.queued.store(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
     }

@@ -154,6 +154,7 @@ impl Supervisor {
             max_frame_len: config.max_frame_len,
             sample_interval: config.sample_interval,
             spawn_timeout: config.spawn_timeout,
+            counters: Arc::clone(&counters),
         };
         Self {
             command,

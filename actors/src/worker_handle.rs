@@ -71,7 +71,32 @@ pub(crate) struct HandleConfig {
     pub(crate) max_frame_len: usize,
     pub(crate) sample_interval: Duration,
     pub(crate) spawn_timeout: Duration,
+    /// Shared with the balancer: how many requests wait in its queue.
+    pub(crate) counters: std::sync::Arc<crate::request::Counters>,
 }
+
+/// Request ids are random UUID v4s made by this process, so their bytes are a
+/// hash already: SipHash would only cost time (the worker runtime does the same).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Bridges one child process to the actors.
 #[derive(Debug)]
@@ -85,7 +110,7 @@ pub struct WorkerHandle {
     flush_waiting: bool,
     stream: Option<FrameStream<ToSupervisor>>,
     child: Option<tokio::process::Child>,
-    in_flight: HashMap<RequestId, Pending>,
+    in_flight: HashMap<RequestId, Pending, IdHash>,
     deadlines: BTreeSet<(Instant, RequestId)>,
     timer: Option<(Instant, SpawnHandle)>,
     state: WorkerState,
@@ -135,7 +160,7 @@ impl WorkerHandle {
             supervisor,
             flush_waiting: false,
             child: Some(child),
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             deadlines: BTreeSet::new(),
             timer: None,
             state: WorkerState::Starting,
@@ -540,7 +565,11 @@ impl StreamHandler<Result<Vec<ToSupervisor>, lpm_protocol::Error>> for WorkerHan
             }
         }
         if freed {
-            self.balancer.do_send(Freed);
+            // Only a queue needs to hear that a slot is free: the balancer
+            // reads every worker's load directly when it assigns.
+            if self.config.counters.queued() > 0 {
+                self.balancer.do_send(Freed);
+            }
         }
     }
 

@@ -128,16 +128,43 @@ impl FrameDecoder {
     /// decode as `T` or has bytes left over. After an error the stream is out
     /// of sync and must be closed.
     pub fn decode<T: DeserializeOwned>(&mut self, buf: &mut BytesMut) -> Result<Option<T>, Error> {
-        let Some(body) = self.next_body(buf)? else {
+        let Some(len) = self.next_len(buf)? else {
             return Ok(None);
         };
-        let (msg, rest) = postcard::take_from_bytes::<T>(&body).map_err(Error::malformed)?;
+        // Decoded in place, then skipped: no `split_to`, so the buffer stays
+        // uniquely owned (no shared-mode promotion, no refcount per frame).
+        let (msg, rest) = postcard::take_from_bytes::<T>(&buf[..len]).map_err(Error::malformed)?;
         if !rest.is_empty() {
             return Err(Error::Malformed {
                 reason: format!("{} trailing bytes after the message", rest.len()),
             });
         }
+        buf.advance(len);
+        self.state = State::Head;
         Ok(Some(msg))
+    }
+
+    /// The length of the next whole frame body at the front of `buf` (its
+    /// header already consumed), if `buf` holds all of it.
+    fn next_len(&mut self, buf: &mut BytesMut) -> Result<Option<usize>, Error> {
+        if let State::Head = self.state {
+            if buf.len() < HEADER_LEN {
+                return Ok(None);
+            }
+            let len = buf.get_u32_le() as usize;
+            if len > self.max_frame_len {
+                return Err(Error::FrameTooLarge {
+                    len,
+                    max: self.max_frame_len,
+                });
+            }
+            buf.reserve(len.saturating_sub(buf.len()));
+            self.state = State::Body(len);
+        }
+        match self.state {
+            State::Body(len) if buf.len() >= len => Ok(Some(len)),
+            _ => Ok(None),
+        }
     }
 
     /// Takes the next whole frame body out of `buf` without decoding it.

@@ -88,7 +88,7 @@ impl<T: DeserializeOwned> FrameStream<T> {
                 return Poll::Ready(Some(Err(e.into())));
             }
             self.buf.reserve(READ_CHUNK);
-            match self.stream.try_read_buf(&mut self.buf) {
+            match read_draining(&self.stream, &mut self.buf) {
                 Ok(0) => {
                     self.done = true;
                     let buffered = self.decoder.pending(&self.buf);
@@ -115,6 +115,31 @@ impl<T: DeserializeOwned> futures_core::Stream for FrameStream<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_batch(cx)
+    }
+}
+
+/// Reads what the socket holds into `buf`.
+///
+/// A read that leaves room in the buffer has drained the socket, so the
+/// readiness tokio cached is cleared now, rather than by one more read that
+/// fails with `EAGAIN` (tokio's own `poll_read` does the same; tokio#5866).
+/// Returning `WouldBlock` from the `try_io` closure is how tokio is told; it
+/// clears only the readiness it saw before this read, so data that arrives
+/// meanwhile still wakes the reader.
+fn read_draining(stream: &UnixStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut drained = None;
+    let res = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        if n > 0 && n < room {
+            drained = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (res, drained) {
+        (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        (res, _) => res,
     }
 }
 

@@ -7,7 +7,8 @@
 //!
 //! Environment:
 //! - `LPM_BENCH_QUICK=1`: a short run, to check that the benchmark works
-//!   (its figures are noisy).
+//!   (its figures are noisy). Without `--bench` in its arguments (under
+//!   `cargo test --benches`), the benchmark always makes the quick run.
 //! - `LPM_BENCH_ONLY=r1,r2,r2u,w1,w2,r1c,w1c`: run only these workloads (profiling).
 //! - `LPM_BENCH_WORKERS=runtime,raw`: run the lpm workloads only against
 //!   these workers.
@@ -22,8 +23,8 @@
 //!   messages as the window allows in one write), a reader thread: msg/s.
 //!   R2u is the same with one write per message.
 //! - W1: lpm, one worker, sequential `Pool::enqueue` round trips: p50/p99.
-//! - W2: lpm, two workers, 256 requests in flight: requests/s.
-//!
+//! - W2: lpm, two workers, 256 requests in flight: requests/s (the caller's
+//!   loop runs on the actix thread, like a handler in an actix app).
 //! - R1c, W1c: R1 and W1 again with the benchmark and its children on one
 //!   CPU. Sequential round trips across CPUs mostly measure the machine's
 //!   cross-CPU wake-up cost (large and noisy on virtual machines); on one CPU
@@ -349,7 +350,11 @@ struct Params {
 
 impl Params {
     fn from_env() -> Self {
-        let quick = std::env::var("LPM_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        // `cargo bench` passes `--bench`; `cargo test --benches` (or
+        // `--all-targets`) does not, and gets the quick run as a smoke test.
+        let benching = std::env::args().any(|a| a == "--bench");
+        let quick =
+            !benching || std::env::var("LPM_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         let list = |var: &str| {
             std::env::var(var).ok().map(|v| {
                 v.split(',')
@@ -1313,7 +1318,6 @@ fn target_dir() -> PathBuf {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` would too. Nothing to parse.
     let params = Params::from_env();
     let machine = Machine::probe();
     eprintln!(
