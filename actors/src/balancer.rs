@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::alarm::Alarm;
 use crate::health::WorkerState;
 use crate::id::WorkerId;
 use crate::request::{Counters, Load, LoadGuard, Pending, Reply};
@@ -127,7 +128,7 @@ pub struct Balancer {
     /// Set by a kill: requests that come back from workers fail with it.
     refuse: Option<Error>,
     flush_scheduled: bool,
-    expiry: Option<(Instant, SpawnHandle)>,
+    expiry: Alarm,
     drained: Vec<oneshot::Sender<()>>,
 }
 
@@ -152,7 +153,7 @@ impl Balancer {
             down: false,
             refuse: None,
             flush_scheduled: false,
-            expiry: None,
+            expiry: Alarm::default(),
             drained: Vec::new(),
         }
     }
@@ -181,9 +182,9 @@ impl Balancer {
                 capacity: self.capacity,
             });
         }
+        self.arm_expiry(pending.deadline.into_iter(), ctx);
         self.queue.push_back(pending);
         self.counters.set_queued(self.queue.len());
-        self.arm_expiry(ctx);
     }
 
     fn pick_worker(&mut self) -> Option<usize> {
@@ -244,6 +245,7 @@ impl Balancer {
     }
 
     fn requeue(&mut self, requests: Vec<Pending>, ctx: &mut Context<Self>) {
+        self.arm_expiry(requests.iter().filter_map(|p| p.deadline), ctx);
         for mut p in requests.into_iter().rev() {
             p.load = None;
             if let Some(error) = &self.refuse {
@@ -255,7 +257,6 @@ impl Balancer {
                 self.queue.push_front(p);
             }
         }
-        self.arm_expiry(ctx);
         self.pump(ctx);
     }
 
@@ -282,22 +283,14 @@ impl Balancer {
         }
     }
 
-    fn arm_expiry(&mut self, ctx: &mut Context<Self>) {
-        let Some(earliest) = self.queue.iter().filter_map(|p| p.deadline).min() else {
-            return;
-        };
-        if let Some((at, handle)) = self.expiry {
-            if at <= earliest {
-                return;
-            }
-            ctx.cancel_future(handle);
+    /// Keeps the expiry alarm armed for the earliest of these deadlines.
+    fn arm_expiry(&mut self, deadlines: impl Iterator<Item = Instant>, ctx: &mut Context<Self>) {
+        if let Some(earliest) = deadlines.min() {
+            self.expiry.arm(earliest, ctx, |act, ctx| {
+                act.expiry.rang();
+                act.expire(ctx);
+            });
         }
-        let delay = earliest.saturating_duration_since(Instant::now());
-        let handle = ctx.run_later(delay, |act, ctx| {
-            act.expiry = None;
-            act.expire(ctx);
-        });
-        self.expiry = Some((earliest, handle));
     }
 
     /// Times out queued requests whose attempt deadline passed.
@@ -317,7 +310,8 @@ impl Balancer {
             }
         }
         self.queue = kept;
-        self.arm_expiry(ctx);
+        let deadlines: Vec<Instant> = self.queue.iter().filter_map(|p| p.deadline).collect();
+        self.arm_expiry(deadlines.into_iter(), ctx);
         self.pump(ctx);
     }
 

@@ -42,6 +42,7 @@
 //! - Children are reaped by tokio; a worker that ignores SIGTERM is SIGKILLed
 //!   after `term_grace`, and its whole process group with it.
 
+mod alarm;
 mod balancer;
 mod config;
 mod error;

@@ -16,6 +16,7 @@ use actix::prelude::*;
 use lpm_protocol::{FrameSink, FrameStream, RequestId, ToSupervisor, ToWorker, PROTOCOL_VERSION};
 use nix::sys::signal::Signal;
 
+use crate::alarm::Alarm;
 use crate::balancer::{Balancer, Freed, LoadSample, Requeue, WorkerStatus};
 use crate::events::{CustomEvent, DeliverReply};
 use crate::health::{WorkerHealth, WorkerState};
@@ -112,7 +113,7 @@ pub struct WorkerHandle {
     child: Option<tokio::process::Child>,
     in_flight: HashMap<RequestId, Pending, IdHash>,
     deadlines: BTreeSet<(Instant, RequestId)>,
-    timer: Option<(Instant, SpawnHandle)>,
+    timer: Alarm,
     state: WorkerState,
     handshaken: bool,
     channel_open: bool,
@@ -162,7 +163,7 @@ impl WorkerHandle {
             child: Some(child),
             in_flight: HashMap::default(),
             deadlines: BTreeSet::new(),
-            timer: None,
+            timer: Alarm::default(),
             state: WorkerState::Starting,
             handshaken: false,
             channel_open: true,
@@ -286,21 +287,12 @@ impl WorkerHandle {
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let Some(&(earliest, _)) = self.deadlines.first() else {
-            return;
-        };
-        if let Some((at, handle)) = self.timer {
-            if at <= earliest {
-                return;
-            }
-            ctx.cancel_future(handle);
+        if let Some(&(earliest, _)) = self.deadlines.first() {
+            self.timer.arm(earliest, ctx, |act, ctx| {
+                act.timer.rang();
+                act.expire(ctx);
+            });
         }
-        let delay = earliest.saturating_duration_since(Instant::now());
-        let handle = ctx.run_later(delay, |act, ctx| {
-            act.timer = None;
-            act.expire(ctx);
-        });
-        self.timer = Some((earliest, handle));
     }
 
     /// Times out the requests whose deadline passed: retried elsewhere while

@@ -173,26 +173,9 @@ impl FrameDecoder {
     ///
     /// [`Error::FrameTooLarge`] as in [`FrameDecoder::decode`].
     pub fn next_body(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
-        if let State::Head = self.state {
-            if buf.len() < HEADER_LEN {
-                return Ok(None);
-            }
-            let len = buf.get_u32_le() as usize;
-            if len > self.max_frame_len {
-                return Err(Error::FrameTooLarge {
-                    len,
-                    max: self.max_frame_len,
-                });
-            }
-            buf.reserve(len.saturating_sub(buf.len()));
-            self.state = State::Body(len);
-        }
-        let State::Body(len) = self.state else {
+        let Some(len) = self.next_len(buf)? else {
             return Ok(None);
         };
-        if buf.len() < len {
-            return Ok(None);
-        }
         self.state = State::Head;
         Ok(Some(buf.split_to(len)))
     }
