@@ -50,7 +50,7 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
             .retries(1),
     );
     let mut events = pool.events();
-    pool.online().await;
+    pool.online().await?;
     println!("pool online: 4 workers ready");
 
     let started = Instant::now();

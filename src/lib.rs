@@ -31,7 +31,7 @@
 //!         WorkerCommand::new("./my-worker"),
 //!         Config::default().workers(4).timeout(Duration::from_secs(5)),
 //!     );
-//!     pool.online().await;
+//!     pool.online().await?;
 //!     let doubled: u64 = pool.enqueue(&21u64).await?.data()?;
 //!     assert_eq!(doubled, 42);
 //!     pool.soft_kill().await;

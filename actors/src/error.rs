@@ -92,6 +92,17 @@ pub enum Error {
     /// The pool's actors stopped before the request was answered.
     #[error("the pool stopped before answering (its actix System is shutting down)")]
     PoolStopped,
+    /// A worker slot restarted too often before the pool first came online.
+    #[error(
+        "worker slot {slot} restarted {restarts} times within the restart window and was given up, \
+         so the pool cannot reach full strength; see the workers' stderr (ChildExited events)"
+    )]
+    RestartLimit {
+        /// The slot given up on.
+        slot: usize,
+        /// Restarts counted in the window.
+        restarts: u32,
+    },
     /// A size that makes no sense, e.g. `resize(0)`.
     #[error("invalid pool size {requested}: a pool needs at least one worker")]
     InvalidSize {

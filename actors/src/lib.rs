@@ -26,7 +26,7 @@
 //! #[actix::main]
 //! async fn main() -> Result<(), lpm_actors::Error> {
 //!     let pool = Pool::start(WorkerCommand::new("./my-worker"), Config::default().workers(4));
-//!     pool.online().await;
+//!     pool.online().await?;
 //!     let answer: String = pool.enqueue(&"hello").await?.data()?;
 //!     println!("{answer}");
 //!     pool.soft_kill().await;

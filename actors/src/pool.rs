@@ -34,7 +34,7 @@ const EVENT_BUFFER: usize = 1024;
 ///     WorkerCommand::new("./thumbnailer"),
 ///     Config::default().workers(4).timeout(Duration::from_secs(10)).retries(1),
 /// );
-/// pool.online().await;
+/// pool.online().await?;
 /// let response = pool.send(Enqueue::new(&"cat.jpg")?.retries(3)).await?;
 /// let thumbnail: Vec<u8> = response.data()?;
 /// println!("{} bytes from pid {}", thumbnail.len(), response.pid());
@@ -92,11 +92,18 @@ impl Pool {
         rx.await.unwrap_or(Err(Error::PoolStopped))
     }
 
-    /// Waits until every worker has said ready once (returns at once if that already happened).
-    pub async fn online(&self) {
+    /// Waits until every worker has said ready once (returns at once if that
+    /// already happened).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RestartLimit`] when a worker slot was given up before the pool
+    /// came online (the workers crash at start, say), [`Error::ShuttingDown`]
+    /// when a kill started first, [`Error::PoolStopped`] when the supervisor is gone.
+    pub async fn online(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.supervisor.do_send(WhenOnline(tx));
-        let _ = rx.await;
+        rx.await.unwrap_or(Err(Error::PoolStopped))
     }
 
     /// Health of every worker slot.

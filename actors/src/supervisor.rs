@@ -68,10 +68,11 @@ pub struct SoftKill;
 #[rtype(result = "KillReport")]
 pub struct HardKill;
 
-/// Resolves once the pool has been online (every worker ready at least once).
+/// Resolves once the pool has been online (every worker ready at least once),
+/// or with the reason it cannot get there.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct WhenOnline(pub(crate) oneshot::Sender<()>);
+pub(crate) struct WhenOnline(pub(crate) oneshot::Sender<Result<(), Error>>);
 
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -137,7 +138,7 @@ pub struct Supervisor {
     generation: u64,
     subscribers: Vec<Subscriber>,
     online_sent: bool,
-    online_waiters: Vec<oneshot::Sender<()>>,
+    online_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
     phase: Phase,
     /// Workers the supervisor itself ended with a signal during a kill.
     signalled: HashSet<WorkerId>,
@@ -269,6 +270,9 @@ impl Supervisor {
                 s.gave_up = true;
                 tracing::error!(slot, restarts, window = ?self.config.restart_window, "worker restarted too often; giving up on this slot");
                 self.publish(PoolEvent::RestartLimitReached { slot, restarts });
+                if !self.online_sent {
+                    self.answer_online_waiters(Err(Error::RestartLimit { slot, restarts }));
+                }
                 let any_left = self.slots.values().any(|s| !s.gave_up);
                 if !any_left {
                     self.balancer.do_send(PoolDown(true));
@@ -288,10 +292,14 @@ impl Supervisor {
             .count();
         if ready >= self.config.workers {
             self.online_sent = true;
-            for w in self.online_waiters.drain(..) {
-                let _ = w.send(());
-            }
+            self.answer_online_waiters(Ok(()));
             self.publish(PoolEvent::Online);
+        }
+    }
+
+    fn answer_online_waiters(&mut self, result: Result<(), Error>) {
+        for w in self.online_waiters.drain(..) {
+            let _ = w.send(result.clone());
         }
     }
 
@@ -328,6 +336,7 @@ impl Supervisor {
                 };
             }
         }
+        self.answer_online_waiters(Err(Error::ShuttingDown));
         for s in self.slots.values_mut() {
             if let Some(h) = s.pending_restart.take() {
                 ctx.cancel_future(h);
@@ -601,11 +610,21 @@ impl Handler<WhenOnline> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WhenOnline, _ctx: &mut Context<Self>) {
-        if self.online_sent {
-            let _ = msg.0.send(());
+        let gave_up = self
+            .slots
+            .iter()
+            .find(|(_, s)| s.gave_up)
+            .map(|(&slot, s)| (slot, s.total_restarts));
+        let answer = if self.online_sent {
+            Ok(())
+        } else if !matches!(self.phase, Phase::Running) {
+            Err(Error::ShuttingDown)
+        } else if let Some((slot, restarts)) = gave_up {
+            Err(Error::RestartLimit { slot, restarts })
         } else {
-            self.online_waiters.push(msg.0);
-        }
+            return self.online_waiters.push(msg.0);
+        };
+        let _ = msg.0.send(answer);
     }
 }
 

@@ -722,15 +722,19 @@ async fn start_pool(kind: WorkerKind, workers: usize) -> Result<(Pool, Vec<u32>)
         .queue_capacity(1 << 20)
         .on_signal(SignalPolicy::Ignore);
     let pool = Pool::start(WorkerCommand::new(kind.bin()), config);
-    if tokio::time::timeout(STEP_TIMEOUT, pool.online())
-        .await
-        .is_err()
-    {
-        stop_pool(&pool).await;
-        return Err(format!(
-            "{} pool not online within {STEP_TIMEOUT:?}",
-            kind.key()
-        ));
+    match tokio::time::timeout(STEP_TIMEOUT, pool.online()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            stop_pool(&pool).await;
+            return Err(format!("{} pool cannot come online: {e}", kind.key()));
+        }
+        Err(_) => {
+            stop_pool(&pool).await;
+            return Err(format!(
+                "{} pool not online within {STEP_TIMEOUT:?}",
+                kind.key()
+            ));
+        }
     }
     let pids = match tokio::time::timeout(STEP_TIMEOUT, pool.health()).await {
         Ok(Ok(health)) => health.iter().filter_map(|w| w.pid).collect(),

@@ -186,7 +186,8 @@ pub fn start(command: WorkerCommand, config: Config) -> (Pool, EventStream) {
 pub async fn online(pool: &Pool) {
     tokio::time::timeout(DEADLINE, pool.online())
         .await
-        .unwrap_or_else(|_| panic!("the pool did not come online within {DEADLINE:?}"));
+        .unwrap_or_else(|_| panic!("the pool did not come online within {DEADLINE:?}"))
+        .expect("the pool cannot come online");
 }
 
 /// Waits for the first event that satisfies `predicate` and returns it;

@@ -131,3 +131,21 @@ async fn child_spawned_reaches_a_subscriber_of_a_new_pool() {
     }
     pool.soft_kill().await;
 }
+
+/// A pool whose workers crash at start cannot come online: `online()` says
+/// why instead of waiting forever.
+#[actix_rt::test]
+async fn online_fails_when_a_slot_is_given_up_first() {
+    let pool = lpm::Pool::start(
+        test_worker!().arg("--exit-at-start"),
+        config(2).max_restarts(2),
+    );
+    let outcome = tokio::time::timeout(DEADLINE, pool.online())
+        .await
+        .expect("online() neither resolved nor failed");
+    assert!(
+        matches!(outcome, Err(PoolError::RestartLimit { restarts: 2, .. })),
+        "{outcome:?}"
+    );
+    pool.hard_kill().await;
+}

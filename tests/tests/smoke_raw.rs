@@ -11,7 +11,8 @@ async fn raw_echo_worker_answers_requests() {
     );
     tokio::time::timeout(Duration::from_secs(10), pool.online())
         .await
-        .expect("pool did not come online within 10 s");
+        .expect("pool did not come online within 10 s")
+        .expect("pool cannot come online");
     let mut handles = Vec::new();
     for i in 0..1000u32 {
         let pool = pool.clone();

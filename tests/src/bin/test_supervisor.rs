@@ -21,7 +21,7 @@ async fn main() {
         WorkerCommand::new(worker),
         Config::default().workers(workers),
     );
-    pool.online().await;
+    pool.online().await.expect("pool did not come online");
     let health = pool.health().await.expect("the pool answers health");
     let mut stdout = std::io::stdout().lock();
     for pid in health.iter().filter_map(|w| w.pid) {
