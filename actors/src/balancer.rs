@@ -159,6 +159,7 @@ impl Balancer {
     }
 
     fn admit(&mut self, request: Enqueue, reply: Reply, ctx: &mut Context<Self>) {
+        let may_wait = request.wait_for_room;
         let pending = Pending::new(
             request,
             self.default_timeout,
@@ -177,7 +178,7 @@ impl Balancer {
                 return self.assign(slot, pending, ctx);
             }
         }
-        if self.queue.len() >= self.capacity {
+        if self.queue.len() >= self.capacity && !may_wait {
             return pending.fail(Error::QueueFull {
                 capacity: self.capacity,
             });

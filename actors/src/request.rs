@@ -34,6 +34,7 @@ pub struct Enqueue {
     pub(crate) payload: Vec<u8>,
     pub(crate) timeout: Option<Option<Duration>>,
     pub(crate) retries: Option<u32>,
+    pub(crate) wait_for_room: bool,
 }
 
 impl Enqueue {
@@ -52,6 +53,7 @@ impl Enqueue {
             payload,
             timeout: None,
             retries: None,
+            wait_for_room: false,
         }
     }
 
@@ -66,6 +68,18 @@ impl Enqueue {
     #[must_use]
     pub fn no_timeout(mut self) -> Self {
         self.timeout = Some(None);
+        self
+    }
+
+    /// Waits in line when the queue is full, instead of failing with
+    /// [`Error::QueueFull`]. The request's timeout still applies while it waits.
+    ///
+    /// Such requests are queued past [`Config::queue_capacity`](crate::Config::queue_capacity)
+    /// (in order with the others), so the queue holds at most the bound plus
+    /// one request per caller that chose to wait.
+    #[must_use]
+    pub fn wait_for_room(mut self) -> Self {
+        self.wait_for_room = true;
         self
     }
 

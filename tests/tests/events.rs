@@ -110,3 +110,46 @@ async fn an_emit_with_no_subscriber_fails_in_the_worker() {
     assert!(error.contains("no subscriber"), "{error}");
     pool.soft_kill().await;
 }
+
+/// Collects the pool events an actor receives, for the subscribe test.
+struct Collector(tokio::sync::mpsc::UnboundedSender<PoolEvent>);
+
+impl actix::Actor for Collector {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<PoolEvent> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, event: PoolEvent, _ctx: &mut actix::Context<Self>) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// An actor subscribed with `Pool::subscribe` receives the pool's events.
+#[actix_rt::test]
+async fn a_subscribed_actor_receives_the_events() {
+    use actix::Actor;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let collector = Collector(tx).start();
+    let pool = lpm::Pool::start(test_worker!(), config(2));
+    pool.subscribe(collector.recipient());
+    let mut spawned = HashSet::new();
+    let mut online_seen = false;
+    while !(online_seen && spawned.len() == 2) {
+        let event = tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("subscriber missed events: spawned {spawned:?}, online {online_seen}")
+            })
+            .expect("collector stopped");
+        match event {
+            PoolEvent::ChildSpawned { pid, .. } => {
+                spawned.insert(pid);
+            }
+            PoolEvent::Online => online_seen = true,
+            _ => {}
+        }
+    }
+    pool.soft_kill().await;
+}

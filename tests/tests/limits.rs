@@ -192,3 +192,43 @@ async fn an_answer_above_max_frame_len_fails_the_request() {
     assert_eq!(pids(&health(&pool).await), [pid], "the same worker");
     pool.soft_kill().await;
 }
+
+/// A request that asked to wait for room is not refused by a full queue: it
+/// waits in line and is served once the queue moves, while one that did not
+/// ask gets `QueueFull`.
+#[actix_rt::test]
+async fn a_request_may_wait_for_room_instead_of_queue_full() {
+    let (pool, _events) = start(test_worker!(), config(1).max_in_flight(1).queue_capacity(1));
+    online(&pool).await;
+    // Holds the only slot until its timeout frees it.
+    let hold = Enqueue::new(&Op::Sleep {
+        ms: 60_000,
+        reply: 0,
+    })
+    .unwrap()
+    .timeout(Duration::from_secs(3));
+    let mut holding = Box::pin(pool.send(hold));
+    assert!(futures::poll!(holding.as_mut()).is_pending());
+    wait_for_health(&pool, "the worker holds the slow request", DEADLINE, |h| {
+        h[0].in_flight == 1
+    })
+    .await;
+    let queued = submit_all(&pool, [Op::Echo(vec![1])]).await;
+    let waiting = Enqueue::new(&Op::Echo(vec![2])).unwrap().wait_for_room();
+    let mut waiting = Box::pin(pool.send(waiting));
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    let refused = pool.enqueue(&Op::Echo(vec![3])).await;
+    assert_eq!(
+        refused.map(|r| r.pid()),
+        Err(PoolError::QueueFull { capacity: 1 })
+    );
+    assert!(matches!(
+        holding.await,
+        Err(PoolError::Timeout { attempts: 1, .. })
+    ));
+    let queued = queued.await.remove(0).expect("the queued request");
+    let waited = waiting.await.expect("the request that waited for room");
+    assert_eq!(queued.data::<Vec<u8>>().unwrap(), [1]);
+    assert_eq!(waited.data::<Vec<u8>>().unwrap(), [2]);
+    pool.hard_kill().await;
+}

@@ -95,3 +95,20 @@ async fn decoding_as_the_wrong_type_is_a_decode_error() {
     }
     pool.soft_kill().await;
 }
+
+/// The typed actix message works as well as `Pool::send`: sent straight to
+/// the balancer, it answers with the same kind of response.
+#[actix_rt::test]
+async fn the_enqueue_actix_message_answers_like_pool_send() {
+    let (pool, _events) = start(test_worker!(), config(1));
+    online(&pool).await;
+    let request = lpm::Enqueue::new(&Op::Echo(vec![7, 8])).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), pool.balancer().send(request))
+        .await
+        .expect("no answer within 10 s")
+        .expect("the balancer's mailbox is closed")
+        .expect("the request failed");
+    assert_eq!(response.data::<Vec<u8>>().unwrap(), [7, 8]);
+    assert!(process_alive(response.pid()));
+    pool.soft_kill().await;
+}
