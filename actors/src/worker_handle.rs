@@ -204,13 +204,13 @@ impl WorkerHandle {
                             act.flush_waiting = false;
                             match ready {
                                 Ok(()) => act.flush(ctx),
-                                Err(e) => act.broken(format!("write failed: {e}"), ctx),
+                                Err(e) => act.io_failed(e, ctx),
                             }
                         },
                     ));
                 }
             }
-            Err(e) => self.broken(format!("write failed: {e}"), ctx),
+            Err(e) => self.io_failed(e, ctx),
         }
     }
 
@@ -227,6 +227,18 @@ impl WorkerHandle {
         tracing::error!(slot = self.id.slot, pid = self.pid, %reason, "killing worker");
         self.close_channel(ctx);
         signal_group(self.pid, Signal::SIGKILL);
+    }
+
+    /// The socket failed. A worker that dies with unread requests resets the
+    /// connection: that is a death (its exit report follows), not misbehaviour.
+    fn io_failed(&mut self, e: std::io::Error, ctx: &mut Context<Self>) {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+        if matches!(e.kind(), BrokenPipe | ConnectionReset) {
+            tracing::debug!(slot = self.id.slot, pid = self.pid, error = %e, "worker channel closed");
+            self.close_channel(ctx);
+        } else {
+            self.broken(format!("channel I/O failed: {e}"), ctx);
+        }
     }
 
     fn close_channel(&mut self, ctx: &mut Context<Self>) {
@@ -547,6 +559,7 @@ impl StreamHandler<Result<Vec<ToSupervisor>, lpm_protocol::Error>> for WorkerHan
             Err(e) if !self.channel_open => {
                 return tracing::debug!(slot = self.id.slot, pid = self.pid, error = %e, "channel error after close");
             }
+            Err(lpm_protocol::Error::Io(e)) => return self.io_failed(e, ctx),
             Err(e) => return self.broken(format!("bad frame from worker: {e}"), ctx),
         };
         let mut freed = false;
