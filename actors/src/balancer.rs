@@ -90,6 +90,20 @@ pub(crate) struct FailQueued(pub(crate) Error);
 #[rtype(result = "()")]
 pub(crate) struct PoolDown(pub(crate) bool);
 
+/// What the balancer does with requests, as a kill progresses.
+#[derive(Debug, Clone, PartialEq)]
+enum Intake {
+    /// Takes new requests.
+    Open,
+    /// Soft kill: no new requests; the queue is still served.
+    Closed,
+    /// Soft kill, queue drained and workers told to finish: a request that
+    /// comes back (its worker died or it timed out) fails with its last error.
+    Sealed,
+    /// Hard kill: everything fails with this error.
+    Refusing(Error),
+}
+
 #[derive(Debug)]
 struct Entry {
     id: WorkerId,
@@ -123,10 +137,9 @@ pub struct Balancer {
     default_timeout: Option<Duration>,
     default_retries: u32,
     counters: Arc<Counters>,
-    accepting: bool,
+    intake: Intake,
+    /// No worker is left and none will come back.
     down: bool,
-    /// Set by a kill: requests that come back from workers fail with it.
-    refuse: Option<Error>,
     flush_scheduled: bool,
     expiry: Alarm,
     drained: Vec<oneshot::Sender<()>>,
@@ -149,9 +162,8 @@ impl Balancer {
             default_timeout: config.timeout,
             default_retries: config.retries,
             counters,
-            accepting: true,
+            intake: Intake::Open,
             down: false,
-            refuse: None,
             flush_scheduled: false,
             expiry: Alarm::default(),
             drained: Vec::new(),
@@ -167,14 +179,14 @@ impl Balancer {
             reply,
             Arc::clone(&self.counters),
         );
-        if !self.accepting {
+        if self.intake != Intake::Open {
             return pending.fail(Error::ShuttingDown);
         }
         if self.down {
             return pending.fail(Error::NoWorkers);
         }
         if self.queue.is_empty() {
-            if let Some(slot) = self.pick_worker() {
+            if let Some(slot) = self.pick_worker(None) {
                 return self.assign(slot, pending, ctx);
             }
         }
@@ -188,7 +200,9 @@ impl Balancer {
         self.counters.set_queued(self.queue.len());
     }
 
-    fn pick_worker(&mut self) -> Option<usize> {
+    /// Picks a worker that can take a request now, not the one in slot `avoid`
+    /// unless it is the only one.
+    fn pick_worker(&mut self, avoid: Option<usize>) -> Option<usize> {
         self.candidates.clear();
         let max = self.max_in_flight;
         self.candidates
@@ -204,6 +218,11 @@ impl Balancer {
                         },
                     }),
             );
+        if let Some(avoid) = avoid {
+            if self.candidates.iter().any(|c| c.slot != avoid) {
+                self.candidates.retain(|c| c.slot != avoid);
+            }
+        }
         if self.candidates.is_empty() {
             return None;
         }
@@ -249,10 +268,10 @@ impl Balancer {
         self.arm_expiry(requests.iter().filter_map(|p| p.deadline), ctx);
         for mut p in requests.into_iter().rev() {
             p.load = None;
-            if let Some(error) = &self.refuse {
+            if let Intake::Refusing(error) = &self.intake {
                 p.fail(error.clone());
-            } else if self.down {
-                p.fail(Error::NoWorkers);
+            } else if self.down || self.intake == Intake::Sealed {
+                p.fail_with_last(Error::NoWorkers);
             } else {
                 // They waited longest: first in line. The queue bound is for new requests.
                 self.queue.push_front(p);
@@ -263,8 +282,8 @@ impl Balancer {
 
     /// Moves queued requests to workers while any can take them.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while !self.queue.is_empty() {
-            let Some(slot) = self.pick_worker() else {
+        while let Some(front) = self.queue.front() {
+            let Some(slot) = self.pick_worker(front.avoid) else {
                 break;
             };
             let Some(pending) = self.queue.pop_front() else {
@@ -278,9 +297,18 @@ impl Balancer {
         }
         self.counters.set_queued(self.queue.len());
         if self.queue.is_empty() {
-            for tx in self.drained.drain(..) {
-                let _ = tx.send(());
-            }
+            self.queue_emptied();
+        }
+    }
+
+    /// Tells a soft kill waiting for the queue that it is empty, and seals it:
+    /// the workers are told to finish next, so nothing queued later could be served.
+    fn queue_emptied(&mut self) {
+        for tx in self.drained.drain(..) {
+            let _ = tx.send(());
+        }
+        if self.intake == Intake::Closed {
+            self.intake = Intake::Sealed;
         }
     }
 
@@ -294,36 +322,36 @@ impl Balancer {
         }
     }
 
-    /// Times out queued requests whose attempt deadline passed.
+    /// Fails queued requests whose deadline passed. They are not retried:
+    /// another attempt would only wait in the same queue.
     fn expire(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for p in self.queue.drain(..) {
-            match p.deadline {
-                Some(d) if d <= now => match p.retry(now) {
-                    Ok(again) => kept.push_back(again),
-                    Err(last) => {
-                        let error = last.timeout_error();
-                        last.fail(error);
-                    }
-                },
-                _ => kept.push_back(p),
-            }
-        }
+        let (expired, kept): (VecDeque<Pending>, VecDeque<Pending>) = self
+            .queue
+            .drain(..)
+            .partition(|p| p.deadline.is_some_and(|d| d <= now));
         self.queue = kept;
+        for p in expired {
+            let error = p.timeout_error();
+            p.fail(error);
+        }
         let deadlines: Vec<Instant> = self.queue.iter().filter_map(|p| p.deadline).collect();
         self.arm_expiry(deadlines.into_iter(), ctx);
         self.pump(ctx);
     }
 
-    fn fail_queued(&mut self, error: &Error) {
+    /// Fails every queued request with `error`, or with the error of its last
+    /// attempt when it had one and `prefer_last` is set.
+    fn fail_queued(&mut self, error: &Error, prefer_last: bool) {
         for p in self.queue.drain(..) {
-            p.fail(error.clone());
+            if prefer_last {
+                p.fail_with_last(error.clone());
+            } else {
+                p.fail(error.clone());
+            }
         }
         self.counters.set_queued(0);
-        for tx in self.drained.drain(..) {
-            let _ = tx.send(());
-        }
+        self.queue_emptied();
     }
 }
 
@@ -461,7 +489,9 @@ impl Handler<Close> for Balancer {
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
         self.take_submissions(ctx);
-        self.accepting = false;
+        if self.intake == Intake::Open {
+            self.intake = Intake::Closed;
+        }
         self.drained.push(msg.drained);
         self.pump(ctx);
     }
@@ -472,9 +502,8 @@ impl Handler<FailQueued> for Balancer {
 
     fn handle(&mut self, msg: FailQueued, ctx: &mut Context<Self>) {
         self.take_submissions(ctx);
-        self.accepting = false;
-        self.fail_queued(&msg.0);
-        self.refuse = Some(msg.0);
+        self.fail_queued(&msg.0, false);
+        self.intake = Intake::Refusing(msg.0);
     }
 }
 
@@ -485,7 +514,7 @@ impl Handler<PoolDown> for Balancer {
         self.take_submissions(ctx);
         self.down = msg.0;
         if msg.0 {
-            self.fail_queued(&Error::NoWorkers);
+            self.fail_queued(&Error::NoWorkers, true);
         }
     }
 }

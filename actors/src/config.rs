@@ -92,6 +92,11 @@ pub enum Strategy {
 }
 
 /// What the supervisor does on SIGINT or SIGTERM.
+///
+/// With `SoftKill` or `HardKill` the pool installs handlers for both signals;
+/// from then on they no longer end the process by themselves (the library
+/// never exits its host): exit on [`PoolEvent::Stopped`](crate::PoolEvent::Stopped)
+/// or [`PoolEvent::Signal`](crate::PoolEvent::Signal) if that is what you want.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SignalPolicy {

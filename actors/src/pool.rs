@@ -15,6 +15,17 @@ use crate::{
     Subscribe, Supervisor, WorkerCommand, WorkerHealth,
 };
 
+/// Hard-kills the pool when the last clone of its [`Pool`] is dropped, so no
+/// worker outlives the handle that could stop it.
+#[derive(Debug)]
+struct Owner(Addr<Supervisor>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.do_send(HardKill);
+    }
+}
+
 /// Undelivered events an [`EventStream`] may hold.
 const EVENT_BUFFER: usize = 1024;
 
@@ -22,6 +33,9 @@ const EVENT_BUFFER: usize = 1024;
 ///
 /// Create it inside a running actix System (`#[actix::main]`, `#[actix_rt::test]`,
 /// or an actix-web server). Clones are cheap and talk to the same pool.
+/// Dropping the last clone hard-kills the pool (call [`Pool::soft_kill`]
+/// first for a graceful end); addresses taken with [`Pool::supervisor`] or
+/// [`Pool::balancer`] do not keep it alive.
 ///
 /// # Examples
 ///
@@ -47,6 +61,7 @@ const EVENT_BUFFER: usize = 1024;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Pool {
+    _owner: Arc<Owner>,
     submit: mpsc::UnboundedSender<Submit>,
     supervisor: Addr<Supervisor>,
     balancer: Addr<Balancer>,
@@ -64,6 +79,7 @@ impl Pool {
         let balancer = Balancer::new(&config, Arc::clone(&counters), submissions).start();
         let supervisor = Supervisor::new(command, config, balancer.clone(), counters).start();
         Pool {
+            _owner: Arc::new(Owner(supervisor.clone())),
             submit,
             supervisor,
             balancer,

@@ -221,6 +221,10 @@ pub(crate) struct Pending {
     pub(crate) attempts: u32,
     pub(crate) deadline: Option<Instant>,
     pub(crate) load: Option<LoadGuard>,
+    /// The slot whose worker failed the last attempt: the next one goes elsewhere if it can.
+    pub(crate) avoid: Option<usize>,
+    /// Why the last attempt failed, for when no further attempt can be made.
+    last_error: Option<Error>,
     reply: Option<Reply>,
     counters: Arc<Counters>,
 }
@@ -243,6 +247,8 @@ impl Pending {
             attempts: 1,
             deadline: timeout.map(|t| Instant::now() + t),
             load: None,
+            avoid: None,
+            last_error: None,
             reply: Some(reply),
             counters,
         }
@@ -258,16 +264,27 @@ impl Pending {
         self.reply = None;
     }
 
-    /// Starts another attempt if retries are left; otherwise hands the request back.
-    pub(crate) fn retry(mut self, now: Instant) -> Result<Self, Self> {
+    /// After an attempt on `slot` failed with `error`: starts another attempt
+    /// if retries are left, else fails the request with `error`.
+    pub(crate) fn retry(mut self, now: Instant, slot: usize, error: Error) -> Option<Self> {
         self.load = None;
         if self.retries_left == 0 {
-            return Err(self);
+            self.fail(error);
+            return None;
         }
         self.retries_left -= 1;
         self.attempts += 1;
         self.deadline = self.timeout.map(|t| now + t);
-        Ok(self)
+        self.avoid = Some(slot);
+        self.last_error = Some(error);
+        Some(self)
+    }
+
+    /// Fails a request that can make no further attempt: with the error of its
+    /// last attempt if it had one, else with `otherwise`.
+    pub(crate) fn fail_with_last(mut self, otherwise: Error) {
+        let error = self.last_error.take().unwrap_or(otherwise);
+        self.fail(error);
     }
 
     pub(crate) fn respond(mut self, pid: u32, slot: usize, payload: Vec<u8>, acked: bool) {

@@ -142,6 +142,10 @@ pub struct Supervisor {
     phase: Phase,
     /// Workers the supervisor itself ended with a signal during a kill.
     signalled: HashSet<WorkerId>,
+    /// The soft kill's SIGTERM/SIGKILL timers.
+    stop_timers: Vec<SpawnHandle>,
+    /// The SIGINT/SIGTERM listener.
+    signals: Option<SpawnHandle>,
 }
 
 impl Supervisor {
@@ -170,6 +174,8 @@ impl Supervisor {
             online_waiters: Vec::new(),
             phase: Phase::Running,
             signalled: HashSet::new(),
+            stop_timers: Vec::new(),
+            signals: None,
         }
     }
 
@@ -252,6 +258,7 @@ impl Supervisor {
         if s.retiring || !running {
             if s.retiring {
                 self.slots.remove(&slot);
+                self.check_down();
             }
             return self.check_stopped(ctx);
         }
@@ -273,11 +280,42 @@ impl Supervisor {
                 if !self.online_sent {
                     self.answer_online_waiters(Err(Error::RestartLimit { slot, restarts }));
                 }
-                let any_left = self.slots.values().any(|s| !s.gave_up);
-                if !any_left {
-                    self.balancer.do_send(PoolDown(true));
-                }
+                self.check_down();
             }
+        }
+    }
+
+    /// When no slot can serve again (each gave up or is retiring), requests
+    /// fail with `NoWorkers` instead of waiting for a worker that will not come.
+    fn check_down(&self) {
+        let can_serve = self.slots.values().any(|s| !s.gave_up && !s.retiring);
+        if !can_serve && matches!(self.phase, Phase::Running) {
+            self.balancer.do_send(PoolDown(true));
+        }
+    }
+
+    /// Soft-kills a worker that resize retired; one that has not exited after
+    /// the grace periods gets SIGTERM, then SIGKILL. Its requests are retried
+    /// elsewhere, as for any death.
+    fn retire(&mut self, id: WorkerId, handle: &Addr<WorkerHandle>, ctx: &mut Context<Self>) {
+        handle.do_send(Drain);
+        let term_grace = self.config.term_grace;
+        ctx.run_later(self.config.soft_kill_grace, move |act, ctx| {
+            act.signal_if_live(id, Signal::SIGTERM);
+            ctx.run_later(term_grace, move |act, _| {
+                act.signal_if_live(id, Signal::SIGKILL);
+            });
+        });
+    }
+
+    fn signal_if_live(&self, id: WorkerId, signal: Signal) {
+        if let Some(live) = self.live().find(|l| l.id == id) {
+            tracing::warn!(
+                slot = id.slot,
+                ?signal,
+                "retired worker did not finish in time"
+            );
+            live.handle.do_send(SignalWorker(signal));
         }
     }
 
@@ -357,10 +395,12 @@ impl Supervisor {
             }));
             let grace = self.config.soft_kill_grace;
             let term_grace = self.config.term_grace;
-            ctx.run_later(grace, move |act, ctx| {
+            let timer = ctx.run_later(grace, move |act, ctx| {
                 act.signal_stragglers(Signal::SIGTERM);
-                ctx.run_later(term_grace, |act, _| act.kill_all());
+                let timer = ctx.run_later(term_grace, |act, _| act.kill_all());
+                act.stop_timers.push(timer);
             });
+            self.stop_timers.push(timer);
         }
         self.check_stopped(ctx);
         rx
@@ -408,15 +448,24 @@ impl Supervisor {
                 let _ = balancer.send(PoolDown(true)).await;
             }
             .into_actor(self)
-            .map(|(), act, _| act.finish_stop()),
+            .map(|(), act, ctx| act.finish_stop(ctx)),
         );
     }
 
-    fn finish_stop(&mut self) {
+    fn finish_stop(&mut self, ctx: &mut Context<Self>) {
         let Phase::Stopping { waiters, .. } = std::mem::replace(&mut self.phase, Phase::Running)
         else {
             return;
         };
+        // Nothing is left to time, and a stopped pool has nothing to do on a signal.
+        // (tokio keeps its handler installed, so SIGINT no longer ends the process:
+        // the application exits on `PoolEvent::Stopped` if it wants to.)
+        for timer in self.stop_timers.drain(..) {
+            ctx.cancel_future(timer);
+        }
+        if let Some(signals) = self.signals.take() {
+            ctx.cancel_future(signals);
+        }
         let report = KillReport {
             served: self.counters.served(),
             failed: self.counters.failed(),
@@ -474,7 +523,7 @@ impl Actor for Supervisor {
             }
         }));
         if self.config.on_signal != SignalPolicy::Ignore {
-            ctx.add_stream(signals());
+            self.signals = Some(ctx.add_stream(signals()));
         }
     }
 }
@@ -586,10 +635,11 @@ impl Handler<Resize> for Supervisor {
                 if let Some(h) = s.pending_restart.take() {
                     ctx.cancel_future(h);
                 }
-                match &s.live {
-                    Some(live) => live.handle.do_send(Drain),
+                match s.live.as_ref().map(|l| (l.id, l.handle.clone())) {
+                    Some((id, handle)) => self.retire(id, &handle, ctx),
                     None => {
                         self.slots.remove(&slot);
+                        self.check_down();
                     }
                 }
             }
@@ -710,17 +760,12 @@ impl Handler<WorkerExited> for Supervisor {
                 pending.fail(Error::Killed);
                 continue;
             }
-            match pending.retry(now) {
-                Ok(again) => retry.push(again),
-                Err(last) => {
-                    let retries_spent = last.attempts - 1;
-                    last.fail(Error::WorkerDied {
-                        slot: id.slot,
-                        pid,
-                        retries_spent,
-                    });
-                }
-            }
+            let error = Error::WorkerDied {
+                slot: id.slot,
+                pid,
+                retries_spent: pending.attempts - 1,
+            };
+            retry.extend(pending.retry(now, id.slot, error));
         }
         if !retry.is_empty() {
             self.balancer.do_send(Requeue(retry));

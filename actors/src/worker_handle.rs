@@ -125,6 +125,7 @@ pub struct WorkerHandle {
     stats: Vec<(String, f64)>,
     sampler: Sampler,
     sampling: Option<SpawnHandle>,
+    handshake_deadline: Option<SpawnHandle>,
     stderr_tail: StderrTail,
     stderr_eof: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -175,13 +176,15 @@ impl WorkerHandle {
             stats: Vec::new(),
             sampler: Sampler::new(pid),
             sampling: None,
+            handshake_deadline: None,
             stderr_tail,
             stderr_eof: Some(stderr_eof),
         }
     }
 
     fn set_state(&mut self, state: WorkerState) {
-        if self.state == state {
+        // Nothing brings a closed channel back: a dead worker's late Ready is ignored.
+        if self.state == state || self.state == WorkerState::Stopped {
             return;
         }
         self.state = state;
@@ -226,7 +229,7 @@ impl WorkerHandle {
     fn broken(&mut self, reason: String, ctx: &mut Context<Self>) {
         tracing::error!(slot = self.id.slot, pid = self.pid, %reason, "killing worker");
         self.close_channel(ctx);
-        signal_group(self.pid, Signal::SIGKILL);
+        self.signal(Signal::SIGKILL);
     }
 
     /// The socket failed. A worker that dies with unread requests resets the
@@ -238,6 +241,14 @@ impl WorkerHandle {
             self.close_channel(ctx);
         } else {
             self.broken(format!("channel I/O failed: {e}"), ctx);
+        }
+    }
+
+    /// Signals the worker's process group, unless it was reaped already (its
+    /// process group id may then belong to someone else).
+    fn signal(&self, signal: Signal) {
+        if !self.exited {
+            signal_group(self.pid, signal);
         }
     }
 
@@ -266,9 +277,11 @@ impl WorkerHandle {
             return;
         }
         let mut earliest = None;
+        let mut freed = false;
         for pending in batch {
             if pending.is_abandoned() {
                 pending.abandon();
+                freed = true;
                 continue;
             }
             if let Err(e) = self
@@ -284,6 +297,7 @@ impl WorkerHandle {
                     },
                 };
                 pending.fail(error);
+                freed = true;
                 continue;
             }
             if let Some(deadline) = pending.deadline {
@@ -295,6 +309,17 @@ impl WorkerHandle {
         self.flush(ctx);
         if earliest.is_some() {
             self.arm_timer(ctx);
+        }
+        if freed {
+            self.notify_freed();
+        }
+    }
+
+    /// Tells the balancer a slot is free, when it has requests waiting for one
+    /// (it reads every worker's load directly when it assigns).
+    fn notify_freed(&self) {
+        if self.config.counters.queued() > 0 {
+            self.balancer.do_send(Freed);
         }
     }
 
@@ -325,19 +350,14 @@ impl WorkerHandle {
             if let Err(e) = self.sink.push(&ToWorker::Cancel { id }) {
                 tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode Cancel");
             }
-            match pending.retry(now) {
-                Ok(again) => retry.push(again),
-                Err(last) => {
-                    let error = last.timeout_error();
-                    last.fail(error);
-                }
-            }
+            let error = pending.timeout_error();
+            retry.extend(pending.retry(now, self.id.slot, error));
         }
         self.flush(ctx);
         if !retry.is_empty() {
             self.balancer.do_send(Requeue(retry));
         }
-        self.balancer.do_send(Freed);
+        self.notify_freed();
         self.arm_timer(ctx);
     }
 
@@ -377,6 +397,9 @@ impl WorkerHandle {
                         );
                     }
                     self.handshaken = true;
+                    if let Some(deadline) = self.handshake_deadline.take() {
+                        ctx.cancel_future(deadline);
+                    }
                     Ok(false)
                 }
                 other => Err(format!("expected Hello first, got {}", kind(&other))),
@@ -522,7 +545,7 @@ impl Actor for WorkerHandle {
                     .map(|status, act, ctx| act.on_exit(status, ctx)),
             );
         }
-        ctx.run_later(self.config.spawn_timeout, |act, ctx| {
+        let handshake_deadline = ctx.run_later(self.config.spawn_timeout, |act, ctx| {
             if !act.handshaken && act.channel_open {
                 let reason = format!(
                     "no handshake within {:?} (Config::spawn_timeout)",
@@ -531,6 +554,7 @@ impl Actor for WorkerHandle {
                 act.broken(reason, ctx);
             }
         });
+        self.handshake_deadline = Some(handshake_deadline);
         self.sample();
         let sampling = ctx.run_interval(self.config.sample_interval, |act, _| act.sample());
         self.sampling = Some(sampling);
@@ -570,11 +594,7 @@ impl StreamHandler<Result<Vec<ToSupervisor>, lpm_protocol::Error>> for WorkerHan
             }
         }
         if freed {
-            // Only a queue needs to hear that a slot is free: the balancer
-            // reads every worker's load directly when it assigns.
-            if self.config.counters.queued() > 0 {
-                self.balancer.do_send(Freed);
-            }
+            self.notify_freed();
         }
     }
 
@@ -643,7 +663,7 @@ impl Handler<Kill> for WorkerHandle {
             self.push(&ToWorker::HardKill, ctx);
         }
         self.close_channel(ctx);
-        signal_group(self.pid, Signal::SIGKILL);
+        self.signal(Signal::SIGKILL);
     }
 }
 
@@ -651,7 +671,7 @@ impl Handler<SignalWorker> for WorkerHandle {
     type Result = ();
 
     fn handle(&mut self, msg: SignalWorker, _ctx: &mut Context<Self>) {
-        signal_group(self.pid, msg.0);
+        self.signal(msg.0);
     }
 }
 

@@ -74,7 +74,8 @@ pub enum Op {
         /// Exit code of the first attempt.
         code: i32,
     },
-    /// Stalls forever when `marker` does not exist yet, creating it first;
+    /// Stalls forever when `marker` does not exist yet, creating it first
+    /// (with the worker's pid in it);
     /// when it exists, answers the pid (`u32`). So the first attempt times
     /// out and a retry succeeds.
     StallOnce {

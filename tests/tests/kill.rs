@@ -210,3 +210,37 @@ async fn soft_kill_grace_ends_stragglers_with_killed() {
         Err(&PoolError::Killed)
     );
 }
+
+/// A request whose attempt fails during a soft kill is not tried again (the
+/// workers are finishing): it fails with that attempt's error, not with a
+/// vaguer `NoWorkers`, and the soft kill still completes.
+#[actix_rt::test]
+async fn a_timeout_during_soft_kill_fails_with_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pool, _events) = start(
+        test_worker!(),
+        // Long enough that the soft kill surely starts before the timeout.
+        config(2).timeout(Duration::from_millis(1500)).retries(1),
+    );
+    online(&pool).await;
+    let stalls = submit_all(
+        &pool,
+        [Op::StallOnce {
+            marker: dir.path().join("first-attempt"),
+        }],
+    )
+    .await;
+    wait_for_health(&pool, "the stalling request is in flight", DEADLINE, |h| {
+        h.iter().map(|w| w.in_flight).sum::<usize>() == 1
+    })
+    .await;
+    let report = tokio::time::timeout(DEADLINE, pool.soft_kill())
+        .await
+        .expect("the soft kill did not complete");
+    let answer = stalls.await.remove(0).map(|r| r.pid());
+    assert!(
+        matches!(answer, Err(PoolError::Timeout { attempts: 1, .. })),
+        "{answer:?}"
+    );
+    assert_eq!(report.failed, 1);
+}

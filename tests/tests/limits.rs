@@ -116,12 +116,48 @@ async fn a_timed_out_request_is_retried() {
         marker: dir.path().join("first-attempt"),
     };
     let (pid, _): (u32, _) = call(&pool, &op).await;
-    assert!(
-        dir.path().join("first-attempt").exists(),
-        "the first attempt ran"
+    let staller: u32 = std::fs::read_to_string(dir.path().join("first-attempt"))
+        .expect("the first attempt ran")
+        .parse()
+        .unwrap();
+    assert_ne!(
+        pid, staller,
+        "the retry went back to the worker that timed out"
     );
     let h = health(&pool).await;
     assert!(h.iter().any(|w| w.pid == Some(pid)));
+    assert!(h.iter().any(|w| w.pid == Some(staller)));
+    pool.hard_kill().await;
+}
+
+/// A request whose only slot was freed by a refusal (payload too large) or by
+/// a caller that gave up does not leave the queue stuck behind it.
+#[actix_rt::test]
+async fn a_refused_request_frees_its_slot_for_the_queue() {
+    let (pool, _events) = start(
+        test_worker!(),
+        config(1).max_in_flight(1).max_frame_len(1024),
+    );
+    online(&pool).await;
+    let answers = submit_all(
+        &pool,
+        [
+            Op::Echo(vec![0; 4096]),
+            Op::Echo(vec![1]),
+            Op::Echo(vec![2]),
+        ],
+    )
+    .await;
+    let answers = tokio::time::timeout(DEADLINE, answers)
+        .await
+        .expect("the queue stalled behind the refused request");
+    assert!(
+        matches!(answers[0], Err(PoolError::PayloadTooLarge { .. })),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(answers[1].as_ref().unwrap().data::<Vec<u8>>().unwrap(), [1]);
+    assert_eq!(answers[2].as_ref().unwrap().data::<Vec<u8>>().unwrap(), [2]);
     pool.hard_kill().await;
 }
 

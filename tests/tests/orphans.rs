@@ -79,3 +79,20 @@ async fn sigterm_soft_kills_the_pool_but_not_the_process() {
     supervisor.start_kill().expect("SIGKILL the supervisor");
     supervisor.wait().await.expect("reaping the supervisor");
 }
+
+/// Dropping the last handle of a pool hard-kills it: its workers do not
+/// outlive the `Pool`.
+#[actix_rt::test]
+async fn dropping_the_pool_kills_its_workers() {
+    let (pool, _events) = lpm_tests::start(lpm_tests::test_worker!(), lpm_tests::config(2));
+    lpm_tests::online(&pool).await;
+    let pids = lpm_tests::pids(&lpm_tests::health(&pool).await);
+    assert_eq!(pids.len(), 2);
+    drop(pool);
+    for pid in pids {
+        wait_until(&format!("worker {pid} gone"), DEADLINE, || async move {
+            !process_alive(pid)
+        })
+        .await;
+    }
+}

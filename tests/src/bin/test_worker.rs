@@ -141,7 +141,9 @@ async fn serve(worker: Worker, request: Request) -> Result<(), BoxError> {
             request.respond(&pid)?;
         }
         Op::StallOnce { marker } => {
-            if std::fs::File::create_new(&marker).is_ok() {
+            if let Ok(mut file) = std::fs::File::create_new(&marker) {
+                // Leave the stalling worker's pid, so a test can tell where the retry went.
+                std::io::Write::write_all(&mut file, pid.to_string().as_bytes())?;
                 std::future::pending::<()>().await;
             }
             request.respond(&pid)?;
