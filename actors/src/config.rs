@@ -137,7 +137,8 @@ pub struct Config {
     pub max_restarts: u32,
     /// The sliding window for `max_restarts`.
     pub restart_window: Duration,
-    /// First delay between restarts of a slot; it doubles with each restart in the window.
+    /// Delay before the second restart of a slot within the window (the first
+    /// is immediate); it doubles with each further restart in the window.
     pub restart_backoff: Duration,
     /// Cap on the delay between restarts.
     pub max_restart_backoff: Duration,

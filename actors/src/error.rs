@@ -42,7 +42,7 @@ pub enum Error {
         /// Retries that were spent before this final failure.
         retries_spent: u32,
     },
-    /// A soft kill is under way or done: the pool takes no new requests.
+    /// A soft or hard kill is under way or done: the pool takes no new requests.
     #[error("the pool is shutting down and takes no new requests")]
     ShuttingDown,
     /// A hard kill (or the end of a soft kill's grace period) ended the request.
@@ -109,8 +109,9 @@ pub enum Error {
         /// What was asked for.
         requested: usize,
     },
-    /// No subscriber replied to a worker's emit (only seen by the worker).
-    #[error("this event was already replied to")]
+    /// [`CustomEvent::reply`](crate::CustomEvent::reply) on an event that was
+    /// answered already, or whose worker did not ask for a reply.
+    #[error("this event was already replied to, or its worker asked for no reply")]
     AlreadyReplied,
     /// The worker that emitted the event is gone, so the reply cannot be delivered.
     #[error("the worker that emitted this event is gone")]

@@ -174,7 +174,7 @@ impl CustomEvent {
 
 /// The pool's events as a [`Stream`](futures::Stream), from [`Pool::events`](crate::Pool::events).
 ///
-/// It holds up to 1024 undelivered events; past that the oldest news is
+/// It holds up to 1024 undelivered events; past that, new events are
 /// dropped with a warning rather than letting memory grow.
 #[derive(Debug)]
 pub struct EventStream {

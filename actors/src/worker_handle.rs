@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use lpm_protocol::{FrameSink, FrameStream, RequestId, ToSupervisor, ToWorker, PROTOCOL_VERSION};
+use lpm_protocol::{
+    FrameSink, FrameStream, IdMap, RequestId, ToSupervisor, ToWorker, PROTOCOL_VERSION,
+};
 use nix::sys::signal::Signal;
 
 use crate::alarm::Alarm;
@@ -76,29 +78,6 @@ pub(crate) struct HandleConfig {
     pub(crate) counters: std::sync::Arc<crate::request::Counters>,
 }
 
-/// Request ids are random UUID v4s made by this process, so their bytes are a
-/// hash already: SipHash would only cost time (the worker runtime does the same).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_usize(&mut self, _len: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdHash = std::hash::BuildHasherDefault<IdHasher>;
-
 /// Bridges one child process to the actors.
 #[derive(Debug)]
 pub struct WorkerHandle {
@@ -111,7 +90,7 @@ pub struct WorkerHandle {
     flush_waiting: bool,
     stream: Option<FrameStream<ToSupervisor>>,
     child: Option<tokio::process::Child>,
-    in_flight: HashMap<RequestId, Pending, IdHash>,
+    in_flight: IdMap<Pending>,
     deadlines: BTreeSet<(Instant, RequestId)>,
     timer: Alarm,
     state: WorkerState,
@@ -402,7 +381,7 @@ impl WorkerHandle {
                     }
                     Ok(false)
                 }
-                other => Err(format!("expected Hello first, got {}", kind(&other))),
+                other => Err(format!("expected Hello first, got {}", other.kind())),
             };
         }
         let freed = match msg {
@@ -509,20 +488,6 @@ impl WorkerHandle {
             }
             None => report(self, ctx),
         }
-    }
-}
-
-fn kind(msg: &ToSupervisor) -> &'static str {
-    match msg {
-        ToSupervisor::Hello { .. } => "Hello",
-        ToSupervisor::Ready => "Ready",
-        ToSupervisor::Busy => "Busy",
-        ToSupervisor::Response { .. } => "Response",
-        ToSupervisor::Failed { .. } => "Failed",
-        ToSupervisor::Ack { .. } => "Ack",
-        ToSupervisor::Emit { .. } => "Emit",
-        ToSupervisor::SoftKillDone => "SoftKillDone",
-        ToSupervisor::Stats(_) => "Stats",
     }
 }
 

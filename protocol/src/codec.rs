@@ -167,19 +167,6 @@ impl FrameDecoder {
         }
     }
 
-    /// Takes the next whole frame body out of `buf` without decoding it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::FrameTooLarge`] as in [`FrameDecoder::decode`].
-    pub fn next_body(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
-        let Some(len) = self.next_len(buf)? else {
-            return Ok(None);
-        };
-        self.state = State::Head;
-        Ok(Some(buf.split_to(len)))
-    }
-
     /// Bytes of an incomplete frame that `buf` still holds, for [`Error::Truncated`].
     pub fn pending(&self, buf: &BytesMut) -> usize {
         match self.state {

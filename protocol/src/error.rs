@@ -33,17 +33,6 @@ pub enum Error {
         /// Bytes that were received of the incomplete frame.
         buffered: usize,
     },
-    /// The two sides speak different protocol versions.
-    #[error(
-        "protocol version mismatch: this side speaks {ours}, the peer speaks {theirs}; \
-         build the worker and the supervisor against the same lpm version"
-    )]
-    VersionMismatch {
-        /// Our version.
-        ours: u16,
-        /// The peer's version.
-        theirs: u16,
-    },
     /// The environment does not name a usable IPC file descriptor.
     #[error("{var} is {value:?}: {reason}; start this program as an lpm worker")]
     NoChannel {

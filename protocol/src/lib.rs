@@ -27,6 +27,7 @@
 
 mod codec;
 mod error;
+mod id_map;
 mod io;
 mod message;
 
@@ -36,6 +37,7 @@ pub mod wire {
 
 pub use codec::{encode_frame, frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
 pub use error::Error;
+pub use id_map::{IdHasher, IdMap};
 pub use io::{FrameSink, FrameStream};
 pub use message::{RequestFrame, RequestId, Timestamp, ToSupervisor, ToWorker};
 

@@ -141,6 +141,38 @@ pub enum ToSupervisor {
     Stats(Vec<(String, f64)>),
 }
 
+impl ToWorker {
+    /// The variant's name, for logs and errors (payloads can be large).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToWorker::Hello { .. } => "Hello",
+            ToWorker::Request(_) => "Request",
+            ToWorker::Event { .. } => "Event",
+            ToWorker::EmitReply { .. } => "EmitReply",
+            ToWorker::SoftKill => "SoftKill",
+            ToWorker::HardKill => "HardKill",
+            ToWorker::Cancel { .. } => "Cancel",
+        }
+    }
+}
+
+impl ToSupervisor {
+    /// The variant's name, for logs and errors (payloads can be large).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToSupervisor::Hello { .. } => "Hello",
+            ToSupervisor::Ready => "Ready",
+            ToSupervisor::Busy => "Busy",
+            ToSupervisor::Response { .. } => "Response",
+            ToSupervisor::Failed { .. } => "Failed",
+            ToSupervisor::Ack { .. } => "Ack",
+            ToSupervisor::Emit { .. } => "Emit",
+            ToSupervisor::SoftKillDone => "SoftKillDone",
+            ToSupervisor::Stats(_) => "Stats",
+        }
+    }
+}
+
 /// Borrowed twin of [`ToWorker`] up to `Request`, so a request frame can be
 /// encoded without copying its payload (it stays with the supervisor for retries).
 /// Variant order must match [`ToWorker`]: postcard writes the variant index.

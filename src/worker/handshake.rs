@@ -64,23 +64,10 @@ pub(crate) async fn greet(
             theirs: version,
         }),
         Some(other) => Err(Error::Handshake {
-            reason: format!("the first message was {} instead of Hello", kind(&other)),
+            reason: format!("the first message was {} instead of Hello", other.kind()),
         }),
         None => Err(Error::Handshake {
             reason: "an empty first read".to_owned(),
         }),
-    }
-}
-
-/// A message's variant name, for logs and errors (payloads can be large).
-pub(crate) fn kind(msg: &ToWorker) -> &'static str {
-    match msg {
-        ToWorker::Hello { .. } => "Hello",
-        ToWorker::Request(_) => "Request",
-        ToWorker::Event { .. } => "Event",
-        ToWorker::EmitReply { .. } => "EmitReply",
-        ToWorker::SoftKill => "SoftKill",
-        ToWorker::HardKill => "HardKill",
-        ToWorker::Cancel { .. } => "Cancel",
     }
 }

@@ -4,40 +4,17 @@
 //!
 //! [`Worker::requests`]: super::Worker::requests
 
-use std::collections::hash_map::{Entry, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use lpm_protocol::IdMap;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::request::RequestState;
 
-/// Request ids are random (UUID v4) and come from the trusted supervisor, so
-/// their first eight bytes are a hash already; SipHash would only cost time.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_usize(&mut self, _len: usize) {
-        // The length prefix of the id's byte array: always 16, no information.
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type ById = HashMap<Uuid, Arc<RequestState>, BuildHasherDefault<IdHasher>>;
+type ById = IdMap<Arc<RequestState>>;
 
 /// Unanswered requests by id, plus a count that drops only once the answer
 /// is queued (or the request is cancelled), so "none in flight" implies every

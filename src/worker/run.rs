@@ -10,7 +10,6 @@ use lpm_protocol::{FrameStream, ToSupervisor, ToWorker};
 use tokio::task::JoinHandle;
 
 use super::event::{self, Event};
-use super::handshake::kind;
 use super::request::{cancel, reject_duplicate, reject_unhandled, Request};
 use super::soft_kill;
 use super::worker::{Reader, RequestHandler, Shared};
@@ -157,7 +156,7 @@ impl Session<'_> {
                 ToWorker::Cancel { id } => cancel(self.shared, id),
                 other @ ToWorker::Hello { .. } => {
                     tracing::warn!(
-                        message = kind(&other),
+                        message = other.kind(),
                         "unexpected message after the handshake; ignored"
                     );
                 }

@@ -22,14 +22,22 @@ async fn a_request_whose_worker_dies_is_retried_on_another_worker() {
         matches!(e, PoolEvent::ChildExited { code: Some(3), .. })
     })
     .await;
-    let PoolEvent::ChildExited { pid: dead, .. } = exited else {
+    let PoolEvent::ChildExited {
+        slot: dead_slot, ..
+    } = exited
+    else {
         unreachable!()
     };
     assert!(
         dir.path().join("first-attempt").exists(),
         "the first attempt ran"
     );
-    assert_ne!(pid, dead, "the retry ran on another worker");
+    // Not the dead worker's replacement in the same slot: the other worker.
+    assert_ne!(
+        response.slot(),
+        dead_slot,
+        "the retry ran in the dead worker's slot"
+    );
     assert_eq!(response.pid(), pid);
     pool.soft_kill().await;
 }

@@ -1,0 +1,35 @@
+//! A hash map keyed by [`RequestId`], for the in-flight tables on both sides.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::RequestId;
+
+/// A map from request id to `V` with a hasher that costs almost nothing.
+pub type IdMap<V> = HashMap<RequestId, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes a request id by folding its bytes.
+///
+/// Request ids are random UUID v4s made by the supervisor, so their bytes are
+/// a hash already: SipHash would only cost time. A peer that sends made-up ids
+/// only causes failed look-ups, never inserts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of the id's byte array: always 16, no information.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
