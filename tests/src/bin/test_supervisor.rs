@@ -1,33 +1,56 @@
-//! `test_supervisor`: a minimal supervisor process for the test that kills
-//! a supervisor. It starts a pool of `<workers>` copies of `<worker-binary>`,
-//! prints `pid <n>` for each worker once the pool is online, then waits
-//! forever.
+//! `test_supervisor`: a minimal supervisor process for the tests that kill or
+//! signal a supervisor. It starts a pool of `<workers>` copies of
+//! `<worker-binary>` with the given signal policy (`soft`, `hard` or
+//! `ignore`; `soft` by default), prints `pid <n>` for each worker once the
+//! pool is online, then `signal <n>` and `stopped killed=<n>` as those pool
+//! events arrive, and runs until it is killed.
 //!
-//! Usage: `test_supervisor <worker-binary> <workers>`
+//! Usage: `test_supervisor <worker-binary> <workers> [soft|hard|ignore]`
 
 use std::io::Write;
 
-use lpm::{Config, Pool, WorkerCommand};
+use futures::StreamExt;
+use lpm::{Config, Pool, PoolEvent, SignalPolicy, WorkerCommand};
 
 #[actix::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(worker), Some(workers)) = (args.next(), args.next().and_then(|n| n.parse().ok()))
     else {
-        eprintln!("usage: test_supervisor <worker-binary> <workers>");
+        eprintln!("usage: test_supervisor <worker-binary> <workers> [soft|hard|ignore]");
         std::process::exit(2);
+    };
+    let policy = match args.next().as_deref() {
+        None | Some("soft") => SignalPolicy::SoftKill,
+        Some("hard") => SignalPolicy::HardKill,
+        Some("ignore") => SignalPolicy::Ignore,
+        Some(other) => {
+            eprintln!("unknown signal policy {other:?}");
+            std::process::exit(2);
+        }
     };
     let pool = Pool::start(
         WorkerCommand::new(worker),
-        Config::default().workers(workers),
+        Config::default().workers(workers).on_signal(policy),
     );
+    let mut events = pool.events();
     pool.online().await.expect("pool did not come online");
     let health = pool.health().await.expect("the pool answers health");
-    let mut stdout = std::io::stdout().lock();
     for pid in health.iter().filter_map(|w| w.pid) {
-        writeln!(stdout, "pid {pid}").expect("stdout is open");
+        say(&format!("pid {pid}"));
     }
-    stdout.flush().expect("stdout is open");
-    drop(stdout);
+    while let Some(event) = events.next().await {
+        match event {
+            PoolEvent::Signal { signal } => say(&format!("signal {signal}")),
+            PoolEvent::Stopped(report) => say(&format!("stopped killed={}", report.killed)),
+            _ => {}
+        }
+    }
     std::future::pending::<()>().await;
+}
+
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").expect("stdout is open");
+    stdout.flush().expect("stdout is open");
 }
