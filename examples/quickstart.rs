@@ -58,7 +58,7 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
         let pool = pool.clone();
         async move {
             pool.enqueue(&CountPrimes {
-                below: 2_000 + i % 1_000,
+                below: 20_000 + i % 10_000,
             })
             .await
         }
