@@ -85,7 +85,8 @@ pub(crate) struct Close {
 pub(crate) struct FailQueued(pub(crate) Error);
 
 /// Whether the pool can still serve: when no worker is left and none will
-/// come back, queued and new requests fail with [`Error::NoWorkers`].
+/// come back, new requests fail with [`Error::NoWorkers`], and queued ones
+/// with the error of their last attempt if they had one, else `NoWorkers`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct PoolDown(pub(crate) bool);
@@ -97,8 +98,9 @@ enum Intake {
     Open,
     /// Soft kill: no new requests; the queue is still served.
     Closed,
-    /// Soft kill, queue drained and workers told to finish: a request that
-    /// comes back (its worker died or it timed out) fails with its last error.
+    /// Soft kill, queue drained (the workers are told to finish next): a
+    /// request that comes back (its worker died or it timed out) fails with
+    /// its last error, or `ShuttingDown` if it never had one.
     Sealed,
     /// Hard kill: everything fails with this error.
     Refusing(Error),
@@ -270,7 +272,9 @@ impl Balancer {
             p.load = None;
             if let Intake::Refusing(error) = &self.intake {
                 p.fail(error.clone());
-            } else if self.down || self.intake == Intake::Sealed {
+            } else if self.intake == Intake::Sealed {
+                p.fail_with_last(Error::ShuttingDown);
+            } else if self.down {
                 p.fail_with_last(Error::NoWorkers);
             } else {
                 // They waited longest: first in line. The queue bound is for new requests.

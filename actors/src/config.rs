@@ -131,7 +131,9 @@ pub struct Config {
     pub workers: usize,
     /// Per-attempt request timeout; `None` waits forever.
     pub timeout: Option<Duration>,
-    /// Times a request is tried again when its worker dies or it times out.
+    /// Times a request is tried again when its worker dies or its attempt times
+    /// out on a worker. A request that times out while still queued is not
+    /// retried (another attempt would only wait in the same queue).
     pub retries: u32,
     /// Restarts allowed per slot within `restart_window` before giving up on the slot.
     pub max_restarts: u32,

@@ -18,7 +18,8 @@ pub enum Error {
         /// The configured queue bound.
         capacity: usize,
     },
-    /// No answer within the request's timeout, on every attempt.
+    /// No answer within the request's timeout, on every attempt made (the last
+    /// one may have been spent waiting in the queue).
     #[error(
         "no answer within {after:?} after {attempts} attempt(s); \
          raise the timeout or look at why the workers are slow"

@@ -9,20 +9,21 @@ use crate::balancer::{Balancer, Submit};
 use crate::error::encode_payload;
 use crate::events::EventStream;
 use crate::request::Counters;
-use crate::supervisor::{SubscribeStream, WhenOnline};
+use crate::supervisor::{Abandoned, SubscribeStream, WhenOnline};
 use crate::{
     Broadcast, Config, Enqueue, Error, HardKill, Health, KillReport, Resize, Response, SoftKill,
     Subscribe, Supervisor, WorkerCommand, WorkerHealth,
 };
 
-/// Hard-kills the pool when the last clone of its [`Pool`] is dropped, so no
-/// worker outlives the handle that could stop it.
+/// Hard-kills a running pool when the last clone of its [`Pool`] is dropped,
+/// so no worker outlives the handle that could stop it (a kill already under
+/// way goes on as it was).
 #[derive(Debug)]
 struct Owner(Addr<Supervisor>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.0.do_send(HardKill);
+        self.0.do_send(Abandoned);
     }
 }
 
@@ -33,9 +34,14 @@ const EVENT_BUFFER: usize = 1024;
 ///
 /// Create it inside a running actix System (`#[actix::main]`, `#[actix_rt::test]`,
 /// or an actix-web server). Clones are cheap and talk to the same pool.
-/// Dropping the last clone hard-kills the pool (call [`Pool::soft_kill`]
-/// first for a graceful end); addresses taken with [`Pool::supervisor`] or
+/// Dropping the last clone hard-kills a running pool (a soft kill already
+/// started goes on to its end); addresses taken with [`Pool::supervisor`] or
 /// [`Pool::balancer`] do not keep it alive.
+///
+/// The pool handles SIGINT and SIGTERM by default (see
+/// [`SignalPolicy`](crate::SignalPolicy)); tokio keeps such handlers for the
+/// life of the process, so the application decides when to exit, e.g. on
+/// [`PoolEvent::Stopped`](crate::PoolEvent::Stopped).
 ///
 /// # Examples
 ///

@@ -74,6 +74,12 @@ pub struct HardKill;
 #[rtype(result = "()")]
 pub(crate) struct WhenOnline(pub(crate) oneshot::Sender<Result<(), Error>>);
 
+/// The last `Pool` handle is gone: a running pool is hard-killed, so no
+/// worker outlives it; a kill already under way goes on as it was.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Abandoned;
+
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct SubscribeStream(pub(crate) mpsc::Sender<PoolEvent>);
@@ -122,6 +128,8 @@ enum Phase {
     Stopping {
         waiters: Vec<oneshot::Sender<KillReport>>,
         hard: bool,
+        /// A soft kill still serving the queue: dead workers are still restarted.
+        serving: bool,
     },
     Stopped(KillReport),
 }
@@ -207,8 +215,8 @@ impl Supervisor {
     }
 
     fn spawn_slot(&mut self, slot: usize, ctx: &mut Context<Self>) {
-        if !matches!(self.phase, Phase::Running) {
-            return;
+        if !self.may_spawn() {
+            return self.check_stopped(ctx);
         }
         self.generation += 1;
         let id = WorkerId {
@@ -250,7 +258,7 @@ impl Supervisor {
 
     /// A slot lost its worker (or could not start one): restart it, retire it, or give up.
     fn after_death(&mut self, slot: usize, ctx: &mut Context<Self>) {
-        let running = matches!(self.phase, Phase::Running);
+        let running = self.may_spawn();
         let Some(s) = self.slots.get_mut(&slot) else {
             return;
         };
@@ -359,11 +367,12 @@ impl Supervisor {
             Phase::Stopping {
                 waiters,
                 hard: was_hard,
+                ..
             } => {
                 waiters.push(tx);
                 if hard && !*was_hard {
                     *was_hard = true;
-                    self.kill_all();
+                    self.kill_all(ctx);
                 }
                 return rx;
             }
@@ -371,39 +380,61 @@ impl Supervisor {
                 self.phase = Phase::Stopping {
                     waiters: vec![tx],
                     hard,
+                    serving: !hard,
                 };
             }
         }
         self.answer_online_waiters(Err(Error::ShuttingDown));
-        for s in self.slots.values_mut() {
-            if let Some(h) = s.pending_restart.take() {
-                ctx.cancel_future(h);
-            }
-        }
         let (drained_tx, drained_rx) = oneshot::channel();
         self.balancer.do_send(Close {
             drained: drained_tx,
         });
         if hard {
-            self.kill_all();
+            self.kill_all(ctx);
         } else {
-            // Workers finish the queue first, then get the soft-kill message.
-            ctx.spawn(drained_rx.into_actor(self).map(|_, act, _| {
-                for h in act.live_handles() {
-                    h.do_send(Drain);
-                }
-            }));
+            // Workers serve the queue first (dead ones are still restarted),
+            // then get the soft-kill message.
+            ctx.spawn(
+                drained_rx
+                    .into_actor(self)
+                    .map(|_, act, ctx| act.stop_serving(ctx)),
+            );
             let grace = self.config.soft_kill_grace;
             let term_grace = self.config.term_grace;
             let timer = ctx.run_later(grace, move |act, ctx| {
                 act.signal_stragglers(Signal::SIGTERM);
-                let timer = ctx.run_later(term_grace, |act, _| act.kill_all());
+                let timer = ctx.run_later(term_grace, |act, ctx| act.kill_all(ctx));
                 act.stop_timers.push(timer);
             });
             self.stop_timers.push(timer);
         }
         self.check_stopped(ctx);
         rx
+    }
+
+    /// The queue is drained (or a kill took over): no more restarts, and
+    /// every worker is told to finish.
+    fn stop_serving(&mut self, ctx: &mut Context<Self>) {
+        if let Phase::Stopping { serving, .. } = &mut self.phase {
+            *serving = false;
+        }
+        for s in self.slots.values_mut() {
+            if let Some(h) = s.pending_restart.take() {
+                ctx.cancel_future(h);
+            }
+        }
+        for h in self.live_handles() {
+            h.do_send(Drain);
+        }
+        self.check_stopped(ctx);
+    }
+
+    /// Workers may be (re)started: while running, and while a soft kill still serves the queue.
+    fn may_spawn(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Running | Phase::Stopping { serving: true, .. }
+        )
     }
 
     fn signal_stragglers(&mut self, signal: Signal) {
@@ -420,9 +451,17 @@ impl Supervisor {
         }
     }
 
-    fn kill_all(&mut self) {
+    fn kill_all(&mut self, ctx: &mut Context<Self>) {
         if !matches!(self.phase, Phase::Stopping { .. }) {
             return;
+        }
+        if let Phase::Stopping { serving, .. } = &mut self.phase {
+            *serving = false;
+        }
+        for s in self.slots.values_mut() {
+            if let Some(h) = s.pending_restart.take() {
+                ctx.cancel_future(h);
+            }
         }
         self.balancer.do_send(FailQueued(Error::Killed));
         let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
@@ -437,7 +476,9 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Stopping { .. }) {
             return;
         }
-        if self.slots.values().any(|s| s.live.is_some()) {
+        let restarting =
+            self.may_spawn() && self.slots.values().any(|s| s.pending_restart.is_some());
+        if restarting || self.slots.values().any(|s| s.live.is_some()) {
             return;
         }
         // Whatever is still queued can no longer be served; the round trip makes
@@ -453,6 +494,9 @@ impl Supervisor {
     }
 
     fn finish_stop(&mut self, ctx: &mut Context<Self>) {
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
         let Phase::Stopping { waiters, .. } = std::mem::replace(&mut self.phase, Phase::Running)
         else {
             return;
@@ -675,6 +719,17 @@ impl Handler<WhenOnline> for Supervisor {
             return self.online_waiters.push(msg.0);
         };
         let _ = msg.0.send(answer);
+    }
+}
+
+impl Handler<Abandoned> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Abandoned, ctx: &mut Context<Self>) {
+        if matches!(self.phase, Phase::Running) {
+            tracing::debug!("last Pool handle dropped; hard-killing the pool");
+            drop(self.begin_stop(true, ctx));
+        }
     }
 }
 

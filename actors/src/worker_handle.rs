@@ -449,6 +449,9 @@ impl WorkerHandle {
 
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>, ctx: &mut Context<Self>) {
         use std::os::unix::process::ExitStatusExt;
+        // Whatever the worker started in its process group goes with it; right
+        // after the reap the group id cannot belong to anyone else yet.
+        signal_group(self.pid, Signal::SIGKILL);
         self.exited = true;
         self.close_channel(ctx);
         if let Some(sampling) = self.sampling.take() {

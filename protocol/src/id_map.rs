@@ -8,11 +8,11 @@ use crate::RequestId;
 /// A map from request id to `V` with a hasher that costs almost nothing.
 pub type IdMap<V> = HashMap<RequestId, V, BuildHasherDefault<IdHasher>>;
 
-/// Hashes a request id by folding its bytes.
+/// Hashes by folding the bytes it is given, 8 at a time.
 ///
-/// Request ids are random UUID v4s made by the supervisor, so their bytes are
-/// a hash already: SipHash would only cost time. A peer that sends made-up ids
-/// only causes failed look-ups, never inserts.
+/// Meant for request ids: random UUID v4s made by the supervisor, whose bytes
+/// are a hash already, so SipHash would only cost time. It has no defence
+/// against chosen keys: use it only where keys are random.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IdHasher(u64);
 
@@ -23,10 +23,6 @@ impl Hasher for IdHasher {
             word[..chunk.len()].copy_from_slice(chunk);
             self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
         }
-    }
-
-    fn write_usize(&mut self, _len: usize) {
-        // The length prefix of the id's byte array: always 16, no information.
     }
 
     fn finish(&self) -> u64 {

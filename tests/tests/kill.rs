@@ -244,3 +244,40 @@ async fn a_timeout_during_soft_kill_fails_with_timeout() {
     );
     assert_eq!(report.failed, 1);
 }
+
+/// A worker that dies while a soft kill still has requests queued is
+/// restarted, and the queued requests are served by its replacement.
+#[actix_rt::test]
+async fn a_worker_dying_during_soft_kill_is_replaced_while_requests_wait() {
+    let (pool, mut events) = start(test_worker!(), config(1).max_in_flight(1));
+    online(&pool).await;
+    let answers = submit_all(
+        &pool,
+        [
+            Op::Sleep { ms: 300, reply: 1 },
+            Op::Exit(3),
+            Op::Echo(vec![3]),
+            Op::Echo(vec![4]),
+        ],
+    )
+    .await;
+    let report = tokio::time::timeout(DEADLINE, pool.soft_kill())
+        .await
+        .expect("the soft kill did not complete");
+    let answers = answers.await;
+    assert_eq!(answers[0].as_ref().unwrap().data::<u32>().unwrap(), 1);
+    assert!(
+        matches!(answers[1], Err(PoolError::WorkerDied { .. })),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(answers[2].as_ref().unwrap().data::<Vec<u8>>().unwrap(), [3]);
+    assert_eq!(answers[3].as_ref().unwrap().data::<Vec<u8>>().unwrap(), [4]);
+    assert_eq!((report.served, report.failed), (3, 1));
+    // The first worker and, during the kill, its replacement.
+    let spawned = lpm_tests::drain_now(&mut events)
+        .into_iter()
+        .filter(|e| matches!(e, PoolEvent::ChildSpawned { .. }))
+        .count();
+    assert_eq!(spawned, 2);
+}

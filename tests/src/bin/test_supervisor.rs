@@ -29,6 +29,18 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if policy == SignalPolicy::Ignore {
+        // A shell may start background jobs with SIGINT ignored; the test of
+        // this policy needs the default action, as a terminal would give it.
+        // SAFETY: no other thread exists yet, and SIG_DFL installs no handler code.
+        unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        }
+        .expect("restore SIGINT's default action");
+    }
     let pool = Pool::start(
         WorkerCommand::new(worker),
         Config::default().workers(workers).on_signal(policy),
