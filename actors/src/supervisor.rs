@@ -4,6 +4,7 @@
 
 mod kill;
 mod restart;
+mod slot;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use kill::KillReport;
 use restart::RestartWindow;
+use slot::{Filled, Live, Slot};
 
 use crate::balancer::{Balancer, Close, FailQueued, PoolDown, Requeue, WorkerJoined, WorkerLeft};
 use crate::events::Subscriber;
@@ -106,23 +108,6 @@ pub(crate) struct WorkerExited {
 }
 
 #[derive(Debug)]
-struct Live {
-    id: WorkerId,
-    handle: Addr<WorkerHandle>,
-    ready: bool,
-}
-
-#[derive(Debug)]
-struct Slot {
-    live: Option<Live>,
-    restarts: RestartWindow,
-    total_restarts: u32,
-    pending_restart: Option<SpawnHandle>,
-    gave_up: bool,
-    retiring: bool,
-}
-
-#[derive(Debug)]
 enum Phase {
     Running,
     Stopping {
@@ -192,19 +177,12 @@ impl Supervisor {
     }
 
     fn new_slot(&self) -> Slot {
-        Slot {
-            live: None,
-            restarts: RestartWindow::new(
-                self.config.max_restarts,
-                self.config.restart_window,
-                self.config.restart_backoff,
-                self.config.max_restart_backoff,
-            ),
-            total_restarts: 0,
-            pending_restart: None,
-            gave_up: false,
-            retiring: false,
-        }
+        Slot::new(RestartWindow::new(
+            self.config.max_restarts,
+            self.config.restart_window,
+            self.config.restart_backoff,
+            self.config.max_restart_backoff,
+        ))
     }
 
     fn add_slot(&mut self, ctx: &mut Context<Self>) {
@@ -246,7 +224,7 @@ impl Supervisor {
             load,
         });
         if let Some(s) = self.slots.get_mut(&slot) {
-            s.live = Some(Live {
+            s.filled = Filled::Live(Live {
                 id,
                 handle,
                 ready: false,
@@ -262,7 +240,7 @@ impl Supervisor {
         let Some(s) = self.slots.get_mut(&slot) else {
             return;
         };
-        s.live = None;
+        s.filled = Filled::Empty;
         if s.retiring || !running {
             if s.retiring {
                 self.slots.remove(&slot);
@@ -273,16 +251,16 @@ impl Supervisor {
         match s.restarts.record(Instant::now()) {
             ControlFlow::Continue(delay) => {
                 s.total_restarts += 1;
-                let handle = ctx.run_later(delay, move |act, ctx| {
+                let timer = ctx.run_later(delay, move |act, ctx| {
                     if let Some(s) = act.slots.get_mut(&slot) {
-                        s.pending_restart = None;
+                        s.filled = Filled::Empty;
                     }
                     act.spawn_slot(slot, ctx);
                 });
-                s.pending_restart = Some(handle);
+                s.filled = Filled::Restarting(timer);
             }
             ControlFlow::Break(restarts) => {
-                s.gave_up = true;
+                s.filled = Filled::GaveUp;
                 tracing::error!(slot, restarts, window = ?self.config.restart_window, "worker restarted too often; giving up on this slot");
                 self.publish(PoolEvent::RestartLimitReached { slot, restarts });
                 if !self.online_sent {
@@ -296,7 +274,7 @@ impl Supervisor {
     /// When no slot can serve again (each gave up or is retiring), requests
     /// fail with `NoWorkers` instead of waiting for a worker that will not come.
     fn check_down(&self) {
-        let can_serve = self.slots.values().any(|s| !s.gave_up && !s.retiring);
+        let can_serve = self.slots.values().any(|s| !s.gave_up() && !s.retiring);
         if !can_serve && matches!(self.phase, Phase::Running) {
             self.balancer.do_send(PoolDown(true));
         }
@@ -334,7 +312,7 @@ impl Supervisor {
         let ready = self
             .slots
             .values()
-            .filter(|s| s.live.as_ref().is_some_and(|l| l.ready))
+            .filter(|s| s.live().is_some_and(|l| l.ready))
             .count();
         if ready >= self.config.workers {
             self.online_sent = true;
@@ -350,7 +328,7 @@ impl Supervisor {
     }
 
     fn live(&self) -> impl Iterator<Item = &Live> {
-        self.slots.values().filter_map(|s| s.live.as_ref())
+        self.slots.values().filter_map(Slot::live)
     }
 
     fn live_handles(&self) -> impl Iterator<Item = &Addr<WorkerHandle>> {
@@ -419,9 +397,7 @@ impl Supervisor {
             *serving = false;
         }
         for s in self.slots.values_mut() {
-            if let Some(h) = s.pending_restart.take() {
-                ctx.cancel_future(h);
-            }
+            s.cancel_restart(ctx);
         }
         for h in self.live_handles() {
             h.do_send(Drain);
@@ -459,9 +435,7 @@ impl Supervisor {
             *serving = false;
         }
         for s in self.slots.values_mut() {
-            if let Some(h) = s.pending_restart.take() {
-                ctx.cancel_future(h);
-            }
+            s.cancel_restart(ctx);
         }
         self.balancer.do_send(FailQueued(Error::Killed));
         let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
@@ -476,9 +450,8 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Stopping { .. }) {
             return;
         }
-        let restarting =
-            self.may_spawn() && self.slots.values().any(|s| s.pending_restart.is_some());
-        if restarting || self.slots.values().any(|s| s.live.is_some()) {
+        let restarting = self.may_spawn() && self.slots.values().any(Slot::is_restarting);
+        if restarting || self.slots.values().any(|s| s.live().is_some()) {
             return;
         }
         // Whatever is still queued can no longer be served; the round trip makes
@@ -589,7 +562,7 @@ impl Handler<Health> for Supervisor {
             .slots
             .iter()
             .map(|(&slot, s)| {
-                let down = if s.gave_up || stopped {
+                let down = if s.gave_up() || stopped {
                     WorkerState::Stopped
                 } else if s.total_restarts == 0 {
                     WorkerState::Starting
@@ -600,7 +573,7 @@ impl Handler<Health> for Supervisor {
                     slot,
                     s.total_restarts,
                     down,
-                    s.live.as_ref().map(|l| l.handle.clone()),
+                    s.live().map(|l| l.handle.clone()),
                 )
             })
             .collect();
@@ -657,7 +630,7 @@ impl Handler<Resize> for Supervisor {
         }
         self.config.workers = target;
         // Slots that gave up are forgotten; a resize is a fresh start for them.
-        self.slots.retain(|_, s| !s.gave_up);
+        self.slots.retain(|_, s| !s.gave_up());
         let active: Vec<usize> = self
             .slots
             .iter()
@@ -676,10 +649,8 @@ impl Handler<Resize> for Supervisor {
                     continue;
                 };
                 s.retiring = true;
-                if let Some(h) = s.pending_restart.take() {
-                    ctx.cancel_future(h);
-                }
-                match s.live.as_ref().map(|l| (l.id, l.handle.clone())) {
+                s.cancel_restart(ctx);
+                match s.live().map(|l| (l.id, l.handle.clone())) {
                     Some((id, handle)) => self.retire(id, &handle, ctx),
                     None => {
                         self.slots.remove(&slot);
@@ -707,7 +678,7 @@ impl Handler<WhenOnline> for Supervisor {
         let gave_up = self
             .slots
             .iter()
-            .find(|(_, s)| s.gave_up)
+            .find(|(_, s)| s.gave_up())
             .map(|(&slot, s)| (slot, s.total_restarts));
         let answer = if self.online_sent {
             Ok(())
@@ -774,7 +745,7 @@ impl Handler<WorkerReady> for Supervisor {
         if let Some(live) = self
             .slots
             .get_mut(&msg.id.slot)
-            .and_then(|s| s.live.as_mut())
+            .and_then(Slot::live_mut)
             .filter(|l| l.id == msg.id)
         {
             live.ready = true;
@@ -798,7 +769,7 @@ impl Handler<WorkerExited> for Supervisor {
         let current = self
             .slots
             .get(&id.slot)
-            .and_then(|s| s.live.as_ref())
+            .and_then(Slot::live)
             .is_some_and(|l| l.id == id);
         let stopping = matches!(self.phase, Phase::Stopping { .. });
         // A worker the kill ended takes its requests with it; one that died on

@@ -1,0 +1,83 @@
+//! One place in the pool: the worker filling it, or why none does.
+
+use actix::prelude::*;
+
+use super::restart::RestartWindow;
+use crate::id::WorkerId;
+use crate::worker_handle::WorkerHandle;
+
+/// A running worker process.
+#[derive(Debug)]
+pub(super) struct Live {
+    pub(super) id: WorkerId,
+    pub(super) handle: Addr<WorkerHandle>,
+    /// It has said ready at least once.
+    pub(super) ready: bool,
+}
+
+/// Who fills the slot.
+#[derive(Debug)]
+pub(super) enum Filled {
+    /// Nobody: not spawned yet, or its worker died and no restart is planned.
+    Empty,
+    /// A worker process.
+    Live(Live),
+    /// Its worker died; a restart is timed.
+    Restarting(SpawnHandle),
+    /// It restarted too often within the window and is given up.
+    GaveUp,
+}
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) filled: Filled,
+    pub(super) restarts: RestartWindow,
+    /// Restarts over the slot's life, for health.
+    pub(super) total_restarts: u32,
+    /// Resize is removing it: once its worker is gone, so is the slot.
+    pub(super) retiring: bool,
+}
+
+impl Slot {
+    pub(super) fn new(restarts: RestartWindow) -> Self {
+        Self {
+            filled: Filled::Empty,
+            restarts,
+            total_restarts: 0,
+            retiring: false,
+        }
+    }
+
+    pub(super) fn live(&self) -> Option<&Live> {
+        match &self.filled {
+            Filled::Live(live) => Some(live),
+            _ => None,
+        }
+    }
+
+    pub(super) fn live_mut(&mut self) -> Option<&mut Live> {
+        match &mut self.filled {
+            Filled::Live(live) => Some(live),
+            _ => None,
+        }
+    }
+
+    pub(super) fn gave_up(&self) -> bool {
+        matches!(self.filled, Filled::GaveUp)
+    }
+
+    pub(super) fn is_restarting(&self) -> bool {
+        matches!(self.filled, Filled::Restarting(_))
+    }
+
+    /// Cancels a timed restart; the slot is left empty.
+    pub(super) fn cancel_restart<A>(&mut self, ctx: &mut Context<A>)
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        if let Filled::Restarting(timer) = self.filled {
+            ctx.cancel_future(timer);
+            self.filled = Filled::Empty;
+        }
+    }
+}
