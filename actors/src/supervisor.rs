@@ -20,15 +20,13 @@ pub use kill::KillReport;
 use restart::RestartWindow;
 use slot::{Filled, Live, Slot};
 
-use crate::balancer::{Balancer, Close, FailQueued, PoolDown, Requeue, WorkerJoined, WorkerLeft};
+use crate::balancer::{Balancer, PoolDown, Requeue, WorkerJoined, WorkerLeft};
 use crate::events::Subscriber;
 use crate::health::{WorkerHealth, WorkerState};
 use crate::id::WorkerId;
 use crate::request::{Counters, Load, Pending};
 use crate::worker_handle::spawn::spawn_worker;
-use crate::worker_handle::{
-    Drain, HandleConfig, Kill, Sample, SendEvent, SignalWorker, WorkerHandle,
-};
+use crate::worker_handle::{Drain, HandleConfig, Sample, SendEvent, SignalWorker, WorkerHandle};
 use crate::{Config, Error, PoolEvent, SignalPolicy, WorkerCommand};
 
 /// Reports the health of every worker slot.
@@ -334,193 +332,6 @@ impl Supervisor {
     fn live_handles(&self) -> impl Iterator<Item = &Addr<WorkerHandle>> {
         self.live().map(|l| &l.handle)
     }
-
-    fn begin_stop(&mut self, hard: bool, ctx: &mut Context<Self>) -> oneshot::Receiver<KillReport> {
-        let (tx, rx) = oneshot::channel();
-        match &mut self.phase {
-            Phase::Stopped(report) => {
-                let _ = tx.send(*report);
-                return rx;
-            }
-            Phase::Stopping {
-                waiters,
-                hard: was_hard,
-                ..
-            } => {
-                waiters.push(tx);
-                if hard && !*was_hard {
-                    *was_hard = true;
-                    self.kill_all(ctx);
-                }
-                return rx;
-            }
-            Phase::Running => {
-                self.phase = Phase::Stopping {
-                    waiters: vec![tx],
-                    hard,
-                    serving: !hard,
-                };
-            }
-        }
-        self.answer_online_waiters(Err(Error::ShuttingDown));
-        let (drained_tx, drained_rx) = oneshot::channel();
-        self.balancer.do_send(Close {
-            drained: drained_tx,
-        });
-        if hard {
-            self.kill_all(ctx);
-        } else {
-            // Workers serve the queue first (dead ones are still restarted),
-            // then get the soft-kill message.
-            ctx.spawn(
-                drained_rx
-                    .into_actor(self)
-                    .map(|_, act, ctx| act.stop_serving(ctx)),
-            );
-            let grace = self.config.soft_kill_grace;
-            let term_grace = self.config.term_grace;
-            let timer = ctx.run_later(grace, move |act, ctx| {
-                act.signal_stragglers(Signal::SIGTERM);
-                let timer = ctx.run_later(term_grace, |act, ctx| act.kill_all(ctx));
-                act.stop_timers.push(timer);
-            });
-            self.stop_timers.push(timer);
-        }
-        self.check_stopped(ctx);
-        rx
-    }
-
-    /// The queue is drained (or a kill took over): no more restarts, and
-    /// every worker is told to finish.
-    fn stop_serving(&mut self, ctx: &mut Context<Self>) {
-        if let Phase::Stopping { serving, .. } = &mut self.phase {
-            *serving = false;
-        }
-        for s in self.slots.values_mut() {
-            s.cancel_restart(ctx);
-        }
-        for h in self.live_handles() {
-            h.do_send(Drain);
-        }
-        self.check_stopped(ctx);
-    }
-
-    /// Workers may be (re)started: while running, and while a soft kill still serves the queue.
-    fn may_spawn(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Running | Phase::Stopping { serving: true, .. }
-        )
-    }
-
-    fn signal_stragglers(&mut self, signal: Signal) {
-        if !matches!(self.phase, Phase::Stopping { .. }) {
-            return;
-        }
-        let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
-        if !live.is_empty() {
-            tracing::warn!(workers = live.len(), ?signal, "soft kill grace period over");
-        }
-        for (id, handle) in live {
-            self.signalled.insert(id);
-            handle.do_send(SignalWorker(signal));
-        }
-    }
-
-    fn kill_all(&mut self, ctx: &mut Context<Self>) {
-        if !matches!(self.phase, Phase::Stopping { .. }) {
-            return;
-        }
-        if let Phase::Stopping { serving, .. } = &mut self.phase {
-            *serving = false;
-        }
-        for s in self.slots.values_mut() {
-            s.cancel_restart(ctx);
-        }
-        self.balancer.do_send(FailQueued(Error::Killed));
-        let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
-        for (id, handle) in live {
-            self.signalled.insert(id);
-            handle.do_send(Kill);
-        }
-    }
-
-    /// Resolves the kill once no worker is left.
-    fn check_stopped(&mut self, ctx: &mut Context<Self>) {
-        if !matches!(self.phase, Phase::Stopping { .. }) {
-            return;
-        }
-        let restarting = self.may_spawn() && self.slots.values().any(Slot::is_restarting);
-        if restarting || self.slots.values().any(|s| s.live().is_some()) {
-            return;
-        }
-        // Whatever is still queued can no longer be served; the round trip makes
-        // sure those failures are counted before the report is read.
-        let balancer = self.balancer.clone();
-        ctx.wait(
-            async move {
-                let _ = balancer.send(PoolDown(true)).await;
-            }
-            .into_actor(self)
-            .map(|(), act, ctx| act.finish_stop(ctx)),
-        );
-    }
-
-    fn finish_stop(&mut self, ctx: &mut Context<Self>) {
-        if !matches!(self.phase, Phase::Stopping { .. }) {
-            return;
-        }
-        let Phase::Stopping { waiters, .. } = std::mem::replace(&mut self.phase, Phase::Running)
-        else {
-            return;
-        };
-        // Nothing is left to time, and a stopped pool has nothing to do on a signal.
-        // (tokio keeps its handler installed, so SIGINT no longer ends the process:
-        // the application exits on `PoolEvent::Stopped` if it wants to.)
-        for timer in self.stop_timers.drain(..) {
-            ctx.cancel_future(timer);
-        }
-        if let Some(signals) = self.signals.take() {
-            ctx.cancel_future(signals);
-        }
-        let report = KillReport {
-            served: self.counters.served(),
-            failed: self.counters.failed(),
-            killed: self.signalled.len(),
-        };
-        self.phase = Phase::Stopped(report);
-        for w in waiters {
-            let _ = w.send(report);
-        }
-        tracing::info!(?report, "pool stopped");
-        self.publish(PoolEvent::Stopped(report));
-    }
-
-    fn on_signal(&mut self, signal: i32, ctx: &mut Context<Self>) {
-        tracing::info!(signal, "supervisor received a signal");
-        self.publish(PoolEvent::Signal { signal });
-        let escalate = matches!(self.phase, Phase::Stopping { .. });
-        let hard = escalate || self.config.on_signal == SignalPolicy::HardKill;
-        drop(self.begin_stop(hard, ctx));
-    }
-}
-
-fn signals() -> impl futures::Stream<Item = i32> {
-    use futures::StreamExt;
-    use tokio::signal::unix::{signal, SignalKind};
-    let listen = |kind: SignalKind| {
-        let s = signal(kind).ok();
-        futures::stream::unfold(s, move |s| async move {
-            let mut s = s?;
-            s.recv().await?;
-            Some((kind.as_raw_value(), Some(s)))
-        })
-    };
-    futures::stream::select(
-        listen(SignalKind::interrupt()),
-        listen(SignalKind::terminate()),
-    )
-    .boxed()
 }
 
 impl Actor for Supervisor {
@@ -540,7 +351,7 @@ impl Actor for Supervisor {
             }
         }));
         if self.config.on_signal != SignalPolicy::Ignore {
-            self.signals = Some(ctx.add_stream(signals()));
+            self.signals = Some(ctx.add_stream(kill::signals()));
         }
     }
 }
