@@ -3,6 +3,8 @@
 //! per-request deadlines, samples RSS/CPU, and reports the child's exit with
 //! the requests it still held.
 
+mod in_flight;
+mod inbound;
 mod output;
 mod sampler;
 pub(crate) mod spawn;
@@ -19,13 +21,13 @@ use lpm_protocol::{
 use nix::sys::signal::Signal;
 
 use crate::alarm::Alarm;
-use crate::balancer::{Balancer, Freed, LoadSample, Requeue, WorkerStatus};
-use crate::events::{CustomEvent, DeliverReply};
+use crate::balancer::{Balancer, LoadSample, WorkerStatus};
+use crate::events::DeliverReply;
 use crate::health::{WorkerHealth, WorkerState};
 use crate::id::WorkerId;
 use crate::request::Pending;
-use crate::supervisor::{Publish, Supervisor, WorkerExited, WorkerReady};
-use crate::{Error, PoolEvent};
+use crate::supervisor::{Supervisor, WorkerExited};
+use crate::Error;
 use output::StderrTail;
 use sampler::Sampler;
 use spawn::{signal_group, Spawned};
@@ -248,203 +250,6 @@ impl WorkerHandle {
                 signal_group(pid, Signal::SIGKILL);
             }
         });
-    }
-
-    fn on_assign(&mut self, batch: Vec<Pending>, ctx: &mut Context<Self>) {
-        if !self.channel_open || self.state == WorkerState::Draining {
-            self.balancer.do_send(Requeue(batch));
-            return;
-        }
-        let mut earliest = None;
-        let mut freed = false;
-        for pending in batch {
-            if pending.is_abandoned() {
-                pending.abandon();
-                freed = true;
-                continue;
-            }
-            if let Err(e) = self
-                .sink
-                .push_request(pending.id, pending.created_at, &pending.payload)
-            {
-                let error = match e {
-                    lpm_protocol::Error::FrameTooLarge { len, max } => {
-                        Error::PayloadTooLarge { len, max }
-                    }
-                    other => Error::Encode {
-                        reason: other.to_string(),
-                    },
-                };
-                pending.fail(error);
-                freed = true;
-                continue;
-            }
-            if let Some(deadline) = pending.deadline {
-                self.deadlines.insert((deadline, pending.id));
-                earliest = Some(earliest.map_or(deadline, |e: Instant| e.min(deadline)));
-            }
-            self.in_flight.insert(pending.id, pending);
-        }
-        self.flush(ctx);
-        if earliest.is_some() {
-            self.arm_timer(ctx);
-        }
-        if freed {
-            self.notify_freed();
-        }
-    }
-
-    /// Tells the balancer a slot is free, when it has requests waiting for one
-    /// (it reads every worker's load directly when it assigns).
-    fn notify_freed(&self) {
-        if self.config.counters.queued() > 0 {
-            self.balancer.do_send(Freed);
-        }
-    }
-
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(&(earliest, _)) = self.deadlines.first() {
-            self.timer.arm(earliest, ctx, |act, ctx| {
-                act.timer.rang();
-                act.expire(ctx);
-            });
-        }
-    }
-
-    /// Times out the requests whose deadline passed: retried elsewhere while
-    /// retries last, else answered with `Timeout`. Either way the slot is freed.
-    fn expire(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        let mut retry = Vec::new();
-        while let Some(&(deadline, id)) = self.deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            let Some(pending) = self.in_flight.remove(&id) else {
-                continue;
-            };
-            tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "request timed out");
-            // The worker must not answer it any more; a retry may come back here with the same id.
-            if let Err(e) = self.sink.push(&ToWorker::Cancel { id }) {
-                tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode Cancel");
-            }
-            let error = pending.timeout_error();
-            retry.extend(pending.retry(now, self.id.slot, error));
-        }
-        self.flush(ctx);
-        if !retry.is_empty() {
-            self.balancer.do_send(Requeue(retry));
-        }
-        self.notify_freed();
-        self.arm_timer(ctx);
-    }
-
-    fn take(&mut self, id: &RequestId) -> Option<Pending> {
-        let pending = self.in_flight.remove(id);
-        match &pending {
-            Some(p) => {
-                if let Some(deadline) = p.deadline {
-                    self.deadlines.remove(&(deadline, *id));
-                }
-            }
-            None => {
-                tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "answer for a request no longer in flight (timed out or cancelled); dropped");
-            }
-        }
-        pending
-    }
-
-    /// Handles one message: `Ok(true)` when it freed a request slot, `Err` on a protocol violation.
-    fn on_message(&mut self, msg: ToSupervisor, ctx: &mut Context<Self>) -> Result<bool, String> {
-        let slot = self.id.slot;
-        if !self.handshaken {
-            return match msg {
-                ToSupervisor::Hello { version, pid } => {
-                    if version != PROTOCOL_VERSION {
-                        return Err(format!(
-                            "worker speaks protocol version {version}, the supervisor {PROTOCOL_VERSION}; \
-                             rebuild the worker against this lpm version"
-                        ));
-                    }
-                    if pid != self.pid {
-                        tracing::debug!(
-                            slot,
-                            pid = self.pid,
-                            reported = pid,
-                            "worker reports another pid (a wrapper process?)"
-                        );
-                    }
-                    self.handshaken = true;
-                    if let Some(deadline) = self.handshake_deadline.take() {
-                        ctx.cancel_future(deadline);
-                    }
-                    Ok(false)
-                }
-                other => Err(format!("expected Hello first, got {}", other.kind())),
-            };
-        }
-        let freed = match msg {
-            ToSupervisor::Response { id, payload } => {
-                if let Some(p) = self.take(&id) {
-                    self.served += 1;
-                    p.respond(self.pid, slot, payload, false);
-                }
-                true
-            }
-            ToSupervisor::Ack { id } => {
-                if let Some(p) = self.take(&id) {
-                    self.served += 1;
-                    p.respond(self.pid, slot, Vec::new(), true);
-                }
-                true
-            }
-            ToSupervisor::Failed { id, message } => {
-                if let Some(p) = self.take(&id) {
-                    p.fail(Error::Handler {
-                        message,
-                        pid: self.pid,
-                    });
-                }
-                true
-            }
-            ToSupervisor::Ready => {
-                if self.state != WorkerState::Draining {
-                    let first = self.state == WorkerState::Starting;
-                    self.set_state(WorkerState::Ready);
-                    if first {
-                        self.supervisor.do_send(WorkerReady { id: self.id });
-                    }
-                }
-                false
-            }
-            ToSupervisor::Busy => {
-                if self.state != WorkerState::Draining {
-                    self.set_state(WorkerState::Busy);
-                }
-                false
-            }
-            ToSupervisor::Emit {
-                name,
-                payload,
-                reply_to,
-            } => {
-                let reply = reply_to.map(|id| (id, ctx.address().recipient()));
-                let event = CustomEvent::new(slot, self.pid, name, payload, reply);
-                self.supervisor.do_send(Publish(PoolEvent::Custom(event)));
-                false
-            }
-            ToSupervisor::SoftKillDone => {
-                tracing::debug!(slot, pid = self.pid, "worker finished its soft kill");
-                false
-            }
-            ToSupervisor::Stats(stats) => {
-                self.stats = stats;
-                false
-            }
-            ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
-        };
-        Ok(freed)
     }
 
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>, ctx: &mut Context<Self>) {

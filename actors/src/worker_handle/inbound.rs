@@ -1,0 +1,108 @@
+//! What a worker sends: the handshake, answers, state changes and events.
+
+use actix::prelude::*;
+use lpm_protocol::{ToSupervisor, PROTOCOL_VERSION};
+
+use super::WorkerHandle;
+use crate::events::CustomEvent;
+use crate::health::WorkerState;
+use crate::supervisor::{Publish, WorkerReady};
+use crate::{Error, PoolEvent};
+
+impl WorkerHandle {
+    /// Handles one message: `Ok(true)` when it freed a request slot, `Err` on a protocol violation.
+    pub(super) fn on_message(
+        &mut self,
+        msg: ToSupervisor,
+        ctx: &mut Context<Self>,
+    ) -> Result<bool, String> {
+        let slot = self.id.slot;
+        if !self.handshaken {
+            return match msg {
+                ToSupervisor::Hello { version, pid } => {
+                    if version != PROTOCOL_VERSION {
+                        return Err(format!(
+                            "worker speaks protocol version {version}, the supervisor {PROTOCOL_VERSION}; \
+                             rebuild the worker against this lpm version"
+                        ));
+                    }
+                    if pid != self.pid {
+                        tracing::debug!(
+                            slot,
+                            pid = self.pid,
+                            reported = pid,
+                            "worker reports another pid (a wrapper process?)"
+                        );
+                    }
+                    self.handshaken = true;
+                    if let Some(deadline) = self.handshake_deadline.take() {
+                        ctx.cancel_future(deadline);
+                    }
+                    Ok(false)
+                }
+                other => Err(format!("expected Hello first, got {}", other.kind())),
+            };
+        }
+        let freed = match msg {
+            ToSupervisor::Response { id, payload } => {
+                if let Some(p) = self.take(&id) {
+                    self.served += 1;
+                    p.respond(self.pid, slot, payload, false);
+                }
+                true
+            }
+            ToSupervisor::Ack { id } => {
+                if let Some(p) = self.take(&id) {
+                    self.served += 1;
+                    p.respond(self.pid, slot, Vec::new(), true);
+                }
+                true
+            }
+            ToSupervisor::Failed { id, message } => {
+                if let Some(p) = self.take(&id) {
+                    p.fail(Error::Handler {
+                        message,
+                        pid: self.pid,
+                    });
+                }
+                true
+            }
+            ToSupervisor::Ready => {
+                if self.state != WorkerState::Draining {
+                    let first = self.state == WorkerState::Starting;
+                    self.set_state(WorkerState::Ready);
+                    if first {
+                        self.supervisor.do_send(WorkerReady { id: self.id });
+                    }
+                }
+                false
+            }
+            ToSupervisor::Busy => {
+                if self.state != WorkerState::Draining {
+                    self.set_state(WorkerState::Busy);
+                }
+                false
+            }
+            ToSupervisor::Emit {
+                name,
+                payload,
+                reply_to,
+            } => {
+                let reply = reply_to.map(|id| (id, ctx.address().recipient()));
+                let event = CustomEvent::new(slot, self.pid, name, payload, reply);
+                self.supervisor.do_send(Publish(PoolEvent::Custom(event)));
+                false
+            }
+            ToSupervisor::SoftKillDone => {
+                tracing::debug!(slot, pid = self.pid, "worker finished its soft kill");
+                false
+            }
+            ToSupervisor::Stats(stats) => {
+                self.stats = stats;
+                false
+            }
+            ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
+        };
+        Ok(freed)
+    }
+}
