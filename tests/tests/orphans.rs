@@ -18,10 +18,20 @@ impl Supervisor {
     /// Starts `test_supervisor` with `workers` workers and a signal policy;
     /// returns it with the worker pids it printed once online.
     async fn start(workers: usize, policy: &str) -> (Supervisor, Vec<u32>) {
+        Self::start_with(workers, policy, &[]).await
+    }
+
+    /// As [`Supervisor::start`], with arguments for the workers.
+    async fn start_with(
+        workers: usize,
+        policy: &str,
+        worker_args: &[&str],
+    ) -> (Supervisor, Vec<u32>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_test_supervisor"))
             .arg(env!("CARGO_BIN_EXE_test_worker"))
             .arg(workers.to_string())
             .arg(policy)
+            .args(worker_args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -153,4 +163,25 @@ async fn dropping_the_pool_kills_its_workers() {
         })
         .await;
     }
+}
+
+/// A second signal while a soft kill waits on its workers makes it a hard
+/// kill: workers stuck in their soft-kill hook are killed at once.
+#[actix_rt::test]
+async fn a_second_signal_turns_the_soft_kill_into_a_hard_kill() {
+    use nix::sys::signal::Signal;
+    let (mut supervisor, pids) = Supervisor::start_with(2, "soft", &["--stuck-in-soft-kill"]).await;
+    supervisor.signal(Signal::SIGINT);
+    assert_eq!(supervisor.next_line().await, "signal 2");
+    // The workers hold their soft kill; only the second signal ends them.
+    supervisor.signal(Signal::SIGINT);
+    assert_eq!(supervisor.next_line().await, "signal 2");
+    assert_eq!(supervisor.next_line().await, "stopped killed=2");
+    wait_all_gone(
+        "every worker of the twice-signalled supervisor is gone",
+        &pids,
+    )
+    .await;
+    assert!(supervisor.still_runs(), "the supervisor process still runs");
+    supervisor.kill().await;
 }

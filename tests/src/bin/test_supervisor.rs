@@ -5,7 +5,7 @@
 //! pool is online, then `signal <n>` and `stopped killed=<n>` as those pool
 //! events arrive, and runs until it is killed.
 //!
-//! Usage: `test_supervisor <worker-binary> <workers> [soft|hard|ignore]`
+//! Usage: `test_supervisor <worker-binary> <workers> [soft|hard|ignore] [worker args...]`
 
 use std::io::Write;
 
@@ -42,7 +42,7 @@ async fn main() {
         .expect("restore SIGINT's default action");
     }
     let pool = Pool::start(
-        WorkerCommand::new(worker),
+        WorkerCommand::new(worker).args(args),
         Config::default().workers(workers).on_signal(policy),
     );
     let mut events = pool.events();

@@ -10,7 +10,9 @@
 //! * `--exit-at-start`: writes one line to stderr and exits before connecting
 //!   (a crash loop);
 //! * `--soft-kill-hook`: registers a soft-kill hook that emits `hook-started`,
-//!   works a little, emits `hook-done` and calls `done`.
+//!   works a little, emits `hook-done` and calls `done`;
+//! * `--stuck-in-soft-kill`: registers a soft-kill hook that never calls
+//!   `done`, so only a signal ends the worker.
 //!
 //! Every worker answers the `ping` event by emitting `pong` with its pid.
 
@@ -32,6 +34,7 @@ struct Flags {
     ready_on_go: Option<u32>,
     exit_at_start: bool,
     soft_kill_hook: bool,
+    stuck_in_soft_kill: bool,
 }
 
 impl Flags {
@@ -51,6 +54,7 @@ impl Flags {
                 "--ready-on-go" => flags.ready_on_go = Some(number(&arg) as u32),
                 "--exit-at-start" => flags.exit_at_start = true,
                 "--soft-kill-hook" => flags.soft_kill_hook = true,
+                "--stuck-in-soft-kill" => flags.stuck_in_soft_kill = true,
                 other => panic!("test_worker: unknown argument {other:?}"),
             }
         }
@@ -88,6 +92,14 @@ async fn main() -> Result<(), lpm::Error> {
             let _ = handle.emit(HOOK_STARTED, &pid);
             tokio::time::sleep(HOOK_WORK).await;
             let _ = handle.emit(HOOK_DONE, &pid);
+            done.done();
+        });
+    }
+
+    if flags.stuck_in_soft_kill {
+        worker.on_soft_kill(|done: Done| async move {
+            // Holds `done` forever: the soft kill cannot complete by itself.
+            std::future::pending::<()>().await;
             done.done();
         });
     }
