@@ -1060,6 +1060,30 @@ struct Row {
     ratio_note: &'static str,
 }
 
+/// The p50 and p99 rows of one latency workload against its raw baseline.
+fn latency_rows(
+    rows: &mut Vec<Row>,
+    workload: &str,
+    label: &str,
+    lpm: Option<&Latency>,
+    raw: Option<&Latency>,
+) {
+    for (what, pick) in [
+        ("p50", (|l: &Latency| l.p50_us) as fn(&Latency) -> f64),
+        ("p99", |l: &Latency| l.p99_us),
+    ] {
+        let (lpm, raw) = (lpm.map(pick), raw.map(pick));
+        rows.push(Row {
+            workload: format!("{workload} {what} {label}"),
+            lpm,
+            raw,
+            unit: "us",
+            ratio: lpm.zip(raw).map(|(l, r)| l / r),
+            ratio_note: "lpm/raw (x slower)",
+        });
+    }
+}
+
 fn ok<T>(r: &Option<Result<T, String>>) -> Option<&T> {
     r.as_ref().and_then(|r| r.as_ref().ok())
 }
@@ -1094,38 +1118,19 @@ impl Results {
         let r2u = ok(&self.r2u);
         for (kind, f) in &self.lpm {
             let name = kind.key();
-            let w1 = ok(&f.latency);
             if f.latency.is_some() {
-                for (what, lpm, raw) in [
-                    ("p50", w1.map(|l| l.p50_us), r1.map(|l| l.p50_us)),
-                    ("p99", w1.map(|l| l.p99_us), r1.map(|l| l.p99_us)),
-                ] {
-                    rows.push(Row {
-                        workload: format!("W1 {what} round trip, {name} vs R1"),
-                        lpm,
-                        raw,
-                        unit: "us",
-                        ratio: lpm.zip(raw).map(|(l, r)| l / r),
-                        ratio_note: "lpm/raw (x slower)",
-                    });
-                }
+                let label = format!("round trip, {name} vs R1");
+                latency_rows(&mut rows, "W1", &label, ok(&f.latency), r1);
             }
-            let w1c = ok(&f.latency_one_cpu);
             if f.latency_one_cpu.is_some() {
-                let r1c = ok(&self.r1c);
-                for (what, lpm, raw) in [
-                    ("p50", w1c.map(|l| l.p50_us), r1c.map(|l| l.p50_us)),
-                    ("p99", w1c.map(|l| l.p99_us), r1c.map(|l| l.p99_us)),
-                ] {
-                    rows.push(Row {
-                        workload: format!("W1c {what} round trip 1 CPU, {name} vs R1c"),
-                        lpm,
-                        raw,
-                        unit: "us",
-                        ratio: lpm.zip(raw).map(|(l, r)| l / r),
-                        ratio_note: "lpm/raw (x slower)",
-                    });
-                }
+                let label = format!("round trip 1 CPU, {name} vs R1c");
+                latency_rows(
+                    &mut rows,
+                    "W1c",
+                    &label,
+                    ok(&f.latency_one_cpu),
+                    ok(&self.r1c),
+                );
             }
             let w2 = ok(&f.throughput);
             if f.throughput.is_some() {

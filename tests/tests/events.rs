@@ -41,6 +41,21 @@ async fn broadcast_reaches_every_worker() {
     pool.soft_kill().await;
 }
 
+/// Waits for the worker's `ASK` event.
+async fn next_ask(events: &mut lpm::EventStream) -> lpm::CustomEvent {
+    let event = recv_or_fail(
+        events,
+        "the ask event",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Custom(c) if c.name() == ASK),
+    )
+    .await;
+    let PoolEvent::Custom(c) = event else {
+        unreachable!("recv_or_fail returned an event its predicate refused")
+    };
+    c
+}
+
 /// A worker's emit_with_reply gets the reply a subscriber sends.
 #[actix_rt::test]
 async fn emit_with_reply_round_trips() {
@@ -49,16 +64,7 @@ async fn emit_with_reply_round_trips() {
     let op = Op::Ask("hello".into());
     let ask = pool.enqueue(&op);
     let answer_the_question = async {
-        let event = recv_or_fail(
-            &mut events,
-            "the ask event",
-            DEADLINE,
-            |e| matches!(e, PoolEvent::Custom(c) if c.name() == ASK),
-        )
-        .await;
-        let PoolEvent::Custom(c) = event else {
-            unreachable!()
-        };
+        let c = next_ask(&mut events).await;
         assert!(c.wants_reply());
         let question: String = c.data().unwrap();
         c.reply(&question.to_uppercase())
@@ -80,14 +86,7 @@ async fn an_emit_dropped_without_reply_fails_in_the_worker() {
     let op = Op::Ask("anyone?".into());
     let ask = pool.enqueue(&op);
     let ignore_the_question = async {
-        let event = recv_or_fail(
-            &mut events,
-            "the ask event",
-            DEADLINE,
-            |e| matches!(e, PoolEvent::Custom(c) if c.name() == ASK),
-        )
-        .await;
-        drop(event);
+        drop(next_ask(&mut events).await);
     };
     let (answer, ()) =
         tokio::time::timeout(DEADLINE, async { futures::join!(ask, ignore_the_question) })
