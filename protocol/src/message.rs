@@ -86,6 +86,11 @@ pub enum ToWorker {
         /// Which request.
         id: RequestId,
     },
+    /// 7: a heartbeat: answer [`ToSupervisor::Pong`] with the same `seq`.
+    Ping {
+        /// Echoed in the `Pong`.
+        seq: u64,
+    },
 }
 
 /// Messages a worker sends to the supervisor.
@@ -139,6 +144,11 @@ pub enum ToSupervisor {
     SoftKillDone,
     /// 8: self-reported statistics (heap sizes, cache hits ...), shown in health.
     Stats(Vec<(String, f64)>),
+    /// 9: the answer to [`ToWorker::Ping`].
+    Pong {
+        /// The `seq` of the ping.
+        seq: u64,
+    },
 }
 
 impl ToWorker {
@@ -152,6 +162,7 @@ impl ToWorker {
             ToWorker::SoftKill => "SoftKill",
             ToWorker::HardKill => "HardKill",
             ToWorker::Cancel { .. } => "Cancel",
+            ToWorker::Ping { .. } => "Ping",
         }
     }
 }
@@ -169,6 +180,7 @@ impl ToSupervisor {
             ToSupervisor::Emit { .. } => "Emit",
             ToSupervisor::SoftKillDone => "SoftKillDone",
             ToSupervisor::Stats(_) => "Stats",
+            ToSupervisor::Pong { .. } => "Pong",
         }
     }
 }

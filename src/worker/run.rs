@@ -154,6 +154,11 @@ impl Session<'_> {
                 // Settled here, in order: a retry with the same id later in
                 // this batch or the next is received as a new request.
                 ToWorker::Cancel { id } => cancel(self.shared, id),
+                // Answered from the reader, so a busy handler does not look hung;
+                // a worker whose runtime is blocked does not answer, as intended.
+                ToWorker::Ping { seq } => {
+                    let _ = self.shared.outbox.push(&ToSupervisor::Pong { seq });
+                }
                 other @ ToWorker::Hello { .. } => {
                     tracing::warn!(
                         message = other.kind(),

@@ -101,6 +101,8 @@ impl WorkerHandle {
                 self.stats = stats;
                 false
             }
+            // The heartbeat is checked by the supervisor side in a later change.
+            ToSupervisor::Pong { .. } => false,
             ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
         };
         Ok(freed)

@@ -24,11 +24,12 @@ pub(crate) fn to_worker_index(msg: &ToWorker) -> u8 {
         ToWorker::SoftKill => 4,
         ToWorker::HardKill => 5,
         ToWorker::Cancel { .. } => 6,
+        ToWorker::Ping { .. } => 7,
     }
 }
 
 /// Number of `ToWorker` variants.
-pub(crate) const TO_WORKER_VARIANTS: u8 = 7;
+pub(crate) const TO_WORKER_VARIANTS: u8 = 8;
 
 /// The wire index of a `ToSupervisor` variant (no wildcard, as above).
 pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
@@ -42,11 +43,12 @@ pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
         ToSupervisor::Emit { .. } => 6,
         ToSupervisor::SoftKillDone => 7,
         ToSupervisor::Stats(_) => 8,
+        ToSupervisor::Pong { .. } => 9,
     }
 }
 
 /// Number of `ToSupervisor` variants.
-pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 9;
+pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 10;
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e000 | n)
@@ -93,6 +95,8 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
         ToWorker::HardKill,
         ToWorker::Cancel { id: id(6) },
         ToWorker::Cancel { id: Uuid::nil() },
+        ToWorker::Ping { seq: 0 },
+        ToWorker::Ping { seq: u64::MAX },
     ]
 }
 
@@ -135,6 +139,8 @@ pub(crate) fn every_to_supervisor() -> Vec<ToSupervisor> {
             ("hit-ratio".into(), -0.25),
             ("inf".into(), f64::INFINITY),
         ]),
+        ToSupervisor::Pong { seq: 0 },
+        ToSupervisor::Pong { seq: u64::MAX },
     ]
 }
 
@@ -198,6 +204,7 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
         Just(ToWorker::SoftKill),
         Just(ToWorker::HardKill),
         uuid().prop_map(|id| ToWorker::Cancel { id }),
+        any::<u64>().prop_map(|seq| ToWorker::Ping { seq }),
     ]
 }
 
@@ -220,5 +227,6 @@ pub(crate) fn to_supervisor() -> impl Strategy<Value = ToSupervisor> {
         }),
         Just(ToSupervisor::SoftKillDone),
         prop::collection::vec((any::<String>(), f64_not_nan()), 0..8).prop_map(ToSupervisor::Stats),
+        any::<u64>().prop_map(|seq| ToSupervisor::Pong { seq }),
     ]
 }
