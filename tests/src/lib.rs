@@ -127,6 +127,9 @@ pub enum Op {
     Ack,
     /// Reports these statistics with `Worker::report_stats`, then acknowledges.
     Stats(Vec<(String, f64)>),
+    /// Starts `sleep 1000` (a grandchild of the supervisor, in the worker's
+    /// process group) and answers its pid (`u32`).
+    SpawnChild,
 }
 
 /// What the worker saw of a request: the answer to [`Op::Inspect`].

@@ -83,6 +83,16 @@ pub fn group_members(pgid: u32) -> Vec<Stat> {
     all().into_iter().filter(|s| s.pgrp == pgid).collect()
 }
 
+/// The processes in process group `pgid` that have not exited. A member
+/// that exited after its parent did is a zombie of init (or of a
+/// subreaper), which reaps it in its own time: dead, and no orphan.
+pub fn live_group_members(pgid: u32) -> Vec<Stat> {
+    group_members(pgid)
+        .into_iter()
+        .filter(|s| !s.is_zombie())
+        .collect()
+}
+
 /// The open file descriptors of `pid`, each with what it points to
 /// (`socket:[..]`, a path, `pipe:[..]`); empty when the process is gone.
 pub fn open_fds(pid: u32) -> Vec<(u32, String)> {

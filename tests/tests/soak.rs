@@ -275,7 +275,7 @@ async fn assert_no_worker_left(me: u32, spawned: &[u32]) {
             .filter(|s| s.ppid == me)
             .collect();
         for &pid in spawned {
-            left.extend(procfs::group_members(pid));
+            left.extend(procfs::live_group_members(pid));
         }
         left
     };

@@ -202,6 +202,11 @@ async fn serve(worker: Worker, request: Request) -> Result<(), BoxError> {
             worker.report_stats(&stats);
             request.ack();
         }
+        Op::SpawnChild => {
+            // Not waited for: it lives until someone kills its process group.
+            let child = std::process::Command::new("sleep").arg("1000").spawn()?;
+            request.respond(&child.id())?;
+        }
     }
     Ok(())
 }
