@@ -74,8 +74,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub use lpm_actors::{
     Balancer, Broadcast, Config, CustomEvent, Enqueue, Error as PoolError, EventStream, HardKill,
-    Health, KillReport, Pool, PoolEvent, Resize, Response, SignalPolicy, SoftKill, Strategy,
-    Subscribe, Supervisor, WorkerCommand, WorkerHandle, WorkerHealth, WorkerState,
+    Health, Heartbeat, KillReason, KillReport, Pool, PoolEvent, RecycleReason, Resize, Response,
+    SignalPolicy, SoftKill, Strategy, Subscribe, Supervisor, WorkerCommand, WorkerHandle,
+    WorkerHealth, WorkerState,
 };
 
 /// The environment variable that names a worker's IPC channel; set for every worker.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use lpm_protocol::RequestId;
 use tokio::sync::oneshot;
 
 use crate::alarm::Alarm;
@@ -21,13 +22,25 @@ use crate::worker_handle::Assign;
 use crate::{Config, Enqueue, Error, Response};
 use strategy::{Candidate, Pick, Pressure};
 
-/// A request with the caller's own reply channel, as [`Pool::send`](crate::Pool::send)
-/// hands it over (through a channel, not the mailbox).
+/// What [`Pool::send`](crate::Pool::send) hands over, through a channel
+/// rather than the mailbox.
 #[derive(Debug)]
-pub(crate) struct Submit {
-    pub(crate) request: Enqueue,
-    pub(crate) reply: Reply,
+pub(crate) enum Submission {
+    /// A request with its id and the caller's own reply channel.
+    Request {
+        id: RequestId,
+        request: Enqueue,
+        reply: Reply,
+    },
+    /// The caller of this request stopped waiting (dropped its future).
+    Cancel(RequestId),
 }
+
+/// Requests whose callers stopped waiting: the worker holding one drops it
+/// and tells its process.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct CancelRequests(pub(crate) Arc<[RequestId]>);
 
 /// Puts requests back at the front of the queue (their worker died or they timed out
 /// with retries left).
@@ -41,6 +54,7 @@ pub(crate) struct Requeue(pub(crate) Vec<Pending>);
 pub(crate) struct WorkerJoined {
     pub(crate) id: WorkerId,
     pub(crate) assign: Recipient<Assign>,
+    pub(crate) cancel: Recipient<CancelRequests>,
     pub(crate) load: Arc<Load>,
 }
 
@@ -110,6 +124,7 @@ enum Intake {
 struct Entry {
     id: WorkerId,
     assign: Recipient<Assign>,
+    cancel: Recipient<CancelRequests>,
     load: Arc<Load>,
     state: WorkerState,
     rss: u64,
@@ -131,7 +146,8 @@ pub struct Balancer {
     /// (close, kill) first takes in the requests sent before it.
     submissions: Submissions,
     queue: VecDeque<Pending>,
-    workers: BTreeMap<usize, Entry>,
+    /// Keyed by worker, not slot: a recycled worker's successor serves beside it.
+    workers: BTreeMap<WorkerId, Entry>,
     pick: Box<dyn Pick + Send>,
     candidates: Vec<Candidate>,
     capacity: usize,
@@ -151,7 +167,7 @@ impl Balancer {
     pub(crate) fn new(
         config: &Config,
         counters: Arc<Counters>,
-        submissions: tokio::sync::mpsc::UnboundedReceiver<Submit>,
+        submissions: tokio::sync::mpsc::UnboundedReceiver<Submission>,
     ) -> Self {
         Self {
             submissions: Arc::new(std::sync::Mutex::new(submissions)),
@@ -172,9 +188,10 @@ impl Balancer {
         }
     }
 
-    fn admit(&mut self, request: Enqueue, reply: Reply, ctx: &mut Context<Self>) {
+    fn admit(&mut self, id: RequestId, request: Enqueue, reply: Reply, ctx: &mut Context<Self>) {
         let may_wait = request.wait_for_room;
         let pending = Pending::new(
+            id,
             request,
             self.default_timeout,
             self.default_retries,
@@ -188,8 +205,8 @@ impl Balancer {
             return pending.fail(Error::NoWorkers);
         }
         if self.queue.is_empty() {
-            if let Some(slot) = self.pick_worker(None) {
-                return self.assign(slot, pending, ctx);
+            if let Some(worker) = self.pick_worker(None) {
+                return self.assign(worker, pending, ctx);
             }
         }
         if self.queue.len() >= self.capacity && !may_wait {
@@ -204,7 +221,7 @@ impl Balancer {
 
     /// Picks a worker that can take a request now, not the one in slot `avoid`
     /// unless it is the only one.
-    fn pick_worker(&mut self, avoid: Option<usize>) -> Option<usize> {
+    fn pick_worker(&mut self, avoid: Option<usize>) -> Option<WorkerId> {
         self.candidates.clear();
         let max = self.max_in_flight;
         self.candidates
@@ -213,6 +230,7 @@ impl Balancer {
                     .values()
                     .filter(|w| w.can_take(max))
                     .map(|w| Candidate {
+                        worker: w.id,
                         slot: w.id.slot,
                         pressure: Pressure {
                             in_flight: w.load.in_flight(),
@@ -228,11 +246,11 @@ impl Balancer {
         if self.candidates.is_empty() {
             return None;
         }
-        Some(self.candidates[self.pick.pick(&self.candidates)].slot)
+        Some(self.candidates[self.pick.pick(&self.candidates)].worker)
     }
 
-    fn assign(&mut self, slot: usize, mut pending: Pending, ctx: &mut Context<Self>) {
-        let Some(worker) = self.workers.get_mut(&slot) else {
+    fn assign(&mut self, worker: WorkerId, mut pending: Pending, ctx: &mut Context<Self>) {
+        let Some(worker) = self.workers.get_mut(&worker) else {
             self.queue.push_front(pending);
             return self.counters.set_queued(self.queue.len());
         };
@@ -287,7 +305,7 @@ impl Balancer {
     /// Moves queued requests to workers while any can take them.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while let Some(front) = self.queue.front() {
-            let Some(slot) = self.pick_worker(front.avoid) else {
+            let Some(worker) = self.pick_worker(front.avoid) else {
                 break;
             };
             let Some(pending) = self.queue.pop_front() else {
@@ -297,7 +315,7 @@ impl Balancer {
                 pending.abandon();
                 continue;
             }
-            self.assign(slot, pending, ctx);
+            self.assign(worker, pending, ctx);
         }
         self.counters.set_queued(self.queue.len());
         if self.queue.is_empty() {
@@ -359,16 +377,52 @@ impl Balancer {
     }
 }
 
-type Submissions = Arc<std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Submit>>>;
+type Submissions = Arc<std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Submission>>>;
 
 impl Balancer {
     /// Admits the requests already sent, so they keep their place before a
     /// control message that arrives through the mailbox.
     fn take_submissions(&mut self, ctx: &mut Context<Self>) {
         let rx = Arc::clone(&self.submissions);
-        let mut rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-        while let Ok(Submit { request, reply }) = rx.try_recv() {
-            self.admit(request, reply, ctx);
+        let mut batch = Vec::new();
+        {
+            let mut rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            while let Ok(submission) = rx.try_recv() {
+                batch.push(submission);
+            }
+        }
+        self.take_in(batch, ctx);
+    }
+
+    /// Admits a batch of submissions in order, then acts on its cancellations.
+    fn take_in(&mut self, batch: Vec<Submission>, ctx: &mut Context<Self>) {
+        let mut cancelled = Vec::new();
+        for submission in batch {
+            match submission {
+                Submission::Request { id, request, reply } => self.admit(id, request, reply, ctx),
+                Submission::Cancel(id) => cancelled.push(id),
+            }
+        }
+        if !cancelled.is_empty() {
+            self.cancel(cancelled);
+        }
+    }
+
+    /// Removes cancelled requests from the queue (one pass for the batch), and
+    /// tells the workers about the others, which are in flight or on their way.
+    fn cancel(&mut self, ids: Vec<RequestId>) {
+        let before = self.queue.len();
+        // Their callers are gone, so their reply channels are closed.
+        self.queue.retain(|p| !p.is_abandoned());
+        if self.queue.len() != before {
+            self.counters.set_queued(self.queue.len());
+            if self.queue.is_empty() {
+                self.queue_emptied();
+            }
+        }
+        let ids: Arc<[RequestId]> = ids.into();
+        for w in self.workers.values() {
+            w.cancel.do_send(CancelRequests(Arc::clone(&ids)));
         }
     }
 }
@@ -392,11 +446,9 @@ impl Actor for Balancer {
     }
 }
 
-impl StreamHandler<Vec<Submit>> for Balancer {
-    fn handle(&mut self, batch: Vec<Submit>, ctx: &mut Context<Self>) {
-        for Submit { request, reply } in batch {
-            self.admit(request, reply, ctx);
-        }
+impl StreamHandler<Vec<Submission>> for Balancer {
+    fn handle(&mut self, batch: Vec<Submission>, ctx: &mut Context<Self>) {
+        self.take_in(batch, ctx);
     }
 
     // Every Pool is gone: requests only come from direct messages now.
@@ -408,7 +460,7 @@ impl Handler<Enqueue> for Balancer {
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.admit(msg, tx, ctx);
+        self.admit(RequestId::new_v4(), msg, tx, ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(Error::PoolStopped)) })
     }
 }
@@ -427,10 +479,11 @@ impl Handler<WorkerJoined> for Balancer {
     fn handle(&mut self, msg: WorkerJoined, _ctx: &mut Context<Self>) {
         self.down = false;
         self.workers.insert(
-            msg.id.slot,
+            msg.id,
             Entry {
                 id: msg.id,
                 assign: msg.assign,
+                cancel: msg.cancel,
                 load: msg.load,
                 state: WorkerState::Starting,
                 rss: 0,
@@ -444,12 +497,9 @@ impl Handler<WorkerLeft> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerLeft, ctx: &mut Context<Self>) {
-        let current = self.workers.get(&msg.id.slot).map(|w| w.id);
-        if current == Some(msg.id) {
-            if let Some(entry) = self.workers.remove(&msg.id.slot) {
-                if !entry.batch.is_empty() {
-                    self.requeue(entry.batch, ctx);
-                }
+        if let Some(entry) = self.workers.remove(&msg.id) {
+            if !entry.batch.is_empty() {
+                self.requeue(entry.batch, ctx);
             }
         }
     }
@@ -459,10 +509,8 @@ impl Handler<WorkerStatus> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerStatus, ctx: &mut Context<Self>) {
-        if let Some(w) = self.workers.get_mut(&msg.id.slot) {
-            if w.id == msg.id {
-                w.state = msg.state;
-            }
+        if let Some(w) = self.workers.get_mut(&msg.id) {
+            w.state = msg.state;
         }
         self.pump(ctx);
     }
@@ -480,10 +528,8 @@ impl Handler<LoadSample> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: LoadSample, _ctx: &mut Context<Self>) {
-        if let Some(w) = self.workers.get_mut(&msg.id.slot) {
-            if w.id == msg.id {
-                w.rss = msg.rss;
-            }
+        if let Some(w) = self.workers.get_mut(&msg.id) {
+            w.rss = msg.rss;
         }
     }
 }

@@ -162,6 +162,30 @@ pub struct Config {
     pub spawn_timeout: Duration,
     /// Largest frame body either side may send.
     pub max_frame_len: usize,
+    /// Heartbeat: how often each worker is pinged, and how long it may go
+    /// without answering before it is killed as hung. Off (`None`) by default:
+    /// a worker whose handlers block its runtime would not answer either.
+    pub heartbeat: Option<Heartbeat>,
+    /// When a request times out on a worker, recycle that worker too (SIGTERM,
+    /// then SIGKILL after `term_grace`), as uWSGI's harakiri does. Off by default.
+    pub recycle_on_timeout: bool,
+    /// Replace a worker after it has answered this many requests, plus a
+    /// random share of `max_requests_jitter` so workers do not all recycle at once.
+    pub max_requests: Option<u64>,
+    /// The random extra for `max_requests` (0 to this, per worker).
+    pub max_requests_jitter: u64,
+    /// Replace a worker whose resident memory passes this many bytes
+    /// (checked every `sample_interval`).
+    pub max_rss: Option<u64>,
+}
+
+/// How a pool checks that its workers still answer; see [`Config::heartbeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Time between pings.
+    pub every: Duration,
+    /// Silence after which the worker is killed as hung.
+    pub timeout: Duration,
 }
 
 impl Default for Config {
@@ -183,6 +207,11 @@ impl Default for Config {
             sample_interval: Duration::from_millis(500),
             spawn_timeout: Duration::from_secs(10),
             max_frame_len: lpm_protocol::DEFAULT_MAX_FRAME_LEN,
+            heartbeat: None,
+            recycle_on_timeout: false,
+            max_requests: None,
+            max_requests_jitter: 0,
+            max_rss: None,
         }
     }
 }
@@ -233,6 +262,8 @@ setters! {
     spawn_timeout: Duration,
     /// Sets [`Config::max_frame_len`].
     max_frame_len: usize,
+    /// Sets [`Config::recycle_on_timeout`].
+    recycle_on_timeout: bool,
 }
 
 impl Config {
@@ -240,6 +271,29 @@ impl Config {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Pings every worker `every` and kills one silent for `timeout` (see [`Config::heartbeat`]).
+    #[must_use]
+    pub fn heartbeat(mut self, every: Duration, timeout: Duration) -> Self {
+        self.heartbeat = Some(Heartbeat { every, timeout });
+        self
+    }
+
+    /// Recycles each worker after `requests` answers plus a random 0 to
+    /// `jitter` more (see [`Config::max_requests`]).
+    #[must_use]
+    pub fn max_requests(mut self, requests: u64, jitter: u64) -> Self {
+        self.max_requests = Some(requests);
+        self.max_requests_jitter = jitter;
+        self
+    }
+
+    /// Recycles a worker whose RSS passes `bytes` (see [`Config::max_rss`]).
+    #[must_use]
+    pub fn max_rss(mut self, bytes: u64) -> Self {
+        self.max_rss = Some(bytes);
         self
     }
 }

@@ -43,6 +43,34 @@ pub enum Error {
         /// Retries that were spent before this final failure.
         retries_spent: u32,
     },
+    /// The pool killed the worker serving the request for misbehaving (see
+    /// [`KillReason`](crate::KillReason)) and no retries were left.
+    #[error(
+        "worker in slot {slot} (pid {pid}) was killed while serving the request ({reason}), \
+         after {retries_spent} retries; see the worker's logs, or allow more retries"
+    )]
+    WorkerKilled {
+        /// Slot of the worker.
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+        /// Why it was killed.
+        reason: crate::KillReason,
+        /// Retries that were spent before this final failure.
+        retries_spent: u32,
+    },
+    /// Every attempt at this request ended with its worker dying: the request
+    /// is taken to be what kills them, and is not tried again.
+    #[error(
+        "request {id} was quarantined: the worker died on each of its {attempts} attempts; \
+         look at what this payload does to the worker"
+    )]
+    Quarantined {
+        /// The request.
+        id: lpm_protocol::RequestId,
+        /// Attempts made, each ending in a worker death.
+        attempts: u32,
+    },
     /// A soft or hard kill is under way or done: the pool takes no new requests.
     #[error("the pool is shutting down and takes no new requests")]
     ShuttingDown,

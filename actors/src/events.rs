@@ -40,6 +40,28 @@ pub enum PoolEvent {
         /// The last lines it wrote to stderr.
         stderr_tail: Vec<String>,
     },
+    /// The pool killed a misbehaving worker (it is replaced as after any death).
+    /// Sent before its [`PoolEvent::ChildExited`].
+    WorkerKilled {
+        /// Its slot.
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+        /// Why.
+        reason: crate::KillReason,
+    },
+    /// A worker reached a recycling limit; its replacement in the same slot
+    /// is ready, and the old worker now finishes its requests and exits.
+    WorkerRecycled {
+        /// The slot.
+        slot: usize,
+        /// The old worker's process id.
+        pid: u32,
+        /// The replacement's process id.
+        successor: u32,
+        /// Which limit.
+        reason: crate::RecycleReason,
+    },
     /// A slot restarted too often within the window and will not be restarted again.
     RestartLimitReached {
         /// The slot given up on.

@@ -38,6 +38,11 @@ pub struct WorkerHealth {
     pub served: u64,
     /// Times this slot was restarted.
     pub restarts: u32,
+    /// Times this slot's worker was recycled at a limit (`Config::max_requests`, `Config::max_rss`).
+    pub recycles: u32,
+    /// Requests quarantined in this slot: each of their attempts killed a worker
+    /// ([`Error::Quarantined`](crate::Error::Quarantined)).
+    pub quarantined: u64,
     /// How long the current process has run.
     pub uptime: Duration,
     /// The slot's state.
@@ -56,6 +61,8 @@ impl WorkerHealth {
             in_flight: 0,
             served: 0,
             restarts,
+            recycles: 0,
+            quarantined: 0,
             uptime: Duration::ZERO,
             state,
             stats: Vec::new(),

@@ -50,16 +50,18 @@ mod events;
 mod health;
 mod id;
 mod pool;
+mod reasons;
 mod request;
 mod supervisor;
 mod worker_handle;
 
 pub use balancer::Balancer;
-pub use config::{Config, SignalPolicy, Strategy, WorkerCommand};
+pub use config::{Config, Heartbeat, SignalPolicy, Strategy, WorkerCommand};
 pub use error::Error;
 pub use events::{CustomEvent, EventStream, PoolEvent};
 pub use health::{WorkerHealth, WorkerState};
 pub use pool::Pool;
+pub use reasons::{KillReason, RecycleReason};
 pub use request::{Enqueue, Response};
 pub use supervisor::{
     Broadcast, HardKill, Health, KillReport, Resize, SoftKill, Subscribe, Supervisor,

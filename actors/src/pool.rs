@@ -1,11 +1,12 @@
 //! [`Pool`]: a cheap, clonable handle over the Supervisor and Balancer actors.
 
 use actix::prelude::*;
+use lpm_protocol::RequestId;
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::balancer::{Balancer, Submit};
+use crate::balancer::{Balancer, Submission};
 use crate::error::encode_payload;
 use crate::events::EventStream;
 use crate::request::Counters;
@@ -24,6 +25,26 @@ struct Owner(Addr<Supervisor>);
 impl Drop for Owner {
     fn drop(&mut self) {
         self.0.do_send(Abandoned);
+    }
+}
+
+/// Cancels a request whose caller stops waiting before its answer.
+struct CancelOnDrop<'a> {
+    submit: &'a mpsc::UnboundedSender<Submission>,
+    id: Option<RequestId>,
+}
+
+impl CancelOnDrop<'_> {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = self.submit.send(Submission::Cancel(id));
+        }
     }
 }
 
@@ -68,7 +89,7 @@ const EVENT_BUFFER: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Pool {
     _owner: Arc<Owner>,
-    submit: mpsc::UnboundedSender<Submit>,
+    submit: mpsc::UnboundedSender<Submission>,
     supervisor: Addr<Supervisor>,
     balancer: Addr<Balancer>,
 }
@@ -103,15 +124,30 @@ impl Pool {
 
     /// Enqueues a request with its own options.
     ///
+    /// Dropping the returned future cancels the request: a queued one is
+    /// removed, an in-flight one frees its worker's slot at once and the
+    /// worker's `Request::cancelled()` fires.
+    ///
     /// # Errors
     ///
     /// Any request error: see [`Error`].
     pub async fn send(&self, request: Enqueue) -> Result<Response, Error> {
         let (reply, rx) = oneshot::channel();
-        if self.submit.send(Submit { request, reply }).is_err() {
+        let id = RequestId::new_v4();
+        if self
+            .submit
+            .send(Submission::Request { id, request, reply })
+            .is_err()
+        {
             return Err(Error::PoolStopped);
         }
-        rx.await.unwrap_or(Err(Error::PoolStopped))
+        let cancel_on_drop = CancelOnDrop {
+            submit: &self.submit,
+            id: Some(id),
+        };
+        let result = rx.await.unwrap_or(Err(Error::PoolStopped));
+        cancel_on_drop.disarm();
+        result
     }
 
     /// Waits until every worker has said ready once (returns at once if that

@@ -208,6 +208,17 @@ impl Counters {
     }
 }
 
+/// What became of a request whose worker died.
+#[derive(Debug)]
+pub(crate) enum AfterDeath {
+    /// It goes back to the queue for another attempt.
+    Retry(Pending),
+    /// Out of retries: it failed with the death's error.
+    Failed,
+    /// Out of retries, and every attempt killed its worker.
+    Quarantined,
+}
+
 /// A request inside the pool. It owns the caller's reply channel; resolving
 /// consumes it, and dropping an unresolved one answers [`Error::PoolStopped`],
 /// so every enqueue resolves exactly once.
@@ -223,6 +234,8 @@ pub(crate) struct Pending {
     pub(crate) load: Option<LoadGuard>,
     /// The slot whose worker failed the last attempt: the next one goes elsewhere if it can.
     pub(crate) avoid: Option<usize>,
+    /// Attempts that ended with their worker dying.
+    deaths: u32,
     /// Why the last attempt failed, for when no further attempt can be made.
     last_error: Option<Error>,
     reply: Option<Reply>,
@@ -231,6 +244,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     pub(crate) fn new(
+        id: RequestId,
         request: Enqueue,
         default_timeout: Option<Duration>,
         default_retries: u32,
@@ -239,7 +253,7 @@ impl Pending {
     ) -> Self {
         let timeout = request.timeout.unwrap_or(default_timeout);
         Self {
-            id: uuid::Uuid::new_v4(),
+            id,
             created_at: Timestamp::now(),
             payload: request.payload,
             timeout,
@@ -248,6 +262,7 @@ impl Pending {
             deadline: timeout.map(|t| Instant::now() + t),
             load: None,
             avoid: None,
+            deaths: 0,
             last_error: None,
             reply: Some(reply),
             counters,
@@ -278,6 +293,27 @@ impl Pending {
         self.avoid = Some(slot);
         self.last_error = Some(error);
         Some(self)
+    }
+
+    /// After the worker serving this attempt died (or was killed): another
+    /// attempt while retries last; else, when every attempt (two at least)
+    /// ended in a death, the request is quarantined as the likely cause;
+    /// else it fails with `error`.
+    pub(crate) fn after_death(mut self, now: Instant, slot: usize, error: Error) -> AfterDeath {
+        self.deaths += 1;
+        if self.retries_left == 0 && self.attempts >= 2 && self.deaths == self.attempts {
+            let error = Error::Quarantined {
+                id: self.id,
+                attempts: self.attempts,
+            };
+            tracing::warn!(id = %self.id, attempts = self.attempts, "request quarantined: its worker died on every attempt");
+            self.fail(error);
+            return AfterDeath::Quarantined;
+        }
+        match self.retry(now, slot, error) {
+            Some(again) => AfterDeath::Retry(again),
+            None => AfterDeath::Failed,
+        }
     }
 
     /// Fails a request that can make no further attempt: with the error of its

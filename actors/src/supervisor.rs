@@ -3,10 +3,11 @@
 //! resize and the kill phases, handles SIGINT/SIGTERM and publishes events.
 
 mod kill;
+mod recycle;
 mod restart;
 mod slot;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 pub use kill::KillReport;
+pub(crate) use recycle::RecycleMe;
 use restart::RestartWindow;
 use slot::{Filled, Live, Slot};
 
@@ -24,10 +26,10 @@ use crate::balancer::{Balancer, PoolDown, Requeue, WorkerJoined, WorkerLeft};
 use crate::events::Subscriber;
 use crate::health::{WorkerHealth, WorkerState};
 use crate::id::WorkerId;
-use crate::request::{Counters, Load, Pending};
+use crate::request::{AfterDeath, Counters, Load, Pending};
 use crate::worker_handle::spawn::spawn_worker;
 use crate::worker_handle::{Drain, HandleConfig, Sample, SendEvent, SignalWorker, WorkerHandle};
-use crate::{Config, Error, PoolEvent, SignalPolicy, WorkerCommand};
+use crate::{Config, Error, KillReason, PoolEvent, SignalPolicy, WorkerCommand};
 
 /// Reports the health of every worker slot.
 #[derive(Debug, Message)]
@@ -103,6 +105,8 @@ pub(crate) struct WorkerExited {
     pub(crate) signal: Option<i32>,
     pub(crate) stderr_tail: Vec<String>,
     pub(crate) held: Vec<Pending>,
+    /// Set when the pool killed it for misbehaving.
+    pub(crate) killed_for: Option<KillReason>,
 }
 
 #[derive(Debug)]
@@ -126,6 +130,8 @@ pub struct Supervisor {
     balancer: Addr<Balancer>,
     counters: Arc<Counters>,
     slots: BTreeMap<usize, Slot>,
+    /// Workers replaced by a recycle, finishing their requests.
+    outgoing: HashMap<WorkerId, Addr<WorkerHandle>>,
     generation: u64,
     subscribers: Vec<Subscriber>,
     online_sent: bool,
@@ -151,6 +157,12 @@ impl Supervisor {
             sample_interval: config.sample_interval,
             spawn_timeout: config.spawn_timeout,
             counters: Arc::clone(&counters),
+            heartbeat: config.heartbeat,
+            recycle_on_timeout: config.recycle_on_timeout,
+            term_grace: config.term_grace,
+            max_requests: config.max_requests.map(|n| (n, config.max_requests_jitter)),
+            max_rss: config.max_rss,
+            recycle_retry: config.restart_window,
         };
         Self {
             command,
@@ -159,6 +171,7 @@ impl Supervisor {
             balancer,
             counters,
             slots: BTreeMap::new(),
+            outgoing: HashMap::new(),
             generation: 0,
             subscribers: Vec::new(),
             online_sent: false,
@@ -194,6 +207,18 @@ impl Supervisor {
         if !self.may_spawn() {
             return self.check_stopped(ctx);
         }
+        match self.start_worker(slot, ctx) {
+            Some(live) => {
+                if let Some(s) = self.slots.get_mut(&slot) {
+                    s.filled = Filled::Live(live);
+                }
+            }
+            None => self.after_death(slot, ctx),
+        }
+    }
+
+    /// Starts a worker process for `slot` and introduces it to the balancer.
+    fn start_worker(&mut self, slot: usize, ctx: &mut Context<Self>) -> Option<Live> {
         self.generation += 1;
         let id = WorkerId {
             slot,
@@ -203,7 +228,7 @@ impl Supervisor {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(slot, program = %self.command.program.display(), error = %e, "could not start worker");
-                return self.after_death(slot, ctx);
+                return None;
             }
         };
         let pid = spawned.pid;
@@ -219,17 +244,17 @@ impl Supervisor {
         self.balancer.do_send(WorkerJoined {
             id,
             assign: handle.clone().recipient(),
+            cancel: handle.clone().recipient(),
             load,
         });
-        if let Some(s) = self.slots.get_mut(&slot) {
-            s.filled = Filled::Live(Live {
-                id,
-                handle,
-                ready: false,
-            });
-        }
         tracing::debug!(slot, pid, "worker spawned");
         self.publish(PoolEvent::ChildSpawned { slot, pid });
+        Some(Live {
+            id,
+            pid,
+            handle,
+            ready: false,
+        })
     }
 
     /// A slot lost its worker (or could not start one): restart it, retire it, or give up.
@@ -293,13 +318,13 @@ impl Supervisor {
     }
 
     fn signal_if_live(&self, id: WorkerId, signal: Signal) {
-        if let Some(live) = self.live().find(|l| l.id == id) {
+        if let Some((_, handle)) = self.processes().find(|(w, _)| *w == id) {
             tracing::warn!(
                 slot = id.slot,
                 ?signal,
                 "retired worker did not finish in time"
             );
-            live.handle.do_send(SignalWorker(signal));
+            handle.do_send(SignalWorker(signal));
         }
     }
 
@@ -325,12 +350,19 @@ impl Supervisor {
         }
     }
 
-    fn live(&self) -> impl Iterator<Item = &Live> {
-        self.slots.values().filter_map(Slot::live)
+    /// The workers that serve or will serve: each slot's, and successors starting up.
+    fn serving(&self) -> impl Iterator<Item = &Live> {
+        self.slots
+            .values()
+            .flat_map(|s| s.live().into_iter().chain(s.successor()))
     }
 
-    fn live_handles(&self) -> impl Iterator<Item = &Addr<WorkerHandle>> {
-        self.live().map(|l| &l.handle)
+    /// Every worker process the pool has: serving ones, and recycled ones
+    /// still finishing their requests.
+    fn processes(&self) -> impl Iterator<Item = (WorkerId, &Addr<WorkerHandle>)> {
+        self.serving()
+            .map(|l| (l.id, &l.handle))
+            .chain(self.outgoing.iter().map(|(id, h)| (*id, h)))
     }
 }
 
@@ -380,32 +412,25 @@ impl Handler<Health> for Supervisor {
                 } else {
                     WorkerState::Restarting
                 };
-                (
-                    slot,
-                    s.total_restarts,
-                    down,
-                    s.live().map(|l| l.handle.clone()),
-                )
+                let counts = (s.total_restarts, s.recycles, s.quarantined);
+                (slot, counts, down, s.live().map(|l| l.handle.clone()))
             })
             .collect();
         Box::pin(async move {
-            join_all(
-                slots
-                    .into_iter()
-                    .map(|(slot, restarts, down, handle)| async move {
-                        let sampled = match handle {
-                            Some(h) => h.send(Sample).await.ok(),
-                            None => None,
-                        };
-                        match sampled {
-                            Some(mut health) => {
-                                health.restarts = restarts;
-                                health
-                            }
-                            None => WorkerHealth::down(slot, restarts, down),
-                        }
-                    }),
-            )
+            join_all(slots.into_iter().map(
+                |(slot, (restarts, recycles, quarantined), down, handle)| async move {
+                    let sampled = match handle {
+                        Some(h) => h.send(Sample).await.ok(),
+                        None => None,
+                    };
+                    let mut health =
+                        sampled.unwrap_or_else(|| WorkerHealth::down(slot, restarts, down));
+                    health.restarts = restarts;
+                    health.recycles = recycles;
+                    health.quarantined = quarantined;
+                    health
+                },
+            ))
             .await
         })
     }
@@ -420,8 +445,8 @@ impl Handler<Broadcast> for Supervisor {
             payload: msg.payload,
         };
         let mut reached = 0;
-        for h in self.live_handles() {
-            h.do_send(event.clone());
+        for live in self.serving() {
+            live.handle.do_send(event.clone());
             reached += 1;
         }
         reached
@@ -461,6 +486,13 @@ impl Handler<Resize> for Supervisor {
                 };
                 s.retiring = true;
                 s.cancel_restart(ctx);
+                if let Some(successor) = s.take_successor(ctx) {
+                    self.outgoing.insert(successor.id, successor.handle.clone());
+                    self.retire(successor.id, &successor.handle, ctx);
+                }
+                let Some(s) = self.slots.get_mut(&slot) else {
+                    continue;
+                };
                 match s.live().map(|l| (l.id, l.handle.clone())) {
                     Some((id, handle)) => self.retire(id, &handle, ctx),
                     None => {
@@ -552,7 +584,10 @@ impl Handler<Publish> for Supervisor {
 impl Handler<WorkerReady> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: WorkerReady, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: WorkerReady, ctx: &mut Context<Self>) {
+        if self.successor_ready(msg.id, ctx) {
+            return self.check_online();
+        }
         if let Some(live) = self
             .slots
             .get_mut(&msg.id.slot)
@@ -576,6 +611,7 @@ impl Handler<WorkerExited> for Supervisor {
             signal,
             stderr_tail,
             held,
+            killed_for,
         } = msg;
         let current = self
             .slots
@@ -592,17 +628,34 @@ impl Handler<WorkerExited> for Supervisor {
         self.balancer.do_send(WorkerLeft { id });
         let now = Instant::now();
         let mut retry = Vec::new();
+        let mut quarantined = 0;
         for pending in held {
             if killed {
                 pending.fail(Error::Killed);
                 continue;
             }
-            let error = Error::WorkerDied {
-                slot: id.slot,
-                pid,
-                retries_spent: pending.attempts - 1,
+            let retries_spent = pending.attempts - 1;
+            let error = match &killed_for {
+                Some(reason) => Error::WorkerKilled {
+                    slot: id.slot,
+                    pid,
+                    reason: reason.clone(),
+                    retries_spent,
+                },
+                None => Error::WorkerDied {
+                    slot: id.slot,
+                    pid,
+                    retries_spent,
+                },
             };
-            retry.extend(pending.retry(now, id.slot, error));
+            match pending.after_death(now, id.slot, error) {
+                AfterDeath::Retry(again) => retry.push(again),
+                AfterDeath::Failed => {}
+                AfterDeath::Quarantined => quarantined += 1,
+            }
+        }
+        if let Some(s) = self.slots.get_mut(&id.slot) {
+            s.quarantined += quarantined;
         }
         if !retry.is_empty() {
             self.balancer.do_send(Requeue(retry));
@@ -615,7 +668,13 @@ impl Handler<WorkerExited> for Supervisor {
             stderr_tail,
         });
         if current {
-            self.after_death(id.slot, ctx);
+            if !self.successor_takes_over(id.slot, ctx) {
+                self.after_death(id.slot, ctx);
+            }
+        } else {
+            self.outgoing.remove(&id);
+            self.successor_died(id);
+            self.check_stopped(ctx);
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod in_flight;
 mod inbound;
+mod liveness;
 mod output;
 mod sampler;
 pub(crate) mod spawn;
@@ -21,13 +22,13 @@ use lpm_protocol::{
 use nix::sys::signal::Signal;
 
 use crate::alarm::Alarm;
-use crate::balancer::{Balancer, LoadSample, WorkerStatus};
+use crate::balancer::{Balancer, CancelRequests, LoadSample, WorkerStatus};
 use crate::events::DeliverReply;
 use crate::health::{WorkerHealth, WorkerState};
 use crate::id::WorkerId;
 use crate::request::Pending;
-use crate::supervisor::{Supervisor, WorkerExited};
-use crate::Error;
+use crate::supervisor::{Publish, Supervisor, WorkerExited};
+use crate::{Error, KillReason, PoolEvent};
 use output::StderrTail;
 use sampler::Sampler;
 use spawn::{signal_group, Spawned};
@@ -78,6 +79,13 @@ pub(crate) struct HandleConfig {
     pub(crate) spawn_timeout: Duration,
     /// Shared with the balancer: how many requests wait in its queue.
     pub(crate) counters: std::sync::Arc<crate::request::Counters>,
+    pub(crate) heartbeat: Option<crate::Heartbeat>,
+    pub(crate) recycle_on_timeout: bool,
+    pub(crate) term_grace: Duration,
+    pub(crate) max_requests: Option<(u64, u64)>,
+    pub(crate) max_rss: Option<u64>,
+    /// How long before a worker whose recycling was refused asks again.
+    pub(crate) recycle_retry: Duration,
 }
 
 /// Bridges one child process to the actors.
@@ -109,6 +117,20 @@ pub struct WorkerHandle {
     handshake_deadline: Option<SpawnHandle>,
     stderr_tail: StderrTail,
     stderr_eof: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Why the pool is killing this worker, if it is.
+    kill_reason: Option<KillReason>,
+    /// Requests this worker was told to cancel, with the seq of the first
+    /// `Ping` sent after the `Cancel`: until its `Pong` arrives, an answer
+    /// for them is a stale one the worker sent before it read the `Cancel`.
+    cancelled: IdMap<u64>,
+    /// The seq of the next `Ping`.
+    next_ping: u64,
+    /// A `Cancel` went out since the last `Ping`.
+    fence_due: bool,
+    last_pong: Instant,
+    /// Requests to answer before this worker is recycled (`Config::max_requests`).
+    recycle_after: Option<u64>,
+    recycle_asked: Option<Instant>,
 }
 
 impl WorkerHandle {
@@ -138,7 +160,6 @@ impl WorkerHandle {
             pid,
             sink: FrameSink::new(Arc::clone(&channel), config.max_frame_len),
             stream: Some(FrameStream::new(channel, config.max_frame_len)),
-            config,
             balancer,
             supervisor,
             flush_waiting: false,
@@ -160,6 +181,16 @@ impl WorkerHandle {
             handshake_deadline: None,
             stderr_tail,
             stderr_eof: Some(stderr_eof),
+            kill_reason: None,
+            cancelled: HashMap::default(),
+            next_ping: 0,
+            fence_due: false,
+            last_pong: Instant::now(),
+            recycle_after: config
+                .max_requests
+                .map(|(n, jitter)| n + liveness::jitter(id, jitter)),
+            recycle_asked: None,
+            config,
         }
     }
 
@@ -206,11 +237,25 @@ impl WorkerHandle {
         self.flush(ctx);
     }
 
-    /// The channel is unusable: stop assigning, kill the child, wait for its exit.
-    fn broken(&mut self, reason: String, ctx: &mut Context<Self>) {
-        tracing::error!(slot = self.id.slot, pid = self.pid, %reason, "killing worker");
+    /// The worker misbehaved: stop assigning, kill it, wait for its exit.
+    fn kill_for(&mut self, reason: KillReason, ctx: &mut Context<Self>) {
+        self.record_kill(reason);
         self.close_channel(ctx);
         self.signal(Signal::SIGKILL);
+    }
+
+    /// Remembers why the worker is being killed (the first reason wins) and tells subscribers.
+    fn record_kill(&mut self, reason: KillReason) {
+        if self.kill_reason.is_some() || self.exited {
+            return;
+        }
+        tracing::error!(slot = self.id.slot, pid = self.pid, %reason, "killing worker");
+        self.supervisor.do_send(Publish(PoolEvent::WorkerKilled {
+            slot: self.id.slot,
+            pid: self.pid,
+            reason: reason.clone(),
+        }));
+        self.kill_reason = Some(reason);
     }
 
     /// The socket failed. A worker that dies with unread requests resets the
@@ -221,7 +266,7 @@ impl WorkerHandle {
             tracing::debug!(slot = self.id.slot, pid = self.pid, error = %e, "worker channel closed");
             self.close_channel(ctx);
         } else {
-            self.broken(format!("channel I/O failed: {e}"), ctx);
+            self.kill_for(KillReason::ChannelFailed(e.to_string()), ctx);
         }
     }
 
@@ -280,6 +325,7 @@ impl WorkerHandle {
                 signal,
                 stderr_tail: act.stderr_tail.lines(),
                 held,
+                killed_for: act.kill_reason.clone(),
             });
             // No ctx.stop(): the actor ends once the supervisor and balancer drop
             // its address, and until then late assignments are sent back, not lost.
@@ -320,11 +366,8 @@ impl Actor for WorkerHandle {
         }
         let handshake_deadline = ctx.run_later(self.config.spawn_timeout, |act, ctx| {
             if !act.handshaken && act.channel_open {
-                let reason = format!(
-                    "no handshake within {:?} (Config::spawn_timeout)",
-                    act.config.spawn_timeout
-                );
-                act.broken(reason, ctx);
+                let after = act.config.spawn_timeout;
+                act.kill_for(KillReason::NoHandshake { after }, ctx);
             }
         });
         self.handshake_deadline = Some(handshake_deadline);
@@ -340,6 +383,7 @@ impl WorkerHandle {
             self.rss = rss;
             self.cpu = cpu;
             self.balancer.do_send(LoadSample { id: self.id, rss });
+            self.check_recycle();
         }
     }
 }
@@ -357,17 +401,21 @@ impl StreamHandler<Result<Vec<ToSupervisor>, lpm_protocol::Error>> for WorkerHan
                 return tracing::debug!(slot = self.id.slot, pid = self.pid, error = %e, "channel error after close");
             }
             Err(lpm_protocol::Error::Io(e)) => return self.io_failed(e, ctx),
-            Err(e) => return self.broken(format!("bad frame from worker: {e}"), ctx),
+            Err(e) => {
+                let reason = KillReason::ProtocolViolation(format!("bad frame: {e}"));
+                return self.kill_for(reason, ctx);
+            }
         };
         let mut freed = false;
         for msg in batch {
             match self.on_message(msg, ctx) {
                 Ok(f) => freed |= f,
-                Err(reason) => return self.broken(format!("protocol violation: {reason}"), ctx),
+                Err(reason) => return self.kill_for(KillReason::ProtocolViolation(reason), ctx),
             }
         }
         if freed {
             self.notify_freed();
+            self.check_recycle();
         }
     }
 
@@ -386,6 +434,26 @@ impl Handler<Assign> for WorkerHandle {
 
     fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
         self.on_assign(msg.0, ctx);
+    }
+}
+
+impl Handler<CancelRequests> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelRequests, ctx: &mut Context<Self>) {
+        let mut freed = false;
+        for id in msg.0.iter() {
+            if let Some(pending) = self.take(id) {
+                tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "caller stopped waiting; request cancelled");
+                self.cancel_in_worker(*id);
+                pending.abandon();
+                freed = true;
+            }
+        }
+        if freed {
+            self.send_fence(ctx);
+            self.notify_freed();
+        }
     }
 }
 
@@ -462,6 +530,8 @@ impl Handler<Sample> for WorkerHandle {
             in_flight: self.in_flight.len(),
             served: self.served,
             restarts: 0,
+            recycles: 0,
+            quarantined: 0,
             uptime: self.started_at.elapsed(),
             state: self.state,
             stats: self.stats.clone(),

@@ -47,8 +47,9 @@ async fn every_request_resolves_once_with_an_outcome_its_kind_allows() {
     let mut collateral = 0;
     for (i, answer) in answers {
         match (op(i), answer) {
-            (Op::Exit(_), Err(PoolError::WorkerDied { retries_spent, .. })) => {
-                assert_eq!(retries_spent, retries);
+            // Its worker died on every attempt: quarantined as the cause.
+            (Op::Exit(_), Err(PoolError::Quarantined { attempts, .. })) => {
+                assert_eq!(attempts, retries + 1);
             }
             (Op::Fail(_), Err(PoolError::Handler { message, .. })) => {
                 assert_eq!(message, "refused");
@@ -59,7 +60,9 @@ async fn every_request_resolves_once_with_an_outcome_its_kind_allows() {
             (Op::Sleep { reply, .. }, Ok(r)) => assert_eq!(r.data::<u32>(), Ok(reply)),
             (Op::Echo(bytes), Ok(r)) => assert_eq!(r.data::<Vec<u8>>(), Ok(bytes)),
             // A request may share a worker with an Exit on each of its attempts.
-            (op, Err(PoolError::WorkerDied { .. })) if !matches!(op, Op::Exit(_)) => {
+            (op, Err(PoolError::WorkerDied { .. } | PoolError::Quarantined { .. }))
+                if !matches!(op, Op::Exit(_)) =>
+            {
                 collateral += 1;
             }
             (op, other) => panic!("request {i} ({op:?}) resolved with {other:?}"),

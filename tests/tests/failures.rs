@@ -1,7 +1,7 @@
 //! Requests whose worker fails them: the worker dies mid-request, or its
 //! handler returns an error or panics.
 
-use lpm::{Enqueue, PoolError, PoolEvent};
+use lpm::{Enqueue, KillReason, PoolError, PoolEvent};
 use lpm_tests::{
     call, config, health, online, pids, process_alive, recv_or_fail, start, test_worker,
     wait_for_health, Op, DEADLINE,
@@ -160,7 +160,7 @@ async fn a_handler_panic_fails_only_that_request() {
 }
 
 /// A worker that writes garbage to its channel is killed and replaced; the
-/// request it held fails with WorkerDied, and the pool serves again.
+/// request it held fails with WorkerKilled naming the violation, and the pool serves again.
 #[actix_rt::test]
 async fn a_worker_sending_garbage_is_killed_and_replaced() {
     let (pool, mut events) = start(test_worker!(), config(1));
@@ -168,9 +168,20 @@ async fn a_worker_sending_garbage_is_killed_and_replaced() {
     let pid = pids(&health(&pool).await)[0];
     let answer = pool.enqueue(&Op::Garbage).await;
     assert!(
-        matches!(answer, Err(PoolError::WorkerDied { pid: p, .. }) if p == pid),
+        matches!(
+            &answer,
+            Err(PoolError::WorkerKilled { pid: p, reason: KillReason::ProtocolViolation(why), .. })
+                if *p == pid && why.contains("frame")
+        ),
         "{answer:?}"
     );
+    recv_or_fail(
+        &mut events,
+        "WorkerKilled",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::WorkerKilled { pid: p, .. } if *p == pid),
+    )
+    .await;
     recv_or_fail(
         &mut events,
         "ChildExited by SIGKILL",

@@ -2,6 +2,8 @@
 
 use std::cmp::Ordering;
 
+use crate::id::WorkerId;
+
 /// How loaded a worker is: in flight first, RSS second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pressure {
@@ -24,6 +26,7 @@ impl PartialOrd for Pressure {
 /// A worker that can take a request now.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Candidate {
+    pub(crate) worker: WorkerId,
     pub(crate) slot: usize,
     pub(crate) pressure: Pressure,
 }
@@ -118,6 +121,10 @@ mod tests {
 
     fn c(slot: usize, in_flight: usize, rss: u64) -> Candidate {
         Candidate {
+            worker: WorkerId {
+                slot,
+                generation: 0,
+            },
             slot,
             pressure: Pressure { in_flight, rss },
         }

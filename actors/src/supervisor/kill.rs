@@ -90,13 +90,25 @@ impl Supervisor {
         if let Phase::Stopping { serving, .. } = &mut self.phase {
             *serving = false;
         }
-        for s in self.slots.values_mut() {
-            s.cancel_restart(ctx);
-        }
-        for h in self.live_handles() {
-            h.do_send(Drain);
+        self.cancel_restarts(ctx);
+        for live in self.serving() {
+            live.handle.do_send(Drain);
         }
         self.check_stopped(ctx);
+    }
+
+    /// Cancels timed restarts, and recycles not yet started or not yet ready
+    /// (the worker being replaced stays and is stopped with the others).
+    fn cancel_restarts(&mut self, ctx: &mut Context<Self>) {
+        let mut starting = Vec::new();
+        for s in self.slots.values_mut() {
+            s.cancel_restart(ctx);
+            starting.extend(s.take_successor(ctx));
+        }
+        for live in starting {
+            live.handle.do_send(Drain);
+            self.outgoing.insert(live.id, live.handle);
+        }
     }
 
     /// Workers may be (re)started: while running, and while a soft kill still serves the queue.
@@ -111,7 +123,7 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Stopping { .. }) {
             return;
         }
-        let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
+        let live: Vec<_> = self.processes().map(|(id, h)| (id, h.clone())).collect();
         if !live.is_empty() {
             tracing::warn!(workers = live.len(), ?signal, "soft kill grace period over");
         }
@@ -128,11 +140,9 @@ impl Supervisor {
         if let Phase::Stopping { serving, .. } = &mut self.phase {
             *serving = false;
         }
-        for s in self.slots.values_mut() {
-            s.cancel_restart(ctx);
-        }
+        self.cancel_restarts(ctx);
         self.balancer.do_send(FailQueued(Error::Killed));
-        let live: Vec<_> = self.live().map(|l| (l.id, l.handle.clone())).collect();
+        let live: Vec<_> = self.processes().map(|(id, h)| (id, h.clone())).collect();
         for (id, handle) in live {
             self.signalled.insert(id);
             handle.do_send(Kill);
@@ -145,7 +155,7 @@ impl Supervisor {
             return;
         }
         let restarting = self.may_spawn() && self.slots.values().any(Slot::is_restarting);
-        if restarting || self.slots.values().any(|s| s.live().is_some()) {
+        if restarting || self.processes().next().is_some() {
             return;
         }
         // Whatever is still queued can no longer be served; the round trip makes

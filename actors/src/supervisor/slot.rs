@@ -5,11 +5,13 @@ use actix::prelude::*;
 use super::restart::RestartWindow;
 use crate::id::WorkerId;
 use crate::worker_handle::WorkerHandle;
+use crate::RecycleReason;
 
 /// A running worker process.
 #[derive(Debug)]
 pub(super) struct Live {
     pub(super) id: WorkerId,
+    pub(super) pid: u32,
     pub(super) handle: Addr<WorkerHandle>,
     /// It has said ready at least once.
     pub(super) ready: bool,
@@ -28,12 +30,32 @@ pub(super) enum Filled {
     GaveUp,
 }
 
+/// The worker that will take over a slot whose worker is being recycled.
+#[derive(Debug)]
+pub(super) enum Successor {
+    /// Its start is timed (the restart window's backoff).
+    Planned(SpawnHandle),
+    /// Started; it takes over once it says ready.
+    Starting {
+        live: Live,
+        /// The process it replaces.
+        replaces: u32,
+        reason: RecycleReason,
+    },
+}
+
 #[derive(Debug)]
 pub(super) struct Slot {
     pub(super) filled: Filled,
+    /// Set while the slot's worker is being recycled.
+    pub(super) successor: Option<Successor>,
     pub(super) restarts: RestartWindow,
     /// Restarts over the slot's life, for health.
     pub(super) total_restarts: u32,
+    /// Recycles over the slot's life, for health.
+    pub(super) recycles: u32,
+    /// Requests quarantined after killing this slot's workers, for health.
+    pub(super) quarantined: u64,
     /// Resize is removing it: once its worker is gone, so is the slot.
     pub(super) retiring: bool,
 }
@@ -42,8 +64,11 @@ impl Slot {
     pub(super) fn new(restarts: RestartWindow) -> Self {
         Self {
             filled: Filled::Empty,
+            successor: None,
             restarts,
             total_restarts: 0,
+            recycles: 0,
+            quarantined: 0,
             retiring: false,
         }
     }
@@ -59,6 +84,28 @@ impl Slot {
         match &mut self.filled {
             Filled::Live(live) => Some(live),
             _ => None,
+        }
+    }
+
+    /// The successor process, once started.
+    pub(super) fn successor(&self) -> Option<&Live> {
+        match &self.successor {
+            Some(Successor::Starting { live, .. }) => Some(live),
+            _ => None,
+        }
+    }
+
+    /// Cancels a planned successor; answers a started one, which the caller must end.
+    pub(super) fn take_successor<A>(&mut self, ctx: &mut Context<A>) -> Option<Live>
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        match self.successor.take()? {
+            Successor::Planned(timer) => {
+                ctx.cancel_future(timer);
+                None
+            }
+            Successor::Starting { live, .. } => Some(live),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use lpm_protocol::{RequestId, ToWorker};
+use lpm_protocol::RequestId;
 
 use super::WorkerHandle;
 use crate::balancer::{Freed, Requeue};
@@ -89,13 +89,12 @@ impl WorkerHandle {
             };
             tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "request timed out");
             // The worker must not answer it any more; a retry may come back here with the same id.
-            if let Err(e) = self.sink.push(&ToWorker::Cancel { id }) {
-                tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode Cancel");
-            }
+            self.cancel_in_worker(id);
+            self.recycle_late(id, ctx);
             let error = pending.timeout_error();
             retry.extend(pending.retry(now, self.id.slot, error));
         }
-        self.flush(ctx);
+        self.send_fence(ctx);
         if !retry.is_empty() {
             self.balancer.do_send(Requeue(retry));
         }
@@ -104,17 +103,10 @@ impl WorkerHandle {
     }
 
     pub(super) fn take(&mut self, id: &RequestId) -> Option<Pending> {
-        let pending = self.in_flight.remove(id);
-        match &pending {
-            Some(p) => {
-                if let Some(deadline) = p.deadline {
-                    self.deadlines.remove(&(deadline, *id));
-                }
-            }
-            None => {
-                tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "answer for a request no longer in flight (timed out or cancelled); dropped");
-            }
+        let pending = self.in_flight.remove(id)?;
+        if let Some(deadline) = pending.deadline {
+            self.deadlines.remove(&(deadline, *id));
         }
-        pending
+        Some(pending)
     }
 }

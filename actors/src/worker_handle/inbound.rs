@@ -1,11 +1,12 @@
 //! What a worker sends: the handshake, answers, state changes and events.
 
 use actix::prelude::*;
-use lpm_protocol::{ToSupervisor, PROTOCOL_VERSION};
+use lpm_protocol::{RequestId, ToSupervisor, PROTOCOL_VERSION};
 
 use super::WorkerHandle;
 use crate::events::CustomEvent;
 use crate::health::WorkerState;
+use crate::request::Pending;
 use crate::supervisor::{Publish, WorkerReady};
 use crate::{Error, PoolEvent};
 
@@ -38,6 +39,7 @@ impl WorkerHandle {
                     if let Some(deadline) = self.handshake_deadline.take() {
                         ctx.cancel_future(deadline);
                     }
+                    self.start_heartbeat(ctx);
                     Ok(false)
                 }
                 other => Err(format!("expected Hello first, got {}", other.kind())),
@@ -45,21 +47,21 @@ impl WorkerHandle {
         }
         let freed = match msg {
             ToSupervisor::Response { id, payload } => {
-                if let Some(p) = self.take(&id) {
+                if let Some(p) = self.answered(&id)? {
                     self.served += 1;
                     p.respond(self.pid, slot, payload, false);
                 }
                 true
             }
             ToSupervisor::Ack { id } => {
-                if let Some(p) = self.take(&id) {
+                if let Some(p) = self.answered(&id)? {
                     self.served += 1;
                     p.respond(self.pid, slot, Vec::new(), true);
                 }
                 true
             }
             ToSupervisor::Failed { id, message } => {
-                if let Some(p) = self.take(&id) {
+                if let Some(p) = self.answered(&id)? {
                     p.fail(Error::Handler {
                         message,
                         pid: self.pid,
@@ -101,10 +103,28 @@ impl WorkerHandle {
                 self.stats = stats;
                 false
             }
-            // The heartbeat is checked by the supervisor side in a later change.
-            ToSupervisor::Pong { .. } => false,
+            ToSupervisor::Pong { seq } => {
+                self.on_pong(seq);
+                false
+            }
             ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
         };
         Ok(freed)
+    }
+
+    /// The request an answer is for: `None` for a stale answer of a cancelled
+    /// attempt, or after the pool stopped listening; `Err` when the worker
+    /// does not hold that request (an unknown id, or a second answer).
+    fn answered(&mut self, id: &RequestId) -> Result<Option<Pending>, String> {
+        if self.is_stale(id) || !self.channel_open {
+            tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "stale answer dropped");
+            return Ok(None);
+        }
+        match self.take(id) {
+            Some(p) => Ok(Some(p)),
+            None => Err(format!(
+                "answer for request {id}, which it does not hold (an unknown id, or a second answer)"
+            )),
+        }
     }
 }
