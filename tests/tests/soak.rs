@@ -64,6 +64,11 @@ struct Workers {
     live: BTreeSet<u32>,
     /// ChildExited events: (pid, signal).
     exited: Vec<(u32, Option<i32>)>,
+    /// WorkerKilled events: (pid, reason). The chaos kills workers that
+    /// behave, so the pool has no reason to kill any.
+    killed_by_pool: Vec<(u32, String)>,
+    /// The pids the chaos task SIGKILLed.
+    killed_by_chaos: HashSet<u32>,
 }
 
 async fn soak(requests: u64) {
@@ -100,6 +105,9 @@ async fn soak(requests: u64) {
                         w.spawned.push(pid);
                         w.live.insert(pid);
                     }
+                    PoolEvent::WorkerKilled { pid, reason, .. } => {
+                        w.killed_by_pool.push((pid, reason.to_string()));
+                    }
                     PoolEvent::ChildExited { pid, signal, .. } => {
                         w.live.remove(&pid);
                         w.exited.push((pid, signal));
@@ -134,6 +142,7 @@ async fn soak(requests: u64) {
                 let ours = procfs::stat(pid).is_some_and(|s| s.ppid == me && !s.is_zombie());
                 if ours && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
                     kills += 1;
+                    workers.lock().unwrap().killed_by_chaos.insert(pid);
                 }
             }
         })
@@ -237,6 +246,25 @@ async fn soak(requests: u64) {
             "workers died of something else: {not_by_us:?}"
         );
         assert_eq!(w.spawned.len() as u64, WORKERS as u64 + kills);
+        // The pool killed no healthy worker by itself. (It may report one the
+        // chaos killed in the middle of writing a frame as a protocol
+        // violation: the truncated frame reaches it before the exit.)
+        let healthy_killed: Vec<_> = w
+            .killed_by_pool
+            .iter()
+            .filter(|(pid, _)| !w.killed_by_chaos.contains(pid))
+            .collect();
+        assert!(
+            healthy_killed.is_empty(),
+            "the pool killed healthy workers: {healthy_killed:?}"
+        );
+        if !w.killed_by_pool.is_empty() {
+            println!(
+                "soak: {} of the chaos's kills were reported as WorkerKilled by the pool, e.g. {:?}",
+                w.killed_by_pool.len(),
+                w.killed_by_pool[0]
+            );
+        }
         assert!(
             current.iter().all(|pid| w.live.contains(pid)),
             "health {current:?} vs events {:?}",
@@ -250,14 +278,17 @@ async fn soak(requests: u64) {
         (ok, exhausted),
         "the pool's own count of answers: {report:?}"
     );
-    let spawned = workers.lock().unwrap().spawned.clone();
+    let (spawned, reported_killed) = {
+        let w = workers.lock().unwrap();
+        (w.spawned.clone(), w.killed_by_pool.len())
+    };
     assert_no_worker_left(me, &spawned).await;
     collector.abort();
     drop(pool);
 
     println!(
-        "soak: {requests} requests, ok={ok}, exhausted={exhausted}, kills={kills}, \
-         workers spawned={}, elapsed={:.1?}, seed={seed}",
+        "soak: {requests} requests, ok={ok}, exhausted={exhausted}, kills={kills} \
+         ({reported_killed} reported as WorkerKilled), workers spawned={}, elapsed={:.1?}, seed={seed}",
         spawned.len(),
         started.elapsed()
     );
@@ -298,9 +329,15 @@ async fn assert_no_worker_left(me: u32, spawned: &[u32]) {
     assert!(zombies.is_empty(), "unreaped workers: {zombies:?}");
 }
 
-/// A request whose every attempt ended in a worker death.
+/// A request that ran out of retries: every attempt ended in a worker death,
+/// so the pool quarantines it as a possible poison request (or, without
+/// quarantine, it fails with the last death).
 fn retries_exhausted(e: &PoolError) -> bool {
-    matches!(e, PoolError::WorkerDied { retries_spent, .. } if *retries_spent == RETRIES)
+    match e {
+        PoolError::Quarantined { attempts, .. } => *attempts == RETRIES + 1,
+        PoolError::WorkerDied { retries_spent, .. } => *retries_spent == RETRIES,
+        _ => false,
+    }
 }
 
 /// Request `i`'s payload: its index, 0 to 9 KiB of bytes derived from it,
