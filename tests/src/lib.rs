@@ -130,7 +130,19 @@ pub enum Op {
     /// Starts `sleep 1000` (a grandchild of the supervisor, in the worker's
     /// process group) and answers its pid (`u32`).
     SpawnChild,
+    /// Blocks the worker's only runtime thread for `ms`, as a handler stuck
+    /// in synchronous code does (no heartbeat answer meanwhile), then answers `ms`.
+    Block {
+        /// How long to block.
+        ms: u64,
+    },
+    /// Never answers; when the supervisor cancels the request, emits
+    /// [`CANCELLED`] with the request's id (`Uuid`).
+    AwaitCancel,
 }
+
+/// The event [`Op::AwaitCancel`] emits when its request is cancelled.
+pub const CANCELLED: &str = "cancelled";
 
 /// What the worker saw of a request: the answer to [`Op::Inspect`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use lpm::worker::{Done, Event, Request, Worker};
 use lpm::BoxError;
 use lpm_tests::{
-    Op, Seen, ASK, EXIT_AT_START_CODE, EXIT_AT_START_LINE, GO, HOOK_DONE, HOOK_STARTED, HOOK_WORK,
-    PING, PONG,
+    Op, Seen, ASK, CANCELLED, EXIT_AT_START_CODE, EXIT_AT_START_LINE, GO, HOOK_DONE, HOOK_STARTED,
+    HOOK_WORK, PING, PONG,
 };
 
 /// What the command line asked for.
@@ -206,6 +206,14 @@ async fn serve(worker: Worker, request: Request) -> Result<(), BoxError> {
             // Not waited for: it lives until someone kills its process group.
             let child = std::process::Command::new("sleep").arg("1000").spawn()?;
             request.respond(&child.id())?;
+        }
+        Op::Block { ms } => {
+            std::thread::sleep(Duration::from_millis(ms));
+            request.respond(&ms)?;
+        }
+        Op::AwaitCancel => {
+            request.cancelled().await;
+            worker.emit(CANCELLED, &request.id())?;
         }
     }
     Ok(())

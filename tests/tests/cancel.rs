@@ -1,0 +1,87 @@
+//! A caller that stops waiting cancels its request: a queued one leaves the
+//! queue, an in-flight one frees its worker's slot and the worker is told.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use lpm::{PoolError, PoolEvent};
+use lpm_tests::{call, config, online, recv_or_fail, start, test_worker, Op, CANCELLED, DEADLINE};
+use uuid::Uuid;
+
+/// Dropping the future of an in-flight request reaches the worker's
+/// `Request::cancelled()` and frees the slot: with one slot, the next
+/// request is served.
+#[actix_rt::test]
+async fn dropping_an_in_flight_request_cancels_it_in_the_worker() {
+    let (pool, mut events) = start(test_worker!(), config(1).max_in_flight(1));
+    online(&pool).await;
+    let mut waiting = pool.enqueue(&Op::AwaitCancel).boxed_local();
+    // Long enough for it to reach the worker, which holds it forever.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
+    assert!(early.is_err(), "an AwaitCancel request was answered: {early:?}");
+    drop(waiting);
+    let event = recv_or_fail(
+        &mut events,
+        "the worker's cancelled event",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Custom(c) if c.name() == CANCELLED),
+    )
+    .await;
+    let PoolEvent::Custom(cancelled) = event else {
+        unreachable!("matched above")
+    };
+    assert_ne!(cancelled.data::<Uuid>().unwrap(), Uuid::nil());
+    // The only slot is free again.
+    let (pid, _): (u32, _) = tokio::time::timeout(DEADLINE, call(&pool, &Op::Pid))
+        .await
+        .expect("the freed slot serves the next request");
+    assert_eq!(pid, cancelled.pid());
+    pool.soft_kill().await;
+}
+
+/// A queued request whose caller stops waiting leaves the queue: with room
+/// for one queued request, another fits in after the drop.
+#[actix_rt::test]
+async fn dropping_a_queued_request_makes_room_in_the_queue() {
+    let (pool, _events) = start(test_worker!(), config(1).max_in_flight(1).queue_capacity(1));
+    online(&pool).await;
+    let busy = pool.enqueue(&Op::Sleep { ms: 1500, reply: 1 });
+    let mut busy = Box::pin(busy);
+    // The first request occupies the worker; the second fills the queue.
+    assert!(tokio::time::timeout(Duration::from_millis(100), &mut busy)
+        .await
+        .is_err());
+    let mut queued = Box::pin(pool.enqueue(&Op::Sleep { ms: 0, reply: 2 }));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut queued)
+            .await
+            .is_err()
+    );
+    let full = pool.enqueue(&Op::Sleep { ms: 0, reply: 3 }).await;
+    assert!(
+        matches!(full, Err(PoolError::QueueFull { capacity: 1 })),
+        "{full:?}"
+    );
+    drop(queued);
+    // The cancellation travels behind the drop; the queue empties shortly.
+    let mut third = None;
+    for _ in 0..50 {
+        let mut attempt = pool.enqueue(&Op::Sleep { ms: 0, reply: 3 }).boxed_local();
+        match tokio::time::timeout(Duration::from_millis(50), &mut attempt).await {
+            Ok(Err(PoolError::QueueFull { .. })) => continue,
+            Ok(other) => panic!("expected a queued request, got {other:?}"),
+            Err(_still_queued) => {
+                third = Some(attempt);
+                break;
+            }
+        }
+    }
+    let third = third.expect("the dropped request never left the queue");
+    let answer = busy.await.expect("the first request is served");
+    assert_eq!(answer.data::<u32>(), Ok(1));
+    let answer = third
+        .await
+        .expect("the request that took its place is served");
+    assert_eq!(answer.data::<u32>(), Ok(3));
+    pool.soft_kill().await;
+}
