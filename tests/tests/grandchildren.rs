@@ -35,6 +35,29 @@ async fn wait_gone(what: &str, pid: u32) {
     wait_until(what, GONE, || async move { !process_alive(pid) }).await;
 }
 
+/// The worker's channel is close-on-exec: a program it starts holds no
+/// socket, so it cannot keep the channel open after the worker is gone.
+#[actix_rt::test]
+async fn a_grandchild_does_not_inherit_the_channel() {
+    let (pool, _events) = start(test_worker!(), config(1));
+    online(&pool).await;
+    let (worker, grandchild) = worker_with_grandchild(&pool).await;
+    let worker_fds = procfs::open_fds(worker);
+    assert!(
+        worker_fds
+            .iter()
+            .any(|(fd, target)| *fd == 3 && target.starts_with("socket:")),
+        "the worker holds its channel on fd 3: {worker_fds:?}"
+    );
+    let fds = procfs::open_fds(grandchild);
+    assert!(!fds.is_empty(), "the grandchild's descriptors are readable");
+    assert!(
+        fds.iter().all(|(_, target)| !target.starts_with("socket:")),
+        "the grandchild inherited a socket: {fds:?}"
+    );
+    pool.hard_kill().await;
+}
+
 /// A hard kill SIGKILLs each worker's process group: the grandchild dies too.
 #[actix_rt::test]
 async fn hard_kill_kills_the_grandchildren() {
@@ -146,4 +169,52 @@ async fn every_worker_is_reaped() {
         .filter(|z| spawned.contains(&z.pid))
         .collect();
     assert!(zombies.is_empty(), "unreaped workers: {zombies:?}");
+}
+
+/// A SIGKILLed supervisor takes its workers with it (parent-death signal),
+/// and should take their grandchildren too. It does not yet: nothing kills
+/// the worker's process group when the supervisor cannot, so the grandchild
+/// is left to init.
+#[actix_rt::test]
+#[ignore = "known gap (issue #4): a SIGKILLed supervisor leaves its workers' grandchildren running"]
+async fn killing_the_supervisor_kills_the_grandchildren() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    // The worker is a shell that starts `sleep 1000`, then becomes test_worker.
+    let script = format!("sleep 1000 & exec {}", env!("CARGO_BIN_EXE_test_worker"));
+    let mut supervisor = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_supervisor"))
+        .args(["/bin/sh", "1", "soft", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("test_supervisor starts");
+    let mut lines = BufReader::new(supervisor.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("test_supervisor prints its worker's pid")
+        .expect("reading test_supervisor's stdout")
+        .expect("a line");
+    let worker: u32 = line
+        .strip_prefix("pid ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    let grandchildren = procfs::children(worker);
+    assert_eq!(grandchildren.len(), 1, "{grandchildren:?}");
+    let grandchild = grandchildren[0].pid;
+    assert_eq!(grandchildren[0].pgrp, worker);
+
+    supervisor.start_kill().expect("SIGKILL the supervisor");
+    supervisor.wait().await.expect("reaping the supervisor");
+    wait_gone("the worker of the killed supervisor is gone", worker).await;
+    let until = std::time::Instant::now() + GONE;
+    while process_alive(grandchild) && std::time::Instant::now() < until {
+        tokio::time::sleep(lpm_tests::POLL).await;
+    }
+    if process_alive(grandchild) {
+        // Clean up before failing: the grandchild would otherwise run for 1000 s.
+        let _ = kill(Pid::from_raw(grandchild as i32), Signal::SIGKILL);
+        panic!(
+            "the grandchild {grandchild} outlived its SIGKILLed supervisor and worker by {GONE:?}"
+        );
+    }
 }
