@@ -411,10 +411,12 @@ impl Balancer {
     /// Removes cancelled requests from the queue (one pass for the batch), and
     /// tells the workers about the others, which are in flight or on their way.
     fn cancel(&mut self, ids: Vec<RequestId>) {
-        let before = self.queue.len();
         // Their callers are gone, so their reply channels are closed.
-        self.queue.retain(|p| !p.is_abandoned());
-        if self.queue.len() != before {
+        let (gone, kept): (VecDeque<Pending>, VecDeque<Pending>) =
+            self.queue.drain(..).partition(Pending::is_abandoned);
+        self.queue = kept;
+        if !gone.is_empty() {
+            gone.into_iter().for_each(Pending::abandon);
             self.counters.set_queued(self.queue.len());
             if self.queue.is_empty() {
                 self.queue_emptied();

@@ -128,6 +128,7 @@ pub struct WorkerHandle {
     /// A `Cancel` went out since the last `Ping`.
     fence_due: bool,
     last_pong: Instant,
+    heartbeat: Option<SpawnHandle>,
     /// Requests to answer before this worker is recycled (`Config::max_requests`).
     recycle_after: Option<u64>,
     recycle_asked: Option<Instant>,
@@ -186,6 +187,7 @@ impl WorkerHandle {
             next_ping: 0,
             fence_due: false,
             last_pong: Instant::now(),
+            heartbeat: None,
             recycle_after: config
                 .max_requests
                 .map(|(n, jitter)| n + liveness::jitter(id, jitter)),
@@ -304,8 +306,12 @@ impl WorkerHandle {
         signal_group(self.pid, Signal::SIGKILL);
         self.exited = true;
         self.close_channel(ctx);
-        if let Some(sampling) = self.sampling.take() {
-            ctx.cancel_future(sampling);
+        // Endless timers would keep the actor alive after its worker is gone.
+        for timer in [self.sampling.take(), self.heartbeat.take()]
+            .into_iter()
+            .flatten()
+        {
+            ctx.cancel_future(timer);
         }
         let (code, signal) = match &status {
             Ok(s) => (s.code(), s.signal()),

@@ -18,7 +18,10 @@ async fn dropping_an_in_flight_request_cancels_it_in_the_worker() {
     let mut waiting = pool.enqueue(&Op::AwaitCancel).boxed_local();
     // Long enough for it to reach the worker, which holds it forever.
     let early = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
-    assert!(early.is_err(), "an AwaitCancel request was answered: {early:?}");
+    assert!(
+        early.is_err(),
+        "an AwaitCancel request was answered: {early:?}"
+    );
     drop(waiting);
     let event = recv_or_fail(
         &mut events,
@@ -36,7 +39,9 @@ async fn dropping_an_in_flight_request_cancels_it_in_the_worker() {
         .await
         .expect("the freed slot serves the next request");
     assert_eq!(pid, cancelled.pid());
-    pool.soft_kill().await;
+    // A request nobody waits for any more is neither served nor failed.
+    let report = pool.soft_kill().await;
+    assert_eq!((report.served, report.failed), (1, 0), "{report:?}");
 }
 
 /// A queued request whose caller stops waiting leaves the queue: with room

@@ -28,7 +28,7 @@ impl WorkerHandle {
     pub(super) fn start_heartbeat(&mut self, ctx: &mut Context<Self>) {
         self.last_pong = Instant::now();
         if let Some(heartbeat) = self.config.heartbeat {
-            ctx.run_interval(heartbeat.every, move |act, ctx| {
+            let timer = ctx.run_interval(heartbeat.every, move |act, ctx| {
                 if !act.channel_open {
                     return;
                 }
@@ -38,6 +38,7 @@ impl WorkerHandle {
                 }
                 act.ping(ctx);
             });
+            self.heartbeat = Some(timer);
         }
     }
 
