@@ -407,6 +407,12 @@ impl StreamHandler<Result<Vec<ToSupervisor>, lpm_protocol::Error>> for WorkerHan
                 return tracing::debug!(slot = self.id.slot, pid = self.pid, error = %e, "channel error after close");
             }
             Err(lpm_protocol::Error::Io(e)) => return self.io_failed(e, ctx),
+            // A worker that dies while writing leaves half a frame: a death
+            // (its exit report follows), not misbehaviour.
+            Err(e @ lpm_protocol::Error::Truncated { .. }) => {
+                tracing::debug!(slot = self.id.slot, pid = self.pid, error = %e, "worker channel closed mid-frame");
+                return self.close_channel(ctx);
+            }
             Err(e) => {
                 let reason = KillReason::ProtocolViolation(format!("bad frame: {e}"));
                 return self.kill_for(reason, ctx);
