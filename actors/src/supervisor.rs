@@ -3,6 +3,8 @@
 //! resize and the kill phases, handles SIGINT/SIGTERM and publishes events.
 
 mod kill;
+mod listener;
+pub use listener::BroadcastListener;
 mod restart;
 mod slot;
 

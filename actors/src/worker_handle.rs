@@ -3,6 +3,7 @@
 //! per-request deadlines, samples RSS/CPU, and reports the child's exit with
 //! the requests it still held.
 
+mod fds;
 mod in_flight;
 mod inbound;
 mod output;
@@ -28,6 +29,7 @@ use crate::id::WorkerId;
 use crate::request::Pending;
 use crate::supervisor::{Supervisor, WorkerExited};
 use crate::Error;
+pub(crate) use fds::SendListener;
 use output::StderrTail;
 use sampler::Sampler;
 use spawn::{signal_group, Spawned};
@@ -109,6 +111,8 @@ pub struct WorkerHandle {
     handshake_deadline: Option<SpawnHandle>,
     stderr_tail: StderrTail,
     stderr_eof: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Response streams open and sockets held (`fds.rs`).
+    fds: fds::FdBook,
 }
 
 impl WorkerHandle {
@@ -160,6 +164,7 @@ impl WorkerHandle {
             handshake_deadline: None,
             stderr_tail,
             stderr_eof: Some(stderr_eof),
+            fds: fds::FdBook::default(),
         }
     }
 
@@ -270,6 +275,7 @@ impl WorkerHandle {
             }
         };
         let held: Vec<Pending> = self.in_flight.drain().map(|(_, p)| p).collect();
+        self.fds.clear();
         self.deadlines.clear();
         let eof = self.stderr_eof.take();
         let report = move |act: &mut Self, _ctx: &mut Context<Self>| {
@@ -459,12 +465,13 @@ impl Handler<Sample> for WorkerHandle {
             pid: Some(self.pid),
             rss: self.rss,
             cpu: self.cpu,
-            in_flight: self.in_flight.len(),
+            in_flight: self.in_flight.len() + self.fds.open_streams(),
             served: self.served,
             restarts: 0,
             uptime: self.started_at.elapsed(),
             state: self.state,
             stats: self.stats.clone(),
+            sockets: self.fds.sockets(),
         })
     }
 }

@@ -103,6 +103,16 @@ impl WorkerHandle {
             }
             // The heartbeat is checked by the supervisor side in a later change.
             ToSupervisor::Pong { .. } => false,
+            ToSupervisor::ResponseWithStream { id, payload, fd } => {
+                self.on_response_stream(id, payload, fd);
+                // The request stays counted until its stream ends.
+                false
+            }
+            ToSupervisor::StreamEnd { id, outcome } => self.on_stream_end(id, outcome),
+            ToSupervisor::SocketClosed { id } => {
+                self.on_socket_closed(id);
+                true
+            }
             ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
         };
         Ok(freed)
