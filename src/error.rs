@@ -121,6 +121,18 @@ pub enum Error {
         id: Uuid,
     },
 
+    /// A descriptor that came with a request or an event, or one for a
+    /// response stream, could not be used (wrong kind, or the process is
+    /// out of descriptors).
+    #[error("could not use {what}: {source}; check the worker's descriptor limit (ulimit -n)")]
+    Descriptor {
+        /// What it was for.
+        what: &'static str,
+        /// The system's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// The supervisor answered an emitted event with an error instead of a reply.
     #[error("the supervisor gave no reply to event `{event}`: {reason}")]
     NoReply {

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::alarm::Alarm;
 use crate::health::WorkerState;
 use crate::id::WorkerId;
-use crate::request::{Counters, Load, LoadGuard, Pending, Reply};
+use crate::request::{Counters, FdNeed, Load, LoadGuard, Pending, Reply};
 use crate::worker_handle::Assign;
 use crate::{Config, Enqueue, Error, Response};
 use strategy::{Candidate, Pick, Pressure};
@@ -152,6 +152,8 @@ pub struct Balancer {
     candidates: Vec<Candidate>,
     capacity: usize,
     max_in_flight: usize,
+    /// Descriptors one worker may have in flight (`Config::max_fds_in_flight`).
+    max_fds: usize,
     default_timeout: Option<Duration>,
     default_retries: u32,
     counters: Arc<Counters>,
@@ -177,6 +179,7 @@ impl Balancer {
             candidates: Vec::new(),
             capacity: config.queue_capacity,
             max_in_flight: config.max_in_flight.max(1),
+            max_fds: config.max_fds_in_flight.max(1),
             default_timeout: config.timeout,
             default_retries: config.retries,
             counters,
@@ -205,7 +208,7 @@ impl Balancer {
             return pending.fail(Error::NoWorkers);
         }
         if self.queue.is_empty() {
-            if let Some(worker) = self.pick_worker(None) {
+            if let Some(worker) = self.pick_worker(None, pending.fd_need()) {
                 return self.assign(worker, pending, ctx);
             }
         }
@@ -220,24 +223,38 @@ impl Balancer {
     }
 
     /// Picks a worker that can take a request now, not the one in slot `avoid`
-    /// unless it is the only one.
-    fn pick_worker(&mut self, avoid: Option<usize>) -> Option<WorkerId> {
+    /// unless it is the only one. A request with a descriptor needs a worker
+    /// below its descriptor limit; a socket goes to one of the workers
+    /// holding the fewest sockets, then by pressure.
+    fn pick_worker(&mut self, avoid: Option<usize>, fd: FdNeed) -> Option<WorkerId> {
         self.candidates.clear();
         let max = self.max_in_flight;
-        self.candidates
-            .extend(
-                self.workers
-                    .values()
-                    .filter(|w| w.can_take(max))
-                    .map(|w| Candidate {
-                        worker: w.id,
-                        slot: w.id.slot,
-                        pressure: Pressure {
-                            in_flight: w.load.in_flight(),
-                            rss: w.rss,
-                        },
-                    }),
-            );
+        let max_fds = self.max_fds;
+        let eligible =
+            move |w: &&Entry| w.can_take(max) && (fd == FdNeed::None || w.load.fds() < max_fds);
+        let fewest_sockets = match fd {
+            FdNeed::Socket => self
+                .workers
+                .values()
+                .filter(eligible)
+                .map(|w| w.load.sockets())
+                .min(),
+            _ => None,
+        };
+        self.candidates.extend(
+            self.workers
+                .values()
+                .filter(eligible)
+                .filter(|w| fewest_sockets.is_none_or(|n| w.load.sockets() == n))
+                .map(|w| Candidate {
+                    worker: w.id,
+                    slot: w.id.slot,
+                    pressure: Pressure {
+                        in_flight: w.load.in_flight(),
+                        rss: w.rss,
+                    },
+                }),
+        );
         if let Some(avoid) = avoid {
             if self.candidates.iter().any(|c| c.slot != avoid) {
                 self.candidates.retain(|c| c.slot != avoid);
@@ -254,7 +271,11 @@ impl Balancer {
             self.queue.push_front(pending);
             return self.counters.set_queued(self.queue.len());
         };
-        pending.load = Some(LoadGuard::new(&worker.load));
+        let mut load = LoadGuard::new(&worker.load);
+        if pending.fd_need() != FdNeed::None {
+            load.count_fd();
+        }
+        pending.load = Some(load);
         worker.batch.push(pending);
         if !self.flush_scheduled {
             self.flush_scheduled = true;
@@ -305,7 +326,7 @@ impl Balancer {
     /// Moves queued requests to workers while any can take them.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while let Some(front) = self.queue.front() {
-            let Some(worker) = self.pick_worker(front.avoid) else {
+            let Some(worker) = self.pick_worker(front.avoid, front.fd_need()) else {
                 break;
             };
             let Some(pending) = self.queue.pop_front() else {

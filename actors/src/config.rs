@@ -148,6 +148,11 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Requests one worker may hold at once.
     pub max_in_flight: usize,
+    /// Descriptors one worker may have in flight at once: requests with a
+    /// stream or socket not answered yet plus response streams not ended
+    /// yet. Further such requests wait in the queue. (Sockets a worker
+    /// keeps serving after its `ack` do not count here.)
+    pub max_fds_in_flight: usize,
     /// How a worker is picked.
     pub strategy: Strategy,
     /// How long a soft kill waits for workers before SIGTERM.
@@ -200,6 +205,7 @@ impl Default for Config {
             max_restart_backoff: Duration::from_secs(5),
             queue_capacity: 10_000,
             max_in_flight: 256,
+            max_fds_in_flight: 64,
             strategy: Strategy::default(),
             soft_kill_grace: Duration::from_secs(30),
             term_grace: Duration::from_secs(5),
@@ -248,6 +254,8 @@ setters! {
     queue_capacity: usize,
     /// Sets [`Config::max_in_flight`].
     max_in_flight: usize,
+    /// Sets [`Config::max_fds_in_flight`].
+    max_fds_in_flight: usize,
     /// Sets [`Config::strategy`].
     strategy: Strategy,
     /// Sets [`Config::soft_kill_grace`].

@@ -145,6 +145,32 @@ pub enum Error {
     /// The worker that emitted the event is gone, so the reply cannot be delivered.
     #[error("the worker that emitted this event is gone")]
     WorkerGone,
+    /// An attempt of a request that carried a stream or a socket failed after
+    /// the descriptor was handed to a worker: the request is not tried again,
+    /// because the stream may be partly consumed (see the [retry rule](crate#streams-and-sockets)).
+    #[error(
+        "the request's {what} was already handed to a worker, so it is not retried: {cause}; \
+         enqueue it again with a fresh {what} if that is safe"
+    )]
+    NotRetried {
+        /// `"stream"`, `"file"` or `"socket"`.
+        what: &'static str,
+        /// Why the attempt failed.
+        cause: Box<Error>,
+    },
+    /// A descriptor could not be passed to a worker: it is not the kind it
+    /// claims, or this process is out of descriptors (`EMFILE`). Nothing of
+    /// the request was sent and the descriptor is closed.
+    #[error(
+        "could not pass the request's {what} to a worker: {reason}; \
+         check the descriptor, or raise the open file limit (ulimit -n)"
+    )]
+    Descriptor {
+        /// `"stream"`, `"file"`, `"socket"` or `"listener"`.
+        what: &'static str,
+        /// The system's error.
+        reason: String,
+    },
 }
 
 impl Error {

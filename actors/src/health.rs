@@ -32,7 +32,8 @@ pub struct WorkerHealth {
     pub rss: u64,
     /// CPU use in percent of one core, from the last sample.
     pub cpu: f32,
-    /// Requests assigned and not yet answered.
+    /// Requests assigned and not yet answered, or answered with a stream
+    /// that has not ended yet.
     pub in_flight: usize,
     /// Requests this process has answered.
     pub served: u64,
@@ -49,6 +50,9 @@ pub struct WorkerHealth {
     pub state: WorkerState,
     /// Statistics the worker reported itself (`Worker::report_stats`).
     pub stats: Vec<(String, f64)>,
+    /// Connections handed to this worker ([`Enqueue::tcp`](crate::Enqueue::tcp))
+    /// that it has not closed yet.
+    pub sockets: usize,
 }
 
 impl WorkerHealth {
@@ -65,6 +69,7 @@ impl WorkerHealth {
             quarantined: 0,
             uptime: Duration::ZERO,
             state,
+            sockets: 0,
             stats: Vec::new(),
         }
     }

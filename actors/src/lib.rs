@@ -34,6 +34,26 @@
 //! }
 //! ```
 //!
+//! # Streams and sockets
+//!
+//! A request can carry a byte stream to the worker ([`Enqueue::stream`],
+//! [`Enqueue::file`]) or hand it a connection ([`Enqueue::tcp`],
+//! [`Enqueue::unix`]); a worker can answer with a byte stream
+//! ([`Response::take_stream`], a [`ResponseStream`]); and
+//! [`Pool::broadcast_listener`] shares a listening socket with every worker.
+//! All of them travel as file descriptors (`SCM_RIGHTS`) on the worker's own
+//! channel: no socket path, no copy of a connection's bytes through the
+//! supervisor. [`Config::max_fds_in_flight`] bounds the descriptors in flight
+//! per worker; a descriptor that cannot be passed fails its request with
+//! [`Error::Descriptor`] and is closed.
+//!
+//! **Retry rule.** A request whose stream or socket was handed to a worker
+//! is never sent again: the worker may have consumed part of the stream.
+//! If that attempt fails (the worker dies, the attempt times out) and the
+//! request had retries left, it fails with [`Error::NotRetried`] (which
+//! names the attempt's error); with no retries left it fails with the
+//! attempt's own error. Requests still queued are retried as usual.
+//!
 //! # Caveats
 //!
 //! - Linux only: PR_SET_PDEATHSIG, process groups and /proc are used.
@@ -52,6 +72,7 @@ mod id;
 mod pool;
 mod reasons;
 mod request;
+mod stream;
 mod supervisor;
 mod worker_handle;
 
@@ -63,7 +84,9 @@ pub use health::{WorkerHealth, WorkerState};
 pub use pool::Pool;
 pub use reasons::{KillReason, RecycleReason};
 pub use request::{Enqueue, Response};
+pub use stream::{Listener, ResponseStream};
 pub use supervisor::{
-    Broadcast, HardKill, Health, KillReport, Resize, SoftKill, Subscribe, Supervisor,
+    Broadcast, BroadcastListener, HardKill, Health, KillReport, Resize, SoftKill, Subscribe,
+    Supervisor,
 };
 pub use worker_handle::WorkerHandle;

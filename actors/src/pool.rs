@@ -196,6 +196,31 @@ impl Pool {
             .map_err(|_| Error::PoolStopped)
     }
 
+    /// Sends the event `name` with `payload` and the listening socket
+    /// `listener` to every live worker, so they all accept connections on
+    /// the same address; answers how many workers it reached. See
+    /// [`BroadcastListener`](crate::BroadcastListener).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`], or [`Error::PoolStopped`] when the supervisor is gone.
+    pub async fn broadcast_listener<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        payload: &T,
+        listener: impl Into<crate::Listener>,
+    ) -> Result<usize, Error> {
+        let payload = encode_payload(payload)?;
+        self.supervisor
+            .send(crate::BroadcastListener {
+                name: name.to_owned(),
+                payload,
+                listener: listener.into(),
+            })
+            .await
+            .map_err(|_| Error::PoolStopped)
+    }
+
     /// Grows or shrinks the pool; see [`Resize`].
     ///
     /// # Errors

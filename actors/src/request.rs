@@ -11,6 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{decode_payload, encode_payload};
+use crate::stream::{Attachment, ResponseStream, SharedStream};
 use crate::Error;
 
 /// Enqueue a request: the payload and the options that override the pool's defaults.
@@ -32,6 +33,8 @@ use crate::Error;
 #[derive(Debug)]
 pub struct Enqueue {
     pub(crate) payload: Vec<u8>,
+    /// A stream or socket to pass to the worker (see [`crate::stream`]).
+    pub(crate) attachment: Option<Attachment>,
     pub(crate) timeout: Option<Option<Duration>>,
     pub(crate) retries: Option<u32>,
     pub(crate) wait_for_room: bool,
@@ -51,6 +54,7 @@ impl Enqueue {
     pub fn from_bytes(payload: Vec<u8>) -> Self {
         Self {
             payload,
+            attachment: None,
             timeout: None,
             retries: None,
             wait_for_room: false,
@@ -106,9 +110,25 @@ pub struct Response {
     slot: usize,
     payload: Vec<u8>,
     acked: bool,
+    stream: Option<SharedStream>,
 }
 
 impl Response {
+    /// Whether the worker answered with a byte stream ([`Response::take_stream`]).
+    pub fn has_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Takes the byte stream the worker answered with (`respond_with_stream`);
+    /// the first call on any clone of this response gets it, later ones `None`.
+    pub fn take_stream(&self) -> Option<ResponseStream> {
+        self.stream
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// The request's id (a UUID v4, the same the worker saw).
     pub fn id(&self) -> RequestId {
         self.id
@@ -149,34 +169,91 @@ impl Response {
     }
 }
 
+/// What a request needs of the worker it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FdNeed {
+    /// Nothing special.
+    None,
+    /// Room for one more descriptor in flight.
+    Stream,
+    /// Room for one more descriptor, and the fewest sockets held.
+    Socket,
+}
+
 /// A worker's in-flight count, shared between the balancer (which reads it to
 /// pick) and the requests assigned to the worker (which hold it up).
 #[derive(Debug, Default)]
 pub(crate) struct Load {
     in_flight: AtomicUsize,
+    /// Descriptors in flight: requests with a stream or socket not answered
+    /// yet, and response streams not ended yet.
+    fds: AtomicUsize,
+    /// Handed-off connections the worker still holds.
+    sockets: AtomicUsize,
 }
 
 impl Load {
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
+
+    pub(crate) fn fds(&self) -> usize {
+        self.fds.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one connection the worker holds, for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct SocketGuard(Arc<Load>);
+
+impl SocketGuard {
+    pub(crate) fn new(load: &Arc<Load>) -> Self {
+        load.sockets.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(load))
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Counts one request against a worker's load for as long as it lives, so a
 /// request that ends in any way (answer, timeout, death, drop) frees its slot.
 #[derive(Debug)]
-pub(crate) struct LoadGuard(Arc<Load>);
+pub(crate) struct LoadGuard(Arc<Load>, bool);
 
 impl LoadGuard {
     pub(crate) fn new(load: &Arc<Load>) -> Self {
         load.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(load))
+        Self(Arc::clone(load), false)
+    }
+
+    /// Counts a descriptor in flight too, until the guard drops (once).
+    pub(crate) fn count_fd(&mut self) {
+        if !self.1 {
+            self.1 = true;
+            self.0.fds.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The load it counts against.
+    pub(crate) fn load(&self) -> &Arc<Load> {
+        &self.0
     }
 }
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.1 {
+            self.0.fds.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -212,7 +289,7 @@ impl Counters {
 #[derive(Debug)]
 pub(crate) enum AfterDeath {
     /// It goes back to the queue for another attempt.
-    Retry(Pending),
+    Retry(Box<Pending>),
     /// Out of retries: it failed with the death's error.
     Failed,
     /// Out of retries, and every attempt killed its worker.
@@ -238,6 +315,10 @@ pub(crate) struct Pending {
     deaths: u32,
     /// Why the last attempt failed, for when no further attempt can be made.
     last_error: Option<Error>,
+    /// The stream or socket to pass, until it is sent.
+    pub(crate) attachment: Option<Attachment>,
+    /// What was passed to a worker, once it was: the request is not retried then.
+    pub(crate) fd_sent: Option<&'static str>,
     reply: Option<Reply>,
     counters: Arc<Counters>,
 }
@@ -264,6 +345,8 @@ impl Pending {
             avoid: None,
             deaths: 0,
             last_error: None,
+            attachment: request.attachment,
+            fd_sent: None,
             reply: Some(reply),
             counters,
         }
@@ -285,6 +368,14 @@ impl Pending {
         self.load = None;
         if self.retries_left == 0 {
             self.fail(error);
+            return None;
+        }
+        if let Some(what) = self.fd_sent {
+            // Part of the stream may be consumed: never resent silently.
+            self.fail(Error::NotRetried {
+                what,
+                cause: Box::new(error),
+            });
             return None;
         }
         self.retries_left -= 1;
@@ -311,7 +402,7 @@ impl Pending {
             return AfterDeath::Quarantined;
         }
         match self.retry(now, slot, error) {
-            Some(again) => AfterDeath::Retry(again),
+            Some(again) => AfterDeath::Retry(Box::new(again)),
             None => AfterDeath::Failed,
         }
     }
@@ -331,9 +422,40 @@ impl Pending {
             slot,
             payload,
             acked,
+            stream: None,
         };
         self.counters.served.fetch_add(1, Ordering::Relaxed);
         self.send(Ok(response));
+    }
+
+    /// Answers with a payload and the worker's byte stream.
+    pub(crate) fn respond_with_stream(
+        mut self,
+        pid: u32,
+        slot: usize,
+        payload: Vec<u8>,
+        stream: ResponseStream,
+    ) {
+        let response = Response {
+            id: self.id,
+            created_at: self.created_at,
+            pid,
+            slot,
+            payload,
+            acked: false,
+            stream: Some(Arc::new(std::sync::Mutex::new(Some(stream)))),
+        };
+        self.counters.served.fetch_add(1, Ordering::Relaxed);
+        self.send(Ok(response));
+    }
+
+    /// Whether it needs a worker below its descriptor limit, and whether it is a socket.
+    pub(crate) fn fd_need(&self) -> FdNeed {
+        match &self.attachment {
+            None => FdNeed::None,
+            Some(a) if a.is_socket() => FdNeed::Socket,
+            Some(_) => FdNeed::Stream,
+        }
     }
 
     pub(crate) fn fail(mut self, error: Error) {

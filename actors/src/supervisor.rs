@@ -3,7 +3,9 @@
 //! resize and the kill phases, handles SIGINT/SIGTERM and publishes events.
 
 mod kill;
+mod listener;
 mod recycle;
+pub use listener::BroadcastListener;
 mod restart;
 mod slot;
 
@@ -649,7 +651,7 @@ impl Handler<WorkerExited> for Supervisor {
                 },
             };
             match pending.after_death(now, id.slot, error) {
-                AfterDeath::Retry(again) => retry.push(again),
+                AfterDeath::Retry(again) => retry.push(*again),
                 AfterDeath::Failed => {}
                 AfterDeath::Quarantined => quarantined += 1,
             }

@@ -3,6 +3,7 @@
 //! per-request deadlines, samples RSS/CPU, and reports the child's exit with
 //! the requests it still held.
 
+mod fds;
 mod in_flight;
 mod inbound;
 mod liveness;
@@ -29,6 +30,7 @@ use crate::id::WorkerId;
 use crate::request::Pending;
 use crate::supervisor::{Publish, Supervisor, WorkerExited};
 use crate::{Error, KillReason, PoolEvent};
+pub(crate) use fds::SendListener;
 use output::StderrTail;
 use sampler::Sampler;
 use spawn::{signal_group, Spawned};
@@ -132,6 +134,8 @@ pub struct WorkerHandle {
     /// Requests to answer before this worker is recycled (`Config::max_requests`).
     recycle_after: Option<u64>,
     recycle_asked: Option<Instant>,
+    /// Response streams open and sockets held (`fds.rs`).
+    fds: fds::FdBook,
 }
 
 impl WorkerHandle {
@@ -192,6 +196,7 @@ impl WorkerHandle {
                 .max_requests
                 .map(|(n, jitter)| n + liveness::jitter(id, jitter)),
             recycle_asked: None,
+            fds: fds::FdBook::default(),
             config,
         }
     }
@@ -321,6 +326,7 @@ impl WorkerHandle {
             }
         };
         let held: Vec<Pending> = self.in_flight.drain().map(|(_, p)| p).collect();
+        self.fds.clear();
         self.deadlines.clear();
         let eof = self.stderr_eof.take();
         let report = move |act: &mut Self, _ctx: &mut Context<Self>| {
@@ -539,7 +545,7 @@ impl Handler<Sample> for WorkerHandle {
             pid: Some(self.pid),
             rss: self.rss,
             cpu: self.cpu,
-            in_flight: self.in_flight.len(),
+            in_flight: self.in_flight.len() + self.fds.open_streams(),
             served: self.served,
             restarts: 0,
             recycles: 0,
@@ -547,6 +553,7 @@ impl Handler<Sample> for WorkerHandle {
             uptime: self.started_at.elapsed(),
             state: self.state,
             stats: self.stats.clone(),
+            sockets: self.fds.sockets(),
         })
     }
 }

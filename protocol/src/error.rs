@@ -43,6 +43,27 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A message that declares a file descriptor arrived without one (the
+    /// peer sent it with a plain write), or one could not be sent with it.
+    #[error(
+        "a {message} frame came without the file descriptor it declares; \
+         the peer must send it with SCM_RIGHTS on the frame's first byte"
+    )]
+    MissingFd {
+        /// The message's variant name.
+        message: &'static str,
+    },
+    /// The peer passed more file descriptors than its frames claim.
+    #[error(
+        "the peer passed {queued} file descriptors that no frame claims \
+         (at most {max} may wait); it is broken"
+    )]
+    TooManyFds {
+        /// Descriptors received and unclaimed.
+        queued: usize,
+        /// The bound.
+        max: usize,
+    },
     /// An I/O error on the channel.
     #[error("IPC channel I/O failed: {0}")]
     Io(#[from] std::io::Error),

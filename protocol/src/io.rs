@@ -4,8 +4,10 @@
 //! `try_read`/`try_write` take `&self`, so one actor (or task) can read in a
 //! stream while another part of it writes batches.
 
+use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -14,6 +16,7 @@ use bytes::BytesMut;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::net::UnixStream;
 
+use crate::fd::{recv_with_fds, CarriesFd, FdQueue, OutFds, MAX_QUEUED_FDS};
 use crate::message::{RequestFrameRef, ToWorkerRef};
 use crate::{encode_frame, Error, FrameDecoder, RequestId, Timestamp};
 
@@ -22,24 +25,31 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A stream of decoded messages, yielded in batches of everything one read delivered.
 ///
 /// Yields `Err` once on a broken or malformed channel and `None` at a clean EOF.
+///
+/// It reads with `recvmsg`, so file descriptors the peer passes
+/// (`SCM_RIGHTS`) are received close-on-exec, owned at once, and handed to
+/// the messages that declare them ([`CarriesFd`]); a descriptor no message
+/// claims is closed when the stream is dropped.
 #[derive(Debug)]
 pub struct FrameStream<T> {
     stream: Arc<UnixStream>,
     buf: BytesMut,
     decoder: FrameDecoder,
+    fds: FdQueue,
     /// An error met after some frames of the same read decoded; yielded after them.
     error: Option<Error>,
     done: bool,
     _msg: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned> FrameStream<T> {
+impl<T: DeserializeOwned + CarriesFd> FrameStream<T> {
     /// Reads frames of at most `max_frame_len` body bytes from `stream`.
     pub fn new(stream: Arc<UnixStream>, max_frame_len: usize) -> Self {
         Self {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             decoder: FrameDecoder::new(max_frame_len),
+            fds: VecDeque::new(),
             error: None,
             done: false,
             _msg: PhantomData,
@@ -56,8 +66,22 @@ impl<T: DeserializeOwned> FrameStream<T> {
     }
 
     fn decode_buffered(&mut self, out: &mut Vec<T>) -> Result<(), Error> {
-        while let Some(msg) = self.decoder.decode(&mut self.buf)? {
+        while let Some(mut msg) = self.decoder.decode::<T>(&mut self.buf)? {
+            if let Some(slot) = msg.fd_slot() {
+                let Some(fd) = self.fds.pop_front() else {
+                    return Err(Error::MissingFd {
+                        message: std::any::type_name::<T>(),
+                    });
+                };
+                *slot = crate::Fd::new(fd);
+            }
             out.push(msg);
+        }
+        if self.fds.len() > MAX_QUEUED_FDS {
+            return Err(Error::TooManyFds {
+                queued: self.fds.len(),
+                max: MAX_QUEUED_FDS,
+            });
         }
         Ok(())
     }
@@ -88,7 +112,7 @@ impl<T: DeserializeOwned> FrameStream<T> {
                 return Poll::Ready(Some(Err(e.into())));
             }
             self.buf.reserve(READ_CHUNK);
-            match read_draining(&self.stream, &mut self.buf) {
+            match read_draining(&self.stream, &mut self.buf, &mut self.fds) {
                 Ok(0) => {
                     self.done = true;
                     let buffered = self.decoder.pending(&self.buf);
@@ -110,7 +134,7 @@ impl<T: DeserializeOwned> FrameStream<T> {
     }
 }
 
-impl<T: DeserializeOwned> futures_core::Stream for FrameStream<T> {
+impl<T: DeserializeOwned + CarriesFd> futures_core::Stream for FrameStream<T> {
     type Item = Result<Vec<T>, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -125,13 +149,15 @@ impl<T: DeserializeOwned> futures_core::Stream for FrameStream<T> {
 /// fails with `EAGAIN` (tokio's own `poll_read` does the same; tokio#5866).
 /// Returning `WouldBlock` from the `try_io` closure is how tokio is told; it
 /// clears only the readiness it saw before this read, so data that arrives
-/// meanwhile still wakes the reader.
-fn read_draining(stream: &UnixStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// meanwhile still wakes the reader. A read that brought descriptors stopped
+/// at their message, so it says nothing about what is left.
+fn read_draining(stream: &UnixStream, buf: &mut BytesMut, fds: &mut FdQueue) -> io::Result<usize> {
     let room = buf.capacity() - buf.len();
     let mut drained = None;
     let res = stream.try_io(tokio::io::Interest::READABLE, || {
-        let n = stream.try_read_buf(buf)?;
-        if n > 0 && n < room {
+        let got = recv_with_fds(stream, buf, fds)?;
+        let n = got.bytes;
+        if n > 0 && n < room && !got.fds {
             drained = Some(n);
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -150,6 +176,8 @@ pub struct FrameSink {
     buf: Vec<u8>,
     written: usize,
     max_frame_len: usize,
+    /// Descriptors to send with the frames that start at their offsets.
+    fds: OutFds,
 }
 
 impl FrameSink {
@@ -160,6 +188,7 @@ impl FrameSink {
             buf: Vec::with_capacity(READ_CHUNK),
             written: 0,
             max_frame_len,
+            fds: OutFds::default(),
         }
     }
 
@@ -192,6 +221,28 @@ impl FrameSink {
         encode_frame(&msg, &mut self.buf, self.max_frame_len)
     }
 
+    /// Queues one message together with the descriptor its variant declares
+    /// (taken out of its [`Fd`](crate::Fd)); the descriptor is sent with the
+    /// frame's first byte and closed here once sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_frame`], and [`Error::MissingFd`] when the message
+    /// declares no descriptor or holds none; the buffer is unchanged and
+    /// the descriptor is closed on error.
+    pub fn push_with_fd<M: Serialize + CarriesFd>(&mut self, mut msg: M) -> Result<(), Error> {
+        let fd: Option<OwnedFd> = msg.fd_slot().and_then(crate::Fd::take);
+        let Some(fd) = fd else {
+            return Err(Error::MissingFd {
+                message: std::any::type_name::<M>(),
+            });
+        };
+        let at = self.buf.len();
+        encode_frame(&msg, &mut self.buf, self.max_frame_len)?;
+        self.fds.push(at, fd);
+        Ok(())
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.written
@@ -203,13 +254,17 @@ impl FrameSink {
     ///
     /// The socket's error (the peer is gone, usually).
     pub fn try_flush(&mut self) -> io::Result<bool> {
-        while self.written < self.buf.len() {
-            match self.stream.try_write(&self.buf[self.written..]) {
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        if self.fds.is_empty() {
+            while self.written < self.buf.len() {
+                match self.stream.try_write(&self.buf[self.written..]) {
+                    Ok(n) => self.written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
+        } else if !self.fds.write(&self.stream, &self.buf, &mut self.written)? {
+            return Ok(false);
         }
         self.buf.clear();
         self.written = 0;

@@ -27,6 +27,7 @@
 
 mod codec;
 mod error;
+mod fd;
 mod id_map;
 mod io;
 mod message;
@@ -37,12 +38,15 @@ pub mod wire {
 
 pub use codec::{encode_frame, frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
 pub use error::Error;
+pub use fd::{dup_cloexec, pipe, CarriesFd, Fd, FdKind, OutFds, MAX_FDS_PER_FRAME, MAX_QUEUED_FDS};
 pub use id_map::{IdHasher, IdMap};
 pub use io::{FrameSink, FrameStream};
 pub use message::{RequestFrame, RequestId, Timestamp, ToSupervisor, ToWorker};
 
 /// Version of this protocol; both sides send it in their `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 added the messages that carry file descriptors.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Environment variable naming the worker's end of the IPC socketpair.
 pub const IPC_FD_ENV: &str = "LPM_IPC_FD";

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
+use crate::fd::{CarriesFd, Fd, FdKind};
+
 /// Identifier of one request: a random UUID v4, stable across retries.
 pub type RequestId = Uuid;
 
@@ -91,6 +93,31 @@ pub enum ToWorker {
         /// Echoed in the `Pong`.
         seq: u64,
     },
+    /// 8: a request that carries one descriptor (`SCM_RIGHTS`): a byte
+    /// stream to read (a pipe or a file) or a connection to serve.
+    RequestWithFd {
+        /// The request, as in [`ToWorker::Request`].
+        request: RequestFrame,
+        /// What the descriptor is.
+        kind: FdKind,
+        /// The descriptor (not in the body bytes).
+        #[serde(skip)]
+        fd: Fd,
+    },
+    /// 9: a named event that carries one descriptor, a listening socket to
+    /// accept connections on (shared by every worker).
+    EventWithFd {
+        /// Event name.
+        name: String,
+        /// Postcard-encoded payload.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+        /// What the descriptor is.
+        kind: FdKind,
+        /// The descriptor (not in the body bytes).
+        #[serde(skip)]
+        fd: Fd,
+    },
 }
 
 /// Messages a worker sends to the supervisor.
@@ -149,6 +176,33 @@ pub enum ToSupervisor {
         /// The `seq` of the ping.
         seq: u64,
     },
+    /// 10: the answer to a request, with a byte stream: the descriptor is
+    /// the read end of a pipe the worker writes the stream into. A
+    /// [`ToSupervisor::StreamEnd`] with the same id follows.
+    ResponseWithStream {
+        /// Which request.
+        id: RequestId,
+        /// Postcard-encoded answer.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+        /// The pipe's read end (not in the body bytes).
+        #[serde(skip)]
+        fd: Fd,
+    },
+    /// 11: the stream of a [`ToSupervisor::ResponseWithStream`] is over:
+    /// `Ok(bytes written)` once its pipe is closed after the last byte, or
+    /// `Err(why)` when the worker could not write all of it.
+    StreamEnd {
+        /// Which request.
+        id: RequestId,
+        /// Bytes written, or why the stream stopped early.
+        outcome: Result<u64, String>,
+    },
+    /// 12: the worker closed the connection it was handed with request `id`.
+    SocketClosed {
+        /// The request that carried the socket.
+        id: RequestId,
+    },
 }
 
 impl ToWorker {
@@ -163,6 +217,8 @@ impl ToWorker {
             ToWorker::HardKill => "HardKill",
             ToWorker::Cancel { .. } => "Cancel",
             ToWorker::Ping { .. } => "Ping",
+            ToWorker::RequestWithFd { .. } => "RequestWithFd",
+            ToWorker::EventWithFd { .. } => "EventWithFd",
         }
     }
 }
@@ -181,6 +237,27 @@ impl ToSupervisor {
             ToSupervisor::SoftKillDone => "SoftKillDone",
             ToSupervisor::Stats(_) => "Stats",
             ToSupervisor::Pong { .. } => "Pong",
+            ToSupervisor::ResponseWithStream { .. } => "ResponseWithStream",
+            ToSupervisor::StreamEnd { .. } => "StreamEnd",
+            ToSupervisor::SocketClosed { .. } => "SocketClosed",
+        }
+    }
+}
+
+impl CarriesFd for ToWorker {
+    fn fd_slot(&mut self) -> Option<&mut Fd> {
+        match self {
+            ToWorker::RequestWithFd { fd, .. } | ToWorker::EventWithFd { fd, .. } => Some(fd),
+            _ => None,
+        }
+    }
+}
+
+impl CarriesFd for ToSupervisor {
+    fn fd_slot(&mut self) -> Option<&mut Fd> {
+        match self {
+            ToSupervisor::ResponseWithStream { fd, .. } => Some(fd),
+            _ => None,
         }
     }
 }

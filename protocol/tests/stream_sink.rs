@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::every_to_supervisor;
+use common::{every_to_supervisor, without_fds};
 use lpm_protocol::{frame, Error, FrameSink, FrameStream, ToSupervisor, DEFAULT_MAX_FRAME_LEN};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
@@ -17,7 +17,7 @@ async fn many_frames_one_flush_arrive_in_batches_then_eof() {
     let mut sink = FrameSink::new(Arc::new(a), DEFAULT_MAX_FRAME_LEN);
     let mut stream = FrameStream::<ToSupervisor>::new(Arc::new(b), DEFAULT_MAX_FRAME_LEN);
 
-    let sent: Vec<ToSupervisor> = every_to_supervisor()
+    let sent: Vec<ToSupervisor> = without_fds(every_to_supervisor())
         .into_iter()
         .cycle()
         .take(50_000)

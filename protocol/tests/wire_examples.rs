@@ -200,8 +200,8 @@ fn variant_tables_match_the_enums() {
 
 #[test]
 fn documented_constants() {
-    assert_eq!(PROTOCOL_VERSION, 1);
-    assert!(WIRE.starts_with("# Wire format, version 1\n"));
+    assert_eq!(PROTOCOL_VERSION, 2);
+    assert!(WIRE.starts_with("# Wire format, version 2\n"));
     assert_eq!(lpm_protocol::IPC_FD, 3);
     assert_eq!(lpm_protocol::IPC_FD_ENV, "LPM_IPC_FD");
     assert_eq!(lpm_protocol::HEADER_LEN, 4);

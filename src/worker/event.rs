@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 
+use super::fds::{Attached, Listener, SharedAttached};
 use super::request::panic_message;
 use crate::error::decode_payload;
 use crate::Error;
@@ -19,11 +20,44 @@ use crate::Error;
 pub struct Event {
     name: String,
     payload: Vec<u8>,
+    listener: Option<SharedAttached>,
 }
 
 impl Event {
     pub(crate) fn new(name: String, payload: Vec<u8>) -> Self {
-        Self { name, payload }
+        Self {
+            name,
+            payload,
+            listener: None,
+        }
+    }
+
+    pub(crate) fn with_listener(name: String, payload: Vec<u8>, attached: Attached) -> Self {
+        Self {
+            name,
+            payload,
+            listener: Some(Arc::new(std::sync::Mutex::new(Some(attached)))),
+        }
+    }
+
+    /// Whether the event carries a listening socket.
+    pub fn has_listener(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// Takes the listening socket the supervisor broadcast with this event
+    /// ([`Pool::broadcast_listener`](crate::Pool::broadcast_listener)); the
+    /// first call gets it, later ones `Ok(None)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Descriptor`] when it cannot be made a tokio listener.
+    pub fn listener(&self) -> Result<Option<Listener>, Error> {
+        let Some(slot) = &self.listener else {
+            return Ok(None);
+        };
+        let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        taken.map(|(kind, fd)| Listener::new(kind, fd)).transpose()
     }
 
     /// The event's name.

@@ -39,6 +39,7 @@
 
 mod emit;
 mod event;
+mod fds;
 mod handshake;
 mod in_flight;
 mod outbox;
@@ -53,6 +54,7 @@ mod tests;
 
 pub use emit::Reply;
 pub use event::Event;
+pub use fds::{Listener, RequestStream, Socket};
 pub use request::{Request, RequestInfo};
 pub use soft_kill::Done;
 pub use worker::Worker;

@@ -7,7 +7,7 @@
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lpm_protocol::ToSupervisor;
+use lpm_protocol::{OutFds, ToSupervisor};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
@@ -30,6 +30,8 @@ pub(crate) struct Outbox {
 #[derive(Debug)]
 struct State {
     buf: Vec<u8>,
+    /// Descriptors that go out with some frames of `buf`.
+    fds: OutFds,
     closed: bool,
 }
 
@@ -38,6 +40,7 @@ impl Outbox {
         Self {
             state: Mutex::new(State {
                 buf: Vec::with_capacity(INITIAL_CAPACITY),
+                fds: OutFds::default(),
                 closed: false,
             }),
             wake: Notify::new(),
@@ -80,6 +83,41 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a message that carries a descriptor (a response stream's pipe);
+    /// the descriptor goes out with the frame's first byte.
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbox::push`]; the descriptor is closed on error.
+    pub(crate) fn push_with_fd(&self, mut msg: ToSupervisor) -> Result<(), Error> {
+        use lpm_protocol::CarriesFd;
+        let Some(fd) = msg.fd_slot().and_then(lpm_protocol::Fd::take) else {
+            return Err(Error::channel(lpm_protocol::Error::MissingFd {
+                message: msg.kind(),
+            }));
+        };
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Error::ChannelClosed);
+        }
+        let was_empty = state.buf.is_empty();
+        let at = state.buf.len();
+        lpm_protocol::encode_frame(&msg, &mut state.buf, self.max_frame_len).map_err(
+            |e| match e {
+                lpm_protocol::Error::FrameTooLarge { len, max } => {
+                    Error::PayloadTooLarge { len, max }
+                }
+                other => Error::channel(other),
+            },
+        )?;
+        state.fds.push(at, fd);
+        drop(state);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// Refuses further messages; the writer writes what is queued and stops.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
@@ -99,14 +137,21 @@ impl Outbox {
     /// The socket's error; the outbox is closed then.
     pub(crate) async fn write_all(self: Arc<Self>, stream: Arc<UnixStream>) -> io::Result<()> {
         let mut spare = Vec::with_capacity(INITIAL_CAPACITY);
+        let mut spare_fds = OutFds::default();
         loop {
             let closed = {
                 let mut state = self.lock();
                 std::mem::swap(&mut state.buf, &mut spare);
+                std::mem::swap(&mut state.fds, &mut spare_fds);
                 state.closed
             };
             if !spare.is_empty() {
-                if let Err(e) = write_buf(&stream, &spare).await {
+                let written = if spare_fds.is_empty() {
+                    write_buf(&stream, &spare).await
+                } else {
+                    write_buf_with_fds(&stream, &spare, &mut spare_fds).await
+                };
+                if let Err(e) = written {
                     self.close();
                     return Err(e);
                 }
@@ -127,6 +172,15 @@ impl Outbox {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Writes all of `buf` with the descriptors of its frames.
+async fn write_buf_with_fds(stream: &UnixStream, buf: &[u8], fds: &mut OutFds) -> io::Result<()> {
+    let mut written = 0;
+    while !fds.write(stream, buf, &mut written)? {
+        stream.writable().await?;
+    }
+    Ok(())
 }
 
 /// Writes all of `buf`, waiting for the socket only when it is full.

@@ -35,12 +35,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::FutureExt;
-use lpm_protocol::{RequestFrame, Timestamp, ToSupervisor};
+use lpm_protocol::{FdKind, RequestFrame, Timestamp, ToSupervisor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::fds::{pump_response, Attached, RequestStream, Socket};
 use super::worker::Shared;
 use crate::error::{decode_payload, display_chain, encode_payload};
 use crate::{BoxError, Error};
@@ -215,11 +217,22 @@ impl RequestState {
 /// ```
 pub struct Request {
     state: Arc<RequestState>,
+    /// The descriptor the request carried, until the handler takes it.
+    attached: Option<Attached>,
 }
 
 impl Request {
     /// Registers a new request as in flight; `None` if its id is in flight already.
     pub(crate) fn receive(frame: RequestFrame, shared: &Arc<Shared>) -> Option<Request> {
+        Self::receive_with(frame, None, shared)
+    }
+
+    /// As [`Request::receive`], for a request that carries a descriptor.
+    pub(crate) fn receive_with(
+        frame: RequestFrame,
+        attached: Option<Attached>,
+        shared: &Arc<Shared>,
+    ) -> Option<Request> {
         let state = Arc::new(RequestState {
             id: frame.id,
             created_at: frame.created_at,
@@ -228,7 +241,142 @@ impl Request {
             on_cancel: Notify::new(),
             shared: Arc::clone(shared),
         });
-        shared.in_flight.insert(&state).then_some(Request { state })
+        shared
+            .in_flight
+            .insert(&state)
+            .then_some(Request { state, attached })
+    }
+
+    /// Whether the request carries a byte stream ([`Request::stream`]).
+    pub fn has_stream(&self) -> bool {
+        matches!(self.attached, Some((FdKind::Pipe | FdKind::File, _)))
+    }
+
+    /// Whether the request carries a connection ([`Request::socket`]).
+    pub fn has_socket(&self) -> bool {
+        matches!(
+            self.attached,
+            Some((FdKind::TcpStream | FdKind::UnixStream, _))
+        )
+    }
+
+    /// Takes the byte stream the caller sent with the request
+    /// ([`Enqueue::stream`](crate::Enqueue::stream) or
+    /// [`Enqueue::file`](crate::Enqueue::file)); `Ok(None)` if it has none or
+    /// it was taken already. It ends when the caller's reader ended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Descriptor`] when it cannot be made a tokio reader.
+    pub fn stream(&mut self) -> Result<Option<RequestStream>, Error> {
+        if !self.has_stream() {
+            return Ok(None);
+        }
+        let Some((kind, fd)) = self.attached.take() else {
+            return Ok(None);
+        };
+        RequestStream::new(kind, fd).map(Some)
+    }
+
+    /// Takes the connection the supervisor handed over with the request
+    /// ([`Enqueue::tcp`](crate::Enqueue::tcp), [`Enqueue::unix`](crate::Enqueue::unix));
+    /// `Ok(None)` if it has none or it was taken already.
+    ///
+    /// The connection is this worker's: [`ack`](Request::ack) the request and
+    /// keep serving it in a task of your own. Dropping the [`Socket`] closes
+    /// it and tells the supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Descriptor`] when it cannot be made a tokio stream.
+    pub fn socket(&mut self) -> Result<Option<Socket>, Error> {
+        if !self.has_socket() {
+            return Ok(None);
+        }
+        let Some((kind, fd)) = self.attached.take() else {
+            return Ok(None);
+        };
+        Socket::new(kind, fd, self.state.id, &self.state.shared).map(Some)
+    }
+
+    /// Answers the request with `payload` and a byte stream: everything
+    /// `reader` yields until its end reaches the caller's
+    /// [`Response::take_stream`](crate::Response::take_stream).
+    ///
+    /// The stream is written by a task of its own, through a pipe, at the
+    /// pace the caller reads it. The request counts as in flight (and holds
+    /// up a soft kill) until the stream ends; if `reader` fails, the caller's
+    /// stream fails too rather than ending short.
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::respond`], and [`Error::Descriptor`] when no pipe can
+    /// be made (the caller is then answered `Failed`).
+    pub fn respond_with_stream<T, R>(self, payload: &T, reader: R) -> Result<(), Error>
+    where
+        T: Serialize + ?Sized,
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        if self.state.is_cancelled() {
+            tracing::debug!(request = %self.state.id, "request cancelled by the supervisor; response not sent");
+            return Ok(());
+        }
+        let bytes = match encode_payload(payload) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.state
+                    .fail(format!("the worker could not encode its response: {e}"));
+                return Err(e);
+            }
+        };
+        let pipe = lpm_protocol::pipe().and_then(|(r, w)| {
+            let w = tokio::net::unix::pipe::Sender::from_owned_fd(w)?;
+            Ok((r, w))
+        });
+        let (read_end, writer) = match pipe {
+            Ok(pipe) => pipe,
+            Err(e) => {
+                let e = Error::Descriptor {
+                    what: "a pipe for the response stream",
+                    source: e.into(),
+                };
+                self.state.fail(format!(
+                    "the worker could not open its response stream: {e}"
+                ));
+                return Err(e);
+            }
+        };
+        let state = &self.state;
+        if let Err(before) = state.settle(0) {
+            if before & CANCELLED != 0 {
+                return Ok(());
+            }
+            return Err(Error::AlreadyAnswered { id: state.id });
+        }
+        let id = state.id;
+        let msg = ToSupervisor::ResponseWithStream {
+            id,
+            payload: bytes,
+            fd: lpm_protocol::Fd::new(read_end),
+        };
+        match state.shared.outbox.push_with_fd(msg) {
+            Ok(()) => {
+                // Counted as answered by the pump, once the stream ended.
+                tokio::spawn(pump_response(id, reader, writer, Arc::clone(&state.shared)));
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, Error::PayloadTooLarge { .. }) {
+                    let message = format!("the worker could not send its response: {e}");
+                    let _ = state
+                        .shared
+                        .outbox
+                        .push(&ToSupervisor::Failed { id, message });
+                }
+                state.shared.in_flight.answered();
+                Err(e)
+            }
+        }
     }
 
     /// The request's id, as the caller's `Response` will carry it.
@@ -319,6 +467,15 @@ impl Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
+        if let Some((FdKind::TcpStream | FdKind::UnixStream, _)) = &self.attached {
+            // A connection the handler never took closes here: tell the supervisor.
+            let id = self.state.id;
+            let _ = self
+                .state
+                .shared
+                .outbox
+                .push(&ToSupervisor::SocketClosed { id });
+        }
         let before = self.state.flags.fetch_or(DROPPED, Ordering::AcqRel);
         // Unanswered, and the handler already returned `Ok` without it: answer here.
         // While the handler runs, its task answers instead, with its outcome.

@@ -130,6 +130,43 @@ impl Session<'_> {
                         None => reject_unhandled(request),
                     }
                 }
+                ToWorker::RequestWithFd {
+                    request: frame,
+                    kind,
+                    mut fd,
+                } => {
+                    let id = frame.id;
+                    let Some(fd) = fd.take() else {
+                        // The stream attaches one to every such frame.
+                        continue;
+                    };
+                    let Some(request) = Request::receive_with(frame, Some((kind, fd)), self.shared)
+                    else {
+                        reject_duplicate(self.shared, id);
+                        continue;
+                    };
+                    match request_handler.get_or_insert_with(|| self.shared.request_handler()) {
+                        Some(spawn) => spawn(request),
+                        None => reject_unhandled(request),
+                    }
+                }
+                ToWorker::EventWithFd {
+                    name,
+                    payload,
+                    kind,
+                    mut fd,
+                } => {
+                    let handler = self.shared.event_handler(&name);
+                    match fd.take() {
+                        Some(fd) => {
+                            event::dispatch(
+                                handler,
+                                Event::with_listener(name, payload, (kind, fd)),
+                            );
+                        }
+                        None => event::dispatch(handler, Event::new(name, payload)),
+                    }
+                }
                 ToWorker::Event { name, payload } => {
                     event::dispatch(self.shared.event_handler(&name), Event::new(name, payload));
                 }

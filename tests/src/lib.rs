@@ -371,3 +371,147 @@ fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
     let (_, rest) = stat.rsplit_once(')')?;
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
+
+/// A request for the `stream_worker` binary (streams, sockets, listeners).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StreamOp {
+    /// Reads the request's stream to its end; answers [`Digest`].
+    Hash,
+    /// As [`StreamOp::Hash`], sleeping `ms` after every `every` bytes read (a slow reader).
+    SlowHash {
+        /// Bytes between pauses.
+        every: u64,
+        /// Pause length.
+        ms: u64,
+    },
+    /// Reads `bytes` of the request's stream, then exits with status 3.
+    ReadThenExit {
+        /// Bytes to read first.
+        bytes: u64,
+    },
+    /// Answers `len` (`u64`) with a stream of `len` bytes of [`pattern`].
+    Generate {
+        /// Stream length.
+        len: u64,
+    },
+    /// Answers with a stream of [`pattern`] bytes and exits with status 3
+    /// after writing `bytes` of it.
+    GenerateThenExit {
+        /// Bytes written before the exit.
+        bytes: u64,
+    },
+    /// Acks, then serves the handed connection: answers each line with
+    /// `"<pid> <line>\n"` until the client closes it.
+    Serve,
+}
+
+/// What [`StreamOp::Hash`] answers: the stream's length and SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// Bytes read.
+    pub len: u64,
+    /// SHA-256 of them, lower-case hex.
+    pub sha256: String,
+}
+
+/// Event a `stream_worker` takes a listener with: it accepts on it and
+/// writes its pid (`"<pid>\n"`) to each connection, then closes it.
+pub const LISTEN: &str = "listen";
+
+/// Byte `i` of the deterministic test stream.
+pub fn pattern(i: u64) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(i >> 11) % 251) as u8
+}
+
+/// `len` bytes of [`pattern`], from offset 0.
+pub fn pattern_bytes(len: u64) -> Vec<u8> {
+    (0..len).map(pattern).collect()
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An `AsyncRead` of `len` bytes of [`pattern`], generated as it is read
+/// (so 64 MiB streams take no memory).
+#[derive(Debug)]
+pub struct PatternReader {
+    pos: u64,
+    len: u64,
+}
+
+impl PatternReader {
+    /// `len` bytes of the pattern.
+    pub fn new(len: u64) -> Self {
+        Self { pos: 0, len }
+    }
+}
+
+impl tokio::io::AsyncRead for PatternReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.len - self.pos);
+        let start = self.pos;
+        let chunk: Vec<u8> = (start..start + n).map(pattern).collect();
+        buf.put_slice(&chunk);
+        self.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// SHA-256 (hex) and length of everything `reader` yields.
+///
+/// # Errors
+///
+/// The reader's error.
+pub async fn hash_reader(mut reader: impl tokio::io::AsyncRead + Unpin) -> std::io::Result<Digest> {
+    use sha2::Digest as _;
+    use tokio::io::AsyncReadExt;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Digest { len, sha256 })
+}
+
+/// Starts a pool of `command` (the `stream_worker` binary) and waits until it is online.
+pub async fn start_stream_pool(command: WorkerCommand, config: Config) -> Pool {
+    let pool = Pool::start(command, config.on_signal(SignalPolicy::Ignore));
+    within("the pool to come online", pool.online())
+        .await
+        .expect("pool online");
+    pool
+}
+
+/// Awaits `fut`, failing the test after [`DEADLINE`] with `what` in the message.
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {DEADLINE:?} waiting for {what}"),
+    }
+}
+
+/// Open descriptors of this process (entries of `/proc/self/fd`).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}

@@ -10,7 +10,6 @@ use super::WorkerHandle;
 use crate::balancer::{Freed, Requeue};
 use crate::health::WorkerState;
 use crate::request::Pending;
-use crate::Error;
 
 impl WorkerHandle {
     pub(super) fn on_assign(&mut self, batch: Vec<Pending>, ctx: &mut Context<Self>) {
@@ -20,24 +19,13 @@ impl WorkerHandle {
         }
         let mut earliest = None;
         let mut freed = false;
-        for pending in batch {
+        for mut pending in batch {
             if pending.is_abandoned() {
                 pending.abandon();
                 freed = true;
                 continue;
             }
-            if let Err(e) = self
-                .sink
-                .push_request(pending.id, pending.created_at, &pending.payload)
-            {
-                let error = match e {
-                    lpm_protocol::Error::FrameTooLarge { len, max } => {
-                        Error::PayloadTooLarge { len, max }
-                    }
-                    other => Error::Encode {
-                        reason: other.to_string(),
-                    },
-                };
+            if let Err(error) = self.push_request_frame(&mut pending) {
                 pending.fail(error);
                 freed = true;
                 continue;

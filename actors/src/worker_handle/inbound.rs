@@ -107,6 +107,19 @@ impl WorkerHandle {
                 self.on_pong(seq);
                 false
             }
+            ToSupervisor::ResponseWithStream { id, payload, fd } => {
+                // A stale or unwanted stream's descriptor closes with `fd`.
+                if let Some(p) = self.answered(&id)? {
+                    self.on_response_stream(p, payload, fd);
+                }
+                // The request stays counted until its stream ends.
+                false
+            }
+            ToSupervisor::StreamEnd { id, outcome } => self.on_stream_end(id, outcome),
+            ToSupervisor::SocketClosed { id } => {
+                self.on_socket_closed(id);
+                true
+            }
             ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
         };
         Ok(freed)

@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use lpm_protocol::{
-    encode_frame, Error, FrameDecoder, RequestFrame, Timestamp, ToSupervisor, ToWorker,
+    encode_frame, Error, Fd, FdKind, FrameDecoder, RequestFrame, Timestamp, ToSupervisor, ToWorker,
 };
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
@@ -25,11 +25,13 @@ pub(crate) fn to_worker_index(msg: &ToWorker) -> u8 {
         ToWorker::HardKill => 5,
         ToWorker::Cancel { .. } => 6,
         ToWorker::Ping { .. } => 7,
+        ToWorker::RequestWithFd { .. } => 8,
+        ToWorker::EventWithFd { .. } => 9,
     }
 }
 
 /// Number of `ToWorker` variants.
-pub(crate) const TO_WORKER_VARIANTS: u8 = 8;
+pub(crate) const TO_WORKER_VARIANTS: u8 = 10;
 
 /// The wire index of a `ToSupervisor` variant (no wildcard, as above).
 pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
@@ -44,11 +46,14 @@ pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
         ToSupervisor::SoftKillDone => 7,
         ToSupervisor::Stats(_) => 8,
         ToSupervisor::Pong { .. } => 9,
+        ToSupervisor::ResponseWithStream { .. } => 10,
+        ToSupervisor::StreamEnd { .. } => 11,
+        ToSupervisor::SocketClosed { .. } => 12,
     }
 }
 
 /// Number of `ToSupervisor` variants.
-pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 10;
+pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 13;
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e000 | n)
@@ -97,6 +102,31 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
         ToWorker::Cancel { id: Uuid::nil() },
         ToWorker::Ping { seq: 0 },
         ToWorker::Ping { seq: u64::MAX },
+        // Decoded bodies hold no descriptor: the stream attaches it.
+        ToWorker::RequestWithFd {
+            request: RequestFrame {
+                id: id(7),
+                created_at: Timestamp(5),
+                payload: vec![1],
+            },
+            kind: FdKind::Pipe,
+            fd: Fd::none(),
+        },
+        ToWorker::RequestWithFd {
+            request: RequestFrame {
+                id: Uuid::nil(),
+                created_at: Timestamp(0),
+                payload: Vec::new(),
+            },
+            kind: FdKind::UnixStream,
+            fd: Fd::none(),
+        },
+        ToWorker::EventWithFd {
+            name: "listen".into(),
+            payload: vec![9, 9],
+            kind: FdKind::TcpListener,
+            fd: Fd::none(),
+        },
     ]
 }
 
@@ -141,7 +171,28 @@ pub(crate) fn every_to_supervisor() -> Vec<ToSupervisor> {
         ]),
         ToSupervisor::Pong { seq: 0 },
         ToSupervisor::Pong { seq: u64::MAX },
+        ToSupervisor::ResponseWithStream {
+            id: id(8),
+            payload: vec![3; 20],
+            fd: Fd::none(),
+        },
+        ToSupervisor::StreamEnd {
+            id: id(9),
+            outcome: Ok(u64::MAX),
+        },
+        ToSupervisor::StreamEnd {
+            id: id(10),
+            outcome: Err("reader failed".into()),
+        },
+        ToSupervisor::SocketClosed { id: id(11) },
     ]
+}
+
+/// The messages that declare no file descriptor (the others need `push_with_fd`).
+pub(crate) fn without_fds<T: lpm_protocol::CarriesFd>(msgs: Vec<T>) -> Vec<T> {
+    msgs.into_iter()
+        .filter_map(|mut m| m.fd_slot().is_none().then_some(m))
+        .collect()
 }
 
 /// `msgs` as back-to-back frames, and the offset where each frame ends.
@@ -181,6 +232,17 @@ fn f64_not_nan() -> impl Strategy<Value = f64> {
     f64::POSITIVE | f64::NEGATIVE | f64::NORMAL | f64::SUBNORMAL | f64::ZERO | f64::INFINITE
 }
 
+fn fd_kind() -> impl Strategy<Value = FdKind> {
+    prop_oneof![
+        Just(FdKind::Pipe),
+        Just(FdKind::File),
+        Just(FdKind::TcpStream),
+        Just(FdKind::UnixStream),
+        Just(FdKind::TcpListener),
+        Just(FdKind::UnixListener),
+    ]
+}
+
 /// Any `ToWorker`.
 pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
     prop_oneof![
@@ -205,6 +267,25 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
         Just(ToWorker::HardKill),
         uuid().prop_map(|id| ToWorker::Cancel { id }),
         any::<u64>().prop_map(|seq| ToWorker::Ping { seq }),
+        (uuid(), any::<u64>(), bytes(), fd_kind()).prop_map(|(id, t, payload, kind)| {
+            ToWorker::RequestWithFd {
+                request: RequestFrame {
+                    id,
+                    created_at: Timestamp(t),
+                    payload,
+                },
+                kind,
+                fd: Fd::none(),
+            }
+        }),
+        (any::<String>(), bytes(), fd_kind()).prop_map(|(name, payload, kind)| {
+            ToWorker::EventWithFd {
+                name,
+                payload,
+                kind,
+                fd: Fd::none(),
+            }
+        }),
     ]
 }
 
@@ -228,5 +309,16 @@ pub(crate) fn to_supervisor() -> impl Strategy<Value = ToSupervisor> {
         Just(ToSupervisor::SoftKillDone),
         prop::collection::vec((any::<String>(), f64_not_nan()), 0..8).prop_map(ToSupervisor::Stats),
         any::<u64>().prop_map(|seq| ToSupervisor::Pong { seq }),
+        (uuid(), bytes()).prop_map(|(id, payload)| ToSupervisor::ResponseWithStream {
+            id,
+            payload,
+            fd: Fd::none(),
+        }),
+        (
+            uuid(),
+            prop_oneof![any::<u64>().prop_map(Ok), any::<String>().prop_map(Err)]
+        )
+            .prop_map(|(id, outcome)| ToSupervisor::StreamEnd { id, outcome }),
+        uuid().prop_map(|id| ToSupervisor::SocketClosed { id }),
     ]
 }

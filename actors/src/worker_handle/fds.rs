@@ -1,0 +1,244 @@
+//! The descriptors a handle passes and tracks: request frames with a stream
+//! or socket, the response streams still open, the sockets the worker holds,
+//! and listeners broadcast to every worker.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use lpm_protocol::{Fd, FdKind, IdMap, RequestFrame, RequestId, ToWorker};
+use tokio::io::AsyncRead;
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+
+use super::WorkerHandle;
+use crate::request::{LoadGuard, Pending, SocketGuard};
+use crate::stream::{Attachment, ResponseStream, StreamEnd};
+use crate::Error;
+
+/// A listener for the worker, with an event (from [`Pool::broadcast_listener`](crate::Pool::broadcast_listener)).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendListener {
+    pub(crate) name: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) kind: FdKind,
+    /// Shared by every handle; each sends its own duplicate.
+    pub(crate) fd: Arc<OwnedFd>,
+}
+
+/// Descriptors a handle keeps track of after sending or receiving them.
+#[derive(Debug, Default)]
+pub(super) struct FdBook {
+    /// Response streams whose end the worker has not reported yet.
+    streams: IdMap<OpenStream>,
+    /// Connections handed to the worker and not reported closed.
+    sockets: IdMap<SocketGuard>,
+}
+
+impl FdBook {
+    /// Response streams not ended yet (their requests count as in flight).
+    pub(super) fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Sockets the worker holds.
+    pub(super) fn sockets(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// The worker is gone: its open streams fail (their readers see the
+    /// sender dropped) and its sockets no longer count.
+    pub(super) fn clear(&mut self) {
+        self.streams.clear();
+        self.sockets.clear();
+    }
+}
+
+#[derive(Debug)]
+struct OpenStream {
+    /// Keeps the request counted on the worker until the stream ends.
+    _load: Option<LoadGuard>,
+    end: oneshot::Sender<StreamEnd>,
+}
+
+impl WorkerHandle {
+    /// Queues the frame of an assigned request: `Request`, or `RequestWithFd`
+    /// with its stream's pipe, its file or its socket.
+    pub(super) fn push_request_frame(&mut self, pending: &mut Pending) -> Result<(), Error> {
+        let Some(attachment) = pending.attachment.take() else {
+            return self
+                .sink
+                .push_request(pending.id, pending.created_at, &pending.payload)
+                .map_err(frame_error);
+        };
+        let what = attachment.what();
+        let descriptor = |e: std::io::Error| Error::Descriptor {
+            what,
+            reason: e.to_string(),
+        };
+        let (kind, fd, pump) = match attachment {
+            Attachment::Reader(reader) => {
+                let (read_end, write_end) = lpm_protocol::pipe().map_err(descriptor)?;
+                let writer = pipe::Sender::from_owned_fd(write_end).map_err(descriptor)?;
+                (FdKind::Pipe, read_end, Some((reader, writer)))
+            }
+            Attachment::Fd(kind, fd) => {
+                check_kind(kind, &fd).map_err(descriptor)?;
+                (kind, fd, None)
+            }
+        };
+        let msg = ToWorker::RequestWithFd {
+            request: RequestFrame {
+                id: pending.id,
+                created_at: pending.created_at,
+                payload: pending.payload.clone(),
+            },
+            kind,
+            fd: Fd::new(fd),
+        };
+        // On error the descriptor closes with the message.
+        self.sink.push_with_fd(msg).map_err(frame_error)?;
+        pending.fd_sent = Some(what);
+        if let Some((reader, writer)) = pump {
+            actix::spawn(pump_request(pending.id, reader, writer));
+        }
+        if matches!(kind, FdKind::TcpStream | FdKind::UnixStream) {
+            if let Some(load) = &pending.load {
+                let guard = SocketGuard::new(load.load());
+                self.fds.sockets.insert(pending.id, guard);
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker answered with a stream: the caller gets it now, and the
+    /// request stays counted on this worker until the stream's end.
+    pub(super) fn on_response_stream(
+        &mut self,
+        mut pending: Pending,
+        payload: Vec<u8>,
+        mut fd: Fd,
+    ) {
+        let id = pending.id;
+        let Some(fd) = fd.take() else {
+            return pending.fail(Error::Descriptor {
+                what: "response stream",
+                reason: "the worker's frame came without its pipe".into(),
+            });
+        };
+        let (end_tx, end_rx) = oneshot::channel();
+        match ResponseStream::new(fd, end_rx, self.pid) {
+            Ok(stream) => {
+                self.served += 1;
+                let mut load = pending.load.take();
+                if let Some(load) = &mut load {
+                    load.count_fd();
+                }
+                self.fds.streams.insert(
+                    id,
+                    OpenStream {
+                        _load: load,
+                        end: end_tx,
+                    },
+                );
+                pending.respond_with_stream(self.pid, self.id.slot, payload, stream);
+            }
+            Err(e) => pending.fail(Error::Descriptor {
+                what: "response stream",
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The worker finished writing a response stream; `true` when that freed a slot.
+    pub(super) fn on_stream_end(&mut self, id: RequestId, outcome: StreamEnd) -> bool {
+        match self.fds.streams.remove(&id) {
+            Some(open) => {
+                // A reader that went away does not need the news.
+                let _ = open.end.send(outcome);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The worker closed a connection it was handed.
+    pub(super) fn on_socket_closed(&mut self, id: RequestId) {
+        if self.fds.sockets.remove(&id).is_none() {
+            tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "SocketClosed for no socket this worker holds; ignored");
+        }
+    }
+}
+
+impl Handler<SendListener> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendListener, ctx: &mut Context<Self>) {
+        if !self.channel_open {
+            return;
+        }
+        let fd = match lpm_protocol::dup_cloexec(std::os::fd::AsFd::as_fd(&*msg.fd)) {
+            Ok(fd) => fd,
+            Err(e) => {
+                return tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not duplicate the listener for the worker");
+            }
+        };
+        let event = ToWorker::EventWithFd {
+            name: msg.name,
+            payload: msg.payload,
+            kind: msg.kind,
+            fd: Fd::new(fd),
+        };
+        if let Err(e) = self.sink.push_with_fd(event) {
+            tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode a listener event");
+            return;
+        }
+        self.flush(ctx);
+    }
+}
+
+/// Our error for a frame that cannot be queued.
+fn frame_error(e: lpm_protocol::Error) -> Error {
+    match e {
+        lpm_protocol::Error::FrameTooLarge { len, max } => Error::PayloadTooLarge { len, max },
+        other => Error::Encode {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Checks that `fd` is open and of the kind it is passed as, so the caller
+/// hears about a wrong descriptor instead of the worker.
+fn check_kind(kind: FdKind, fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::sys::stat::{fstat, SFlag};
+    let st = fstat(fd).map_err(std::io::Error::from)?;
+    let mode = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let ok = match kind {
+        FdKind::File | FdKind::Pipe => mode != SFlag::S_IFSOCK && mode != SFlag::S_IFDIR,
+        _ => mode == SFlag::S_IFSOCK,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("the descriptor is not a {kind:?}"),
+        ))
+    }
+}
+
+/// Copies the caller's reader into the pipe the worker reads, at the
+/// worker's pace; closing the pipe is the stream's end.
+async fn pump_request(
+    id: RequestId,
+    mut reader: Box<dyn AsyncRead + Send + Unpin>,
+    mut writer: pipe::Sender,
+) {
+    match tokio::io::copy(&mut reader, &mut writer).await {
+        Ok(n) => tracing::trace!(%id, bytes = n, "request stream sent"),
+        // The worker stopped reading (it died or dropped the stream): its
+        // request ends through the usual paths.
+        Err(e) => tracing::debug!(%id, error = %e, "request stream stopped early"),
+    }
+}

@@ -1,0 +1,114 @@
+//! Socket handoff and listener broadcast, on loopback: connections go to the
+//! workers as descriptors, spread by sockets held, each served by exactly one
+//! worker; the counts go back to 0 when clients close.
+
+use std::collections::HashMap;
+
+use lpm::{Config, Enqueue, WorkerCommand};
+use lpm_tests::{start_stream_pool, wait_for_health, within, StreamOp, DEADLINE, LISTEN};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+fn command() -> WorkerCommand {
+    WorkerCommand::new(env!("CARGO_BIN_EXE_stream_worker"))
+}
+
+/// Sends `line` and reads the worker's answer: its pid.
+async fn ask(
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    line: &str,
+) -> u32 {
+    write
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = within("the worker's answer", lines.next_line())
+        .await
+        .unwrap()
+        .expect("an answer line");
+    let (pid, echoed) = answer.split_once(' ').unwrap();
+    assert_eq!(echoed, line);
+    pid.parse().unwrap()
+}
+
+#[actix_rt::test]
+async fn handed_off_connections_spread_and_each_is_served_by_one_worker() {
+    let pool = start_stream_pool(command(), Config::default().workers(3)).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    let mut clients = Vec::new();
+    for i in 0..100 {
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let request = Enqueue::new(&StreamOp::Serve)
+            .unwrap()
+            .tcp(accepted.into_std().unwrap());
+        let response = within("the ack", pool.send(request)).await.unwrap();
+        assert!(response.is_ack(), "request {i}");
+        clients.push(client);
+    }
+    let health = pool.health().await.unwrap();
+    let held: usize = health.iter().map(|h| h.sockets).sum();
+    assert_eq!(held, 100, "{health:?}");
+    for h in &health {
+        // Fewest sockets first: 100 over 3 workers is 33 or 34 each.
+        assert!((33..=34).contains(&h.sockets), "{health:?}");
+    }
+
+    let mut served_by: HashMap<u32, usize> = HashMap::new();
+    for client in clients {
+        let (read, mut write) = client.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let first = ask(&mut lines, &mut write, "one").await;
+        let second = ask(&mut lines, &mut write, "two").await;
+        assert_eq!(first, second, "a connection is served by one worker");
+        *served_by.entry(first).or_default() += 1;
+    }
+    assert_eq!(served_by.len(), 3, "{served_by:?}");
+    assert_eq!(served_by.values().sum::<usize>(), 100);
+
+    // The clients are closed (dropped above): every worker reports its sockets closed.
+    wait_for_health(&pool, "every socket to be closed", DEADLINE, |h| {
+        h.iter().all(|w| w.sockets == 0)
+    })
+    .await;
+    pool.hard_kill().await;
+}
+
+#[actix_rt::test]
+async fn a_broadcast_listener_is_accepted_on_by_several_workers() {
+    let pool = start_stream_pool(command(), Config::default().workers(3)).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reached = within(
+        "the broadcast",
+        pool.broadcast_listener(LISTEN, &(), listener),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reached, 3);
+
+    let mut pids = HashMap::<u32, usize>::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    // The kernel spreads accepts; keep connecting until several workers answered.
+    while pids.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {pids:?} answered"
+        );
+        let conn = within("a connection", TcpStream::connect(addr))
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(conn).lines();
+        let pid: u32 = within("the pid line", lines.next_line())
+            .await
+            .unwrap()
+            .expect("a line")
+            .parse()
+            .unwrap();
+        *pids.entry(pid).or_default() += 1;
+    }
+    pool.hard_kill().await;
+}
