@@ -17,7 +17,9 @@ use crate::Error;
 /// Enqueue a request: the payload and the options that override the pool's defaults.
 ///
 /// Send it to the pool with [`Pool::send`](crate::Pool::send), or as an actix
-/// message to the [`Balancer`](crate::Balancer).
+/// message to the [`Balancer`](crate::Balancer). Dropping `Pool::send`'s
+/// future cancels the request at once; a request sent as an actix message
+/// whose caller stops waiting is only dropped when it is next handed to a worker.
 ///
 /// # Examples
 ///
