@@ -416,27 +416,29 @@ impl Pending {
         self.fail(error);
     }
 
-    pub(crate) fn respond(mut self, pid: u32, slot: usize, payload: Vec<u8>, acked: bool) {
-        let response = Response {
-            id: self.id,
-            created_at: self.created_at,
-            pid,
-            slot,
-            payload,
-            acked,
-            stream: None,
-        };
-        self.counters.served.fetch_add(1, Ordering::Relaxed);
-        self.send(Ok(response));
+    pub(crate) fn respond(self, pid: u32, slot: usize, payload: Vec<u8>, acked: bool) {
+        self.answer(pid, slot, payload, acked, None);
     }
 
     /// Answers with a payload and the worker's byte stream.
     pub(crate) fn respond_with_stream(
-        mut self,
+        self,
         pid: u32,
         slot: usize,
         payload: Vec<u8>,
         stream: ResponseStream,
+    ) {
+        let stream = Arc::new(std::sync::Mutex::new(Some(stream)));
+        self.answer(pid, slot, payload, false, Some(stream));
+    }
+
+    fn answer(
+        mut self,
+        pid: u32,
+        slot: usize,
+        payload: Vec<u8>,
+        acked: bool,
+        stream: Option<SharedStream>,
     ) {
         let response = Response {
             id: self.id,
@@ -444,8 +446,8 @@ impl Pending {
             pid,
             slot,
             payload,
-            acked: false,
-            stream: Some(Arc::new(std::sync::Mutex::new(Some(stream)))),
+            acked,
+            stream,
         };
         self.counters.served.fetch_add(1, Ordering::Relaxed);
         self.send(Ok(response));
