@@ -40,7 +40,8 @@
 //! [`Enqueue::file`]) or hand it a connection ([`Enqueue::tcp`],
 //! [`Enqueue::unix`]); a worker can answer with a byte stream
 //! ([`Response::take_stream`], a [`ResponseStream`]); and
-//! [`Pool::broadcast_listener`] shares a listening socket with every worker.
+//! [`Pool::broadcast_listener`] shares a listening socket with every worker,
+//! including the ones started later (restarts, recycles, resize).
 //! All of them travel as file descriptors (`SCM_RIGHTS`) on the worker's own
 //! channel: no socket path, no copy of a connection's bytes through the
 //! supervisor. [`Config::max_fds_in_flight`] bounds the descriptors in flight

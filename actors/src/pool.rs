@@ -198,8 +198,9 @@ impl Pool {
 
     /// Sends the event `name` with `payload` and the listening socket
     /// `listener` to every live worker, so they all accept connections on
-    /// the same address; answers how many workers it reached. See
-    /// [`BroadcastListener`](crate::BroadcastListener).
+    /// the same address; answers how many workers it reached. Workers
+    /// started later get it too: the pool keeps the listener until it stops.
+    /// See [`BroadcastListener`](crate::BroadcastListener).
     ///
     /// # Errors
     ///

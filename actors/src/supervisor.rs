@@ -30,7 +30,9 @@ use crate::health::{WorkerHealth, WorkerState};
 use crate::id::WorkerId;
 use crate::request::{AfterDeath, Counters, Load, Pending};
 use crate::worker_handle::spawn::spawn_worker;
-use crate::worker_handle::{Drain, HandleConfig, Sample, SendEvent, SignalWorker, WorkerHandle};
+use crate::worker_handle::{
+    Drain, HandleConfig, Sample, SendEvent, SendListener, SignalWorker, WorkerHandle,
+};
 use crate::{Config, Error, KillReason, PoolEvent, SignalPolicy, WorkerCommand};
 
 /// Reports the health of every worker slot.
@@ -145,6 +147,9 @@ pub struct Supervisor {
     stop_timers: Vec<SpawnHandle>,
     /// The SIGINT/SIGTERM listener.
     signals: Option<SpawnHandle>,
+    /// Listeners broadcast so far, sent to every worker started later;
+    /// dropped (closed) when the pool stops.
+    listeners: Vec<SendListener>,
 }
 
 impl Supervisor {
@@ -182,6 +187,7 @@ impl Supervisor {
             signalled: HashSet::new(),
             stop_timers: Vec::new(),
             signals: None,
+            listeners: Vec::new(),
         }
     }
 
@@ -243,6 +249,7 @@ impl Supervisor {
             ctx.address(),
         )
         .start();
+        self.send_listeners(&handle);
         self.balancer.do_send(WorkerJoined {
             id,
             assign: handle.clone().recipient(),

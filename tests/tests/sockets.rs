@@ -1,6 +1,7 @@
 //! Socket handoff and listener broadcast, on loopback: connections go to the
 //! workers as descriptors, spread by sockets held, each served by exactly one
-//! worker; the counts go back to 0 when clients close.
+//! worker; the counts go back to 0 when clients close; a broadcast listener
+//! reaches the workers started later (a restart, a resize).
 
 use std::collections::HashMap;
 
@@ -98,17 +99,101 @@ async fn a_broadcast_listener_is_accepted_on_by_several_workers() {
             std::time::Instant::now() < deadline,
             "only {pids:?} answered"
         );
-        let conn = within("a connection", TcpStream::connect(addr))
-            .await
-            .unwrap();
-        let mut lines = BufReader::new(conn).lines();
-        let pid: u32 = within("the pid line", lines.next_line())
-            .await
-            .unwrap()
-            .expect("a line")
-            .parse()
-            .unwrap();
-        *pids.entry(pid).or_default() += 1;
+        *pids.entry(accepted_by(addr).await).or_default() += 1;
     }
+    pool.hard_kill().await;
+}
+
+/// Connects to a broadcast listener and reads the pid of the worker that accepted.
+async fn accepted_by(addr: std::net::SocketAddr) -> u32 {
+    let conn = within("a connection", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(conn).lines();
+    within("the pid line", lines.next_line())
+        .await
+        .unwrap()
+        .expect("a line")
+        .parse()
+        .unwrap()
+}
+
+/// Connects until the worker `pid` accepts one connection; fails the test
+/// after [`DEADLINE`], naming the pids that accepted instead.
+async fn until_accepted_by(addr: std::net::SocketAddr, pid: u32) {
+    let mut seen = HashMap::<u32, usize>::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let by = accepted_by(addr).await;
+        if by == pid {
+            return;
+        }
+        *seen.entry(by).or_default() += 1;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {pid} accepted nothing within {DEADLINE:?}; accepted by {seen:?}"
+        );
+    }
+}
+
+/// Waits until `n` workers are ready, none of them in `gone`, and answers their pids.
+async fn ready_pids(pool: &lpm::Pool, n: usize, gone: &[u32]) -> Vec<u32> {
+    let health = wait_for_health(pool, "the workers to be ready", DEADLINE, |h| {
+        h.len() == n
+            && h.iter().all(|w| {
+                w.state == lpm::WorkerState::Ready && w.pid.is_some_and(|p| !gone.contains(&p))
+            })
+    })
+    .await;
+    lpm_tests::pids(&health)
+}
+
+#[actix_rt::test]
+async fn a_restarted_worker_gets_the_broadcast_listener() {
+    let pool = start_stream_pool(command(), Config::default().workers(2)).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reached = within(
+        "the broadcast",
+        pool.broadcast_listener(LISTEN, &(), listener),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reached, 2);
+    let before = ready_pids(&pool, 2, &[]).await;
+
+    let killed = before[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let after = ready_pids(&pool, 2, &[killed]).await;
+    let replacement = *after
+        .iter()
+        .find(|p| !before.contains(p))
+        .expect("a replacement worker");
+    until_accepted_by(addr, replacement).await;
+    pool.hard_kill().await;
+}
+
+#[actix_rt::test]
+async fn a_worker_added_by_resize_gets_the_broadcast_listener() {
+    let pool = start_stream_pool(command(), Config::default().workers(1)).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    within(
+        "the broadcast",
+        pool.broadcast_listener(LISTEN, &(), listener),
+    )
+    .await
+    .unwrap();
+    let first = ready_pids(&pool, 1, &[]).await[0];
+    until_accepted_by(addr, first).await;
+
+    within("the resize", pool.resize(2)).await.unwrap();
+    let pids = ready_pids(&pool, 2, &[]).await;
+    let added = *pids.iter().find(|&&p| p != first).expect("an added worker");
+    until_accepted_by(addr, added).await;
     pool.hard_kill().await;
 }

@@ -187,6 +187,8 @@ impl Supervisor {
         if let Some(signals) = self.signals.take() {
             ctx.cancel_future(signals);
         }
+        // No worker will start again: the broadcast listeners close.
+        self.listeners.clear();
         let report = KillReport {
             served: self.counters.served(),
             failed: self.counters.failed(),

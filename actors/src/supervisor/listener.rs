@@ -4,17 +4,20 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::Supervisor;
+use super::{Phase, Supervisor};
 use crate::stream::Listener;
-use crate::worker_handle::SendListener;
+use crate::worker_handle::{SendListener, WorkerHandle};
 
 /// Sends the event `name` with `payload` and a duplicate of `listener` to
 /// every live worker, so they all accept on the same address (the kernel
 /// spreads the connections); answers how many workers it reached.
 ///
-/// The supervisor keeps no copy once the workers have theirs. Workers that
-/// start later (restarts, resize) do not get it: broadcast again on
-/// [`PoolEvent::ChildSpawned`](crate::PoolEvent::ChildSpawned) if they should.
+/// The pool keeps the listener for its life and sends the same event, with
+/// a duplicate of it, to every worker it starts later (a restart, a
+/// recycled worker's successor, a worker added by a resize), so the pool
+/// never drops below strength for accepting. The supervisor's copy is closed
+/// when the pool stops (a soft or hard kill completes, or its actors stop);
+/// broadcast a listener only once per address, as each broadcast is kept.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
 pub struct BroadcastListener {
@@ -42,6 +45,18 @@ impl Handler<BroadcastListener> for Supervisor {
             live.handle.do_send(event.clone());
             reached += 1;
         }
+        if matches!(self.phase, Phase::Running) {
+            self.listeners.push(event);
+        }
         reached
+    }
+}
+
+impl Supervisor {
+    /// Sends every listener broadcast so far to a worker that just started.
+    pub(super) fn send_listeners(&self, handle: &Addr<WorkerHandle>) {
+        for listener in &self.listeners {
+            handle.do_send(listener.clone());
+        }
     }
 }
