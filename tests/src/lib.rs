@@ -139,6 +139,9 @@ pub enum Op {
     /// Never answers; when the supervisor cancels the request, emits
     /// [`CANCELLED`] with the request's id (`Uuid`).
     AwaitCancel,
+    /// Answers the descriptors the worker had open at the very start of
+    /// `main`, before its runtime opened any (`Vec<i32>`, sorted).
+    InheritedFds,
 }
 
 /// The event [`Op::AwaitCancel`] emits when its request is cancelled.

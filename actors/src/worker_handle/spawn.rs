@@ -21,7 +21,8 @@ pub(crate) struct Spawned {
 /// Starts one worker process.
 ///
 /// The child gets: fd 3 = its end of a fresh socketpair (and `LPM_IPC_FD=3`),
-/// stdin from /dev/null, stdout and stderr piped to us, its own process group
+/// stdin from /dev/null, stdout and stderr piped to us, no other descriptor
+/// (even one the host left without close-on-exec), its own process group
 /// (so a hard kill reaches its own children too, and a terminal's Ctrl-C goes
 /// to the supervisor alone), and SIGKILL when the supervisor's thread dies.
 pub(crate) fn spawn_worker(command: &WorkerCommand, max_frame_len: usize) -> io::Result<Spawned> {
@@ -45,7 +46,8 @@ pub(crate) fn spawn_worker(command: &WorkerCommand, max_frame_len: usize) -> io:
     let child_fd = child_end.as_raw_fd();
     let parent_pid = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (prctl, getppid, dup2, fcntl) on plain integers.
+    // async-signal-safe system calls (prctl, getppid, dup2, fcntl, close_range)
+    // on plain integers.
     unsafe {
         cmd.pre_exec(move || prepare_child(child_fd, parent_pid));
     }
@@ -81,6 +83,18 @@ fn prepare_child(channel: RawFd, parent_pid: u32) -> io::Result<()> {
             // dup2 gives fd 3 without CLOEXEC; the original closes at exec.
             return Err(io::Error::last_os_error());
         }
+        // Descriptors the host left inheritable (its own parent's, a C
+        // library's) close at exec too: the worker gets 0, 1, 2 and 3 only.
+        // Marked rather than closed, so std's exec-error pipe keeps working.
+        // Kernels before 5.11 lack the flag; they keep the old rule (every
+        // descriptor lpm opens is CLOEXEC), so the error is ignored.
+        // (Arguments as c_long: that is what the variadic syscall() reads.)
+        libc::syscall(
+            libc::SYS_close_range,
+            libc::c_long::from(IPC_FD + 1),
+            libc::c_long::from(libc::c_uint::MAX),
+            libc::c_long::from(libc::CLOSE_RANGE_CLOEXEC),
+        );
     }
     Ok(())
 }

@@ -14,8 +14,11 @@
 //! * `--stuck-in-soft-kill`: registers a soft-kill hook that never calls
 //!   `done`, so only a signal ends the worker.
 //!
-//! Every worker answers the `ping` event by emitting `pong` with its pid.
+//! Every worker answers the `ping` event by emitting `pong` with its pid,
+//! and notes the descriptors it inherited before anything else runs (for
+//! [`Op::InheritedFds`]).
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use lpm::worker::{Done, Event, Request, Worker};
@@ -62,8 +65,33 @@ impl Flags {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lpm::Error> {
+/// The descriptors open when `main` began, before the runtime opened its own.
+static INHERITED: OnceLock<Vec<i32>> = OnceLock::new();
+
+fn main() -> Result<(), lpm::Error> {
+    INHERITED.get_or_init(open_fds);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(run())
+}
+
+/// The descriptors this process has open, from `/proc/self/fd`, without
+/// the one that reads the directory.
+fn open_fds() -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The directory's own descriptor is among them; it is closed now, which
+    // tells it apart.
+    fds.retain(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok());
+    fds.sort_unstable();
+    fds
+}
+
+async fn run() -> Result<(), lpm::Error> {
     let flags = Flags::parse();
     if flags.exit_at_start {
         eprintln!("{EXIT_AT_START_LINE}");
@@ -211,6 +239,7 @@ async fn serve(worker: Worker, request: Request) -> Result<(), BoxError> {
             std::thread::sleep(Duration::from_millis(ms));
             request.respond(&ms)?;
         }
+        Op::InheritedFds => request.respond(&INHERITED.get().cloned().unwrap_or_default())?,
         Op::AwaitCancel => {
             request.cancelled().await;
             worker.emit(CANCELLED, &request.id())?;
