@@ -1,0 +1,101 @@
+//! `fd_limit_supervisor`: a supervisor that runs out of descriptors on
+//! purpose, in a process of its own (lowering the test harness's own limit
+//! would starve every other test). It starts a pool of one
+//! `<stream-worker-binary>`, lowers its soft `RLIMIT_NOFILE` to its highest
+//! open descriptor and fills the holes below it, so that no descriptor can be
+//! opened, then sends requests and prints one line per outcome:
+//!
+//! ```text
+//! warm-up: <outcome>      a request stream before the limit
+//! fds: <n>                open descriptors before the limit
+//! stream: <outcome>       three request streams (each needs a pipe), at the limit
+//! file: <outcome>         a file passed as it is (needs no new descriptor)
+//! fds: <n>                open descriptors once the limit is lifted
+//! stream after: <outcome> a request stream once descriptors are free again
+//! ```
+//!
+//! where `<outcome>` is `served <len>`, `descriptor <what>: <reason>` for
+//! `PoolError::Descriptor`, or `error <debug>` for any other error.
+//!
+//! Usage: `fd_limit_supervisor <stream-worker-binary>`
+
+use std::io::Write;
+
+use lpm::{Config, Enqueue, Pool, PoolError, Response, SignalPolicy, WorkerCommand};
+use lpm_tests::{open_fds, Digest, PatternReader, StreamOp};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+#[actix::main]
+async fn main() {
+    let Some(worker) = std::env::args().nth(1) else {
+        eprintln!("usage: fd_limit_supervisor <stream-worker-binary>");
+        std::process::exit(2);
+    };
+    let pool = Pool::start(
+        WorkerCommand::new(worker),
+        Config::default().workers(1).on_signal(SignalPolicy::Ignore),
+    );
+    pool.online().await.expect("the pool comes online");
+    // A stream first, so lazily opened descriptors are in the baseline.
+    say("warm-up", &stream_request(&pool).await);
+    say("fds", &open_fds().to_string());
+
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let mut fillers = exhaust_descriptors();
+    for _ in 0..3 {
+        say("stream", &stream_request(&pool).await);
+    }
+    // A file goes as it is: one of the fillers (/dev/null, so 0 bytes).
+    let file = fillers.pop().expect("one filler at least");
+    let request = Enqueue::new(&StreamOp::Hash).unwrap().file(file);
+    say("file", &outcome(pool.send(request).await));
+    drop(fillers);
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore RLIMIT_NOFILE");
+    say("fds", &open_fds().to_string());
+    say("stream after", &stream_request(&pool).await);
+    pool.hard_kill().await;
+}
+
+/// Lowers the soft limit to just above the highest open descriptor and opens
+/// `/dev/null` until no descriptor is left; the files returned hold them.
+fn exhaust_descriptors() -> Vec<std::fs::File> {
+    let highest = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .expect("some descriptor is open");
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, highest + 1, hard).expect("lower RLIMIT_NOFILE");
+    let mut fillers = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => fillers.push(f),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => return fillers,
+            Err(e) => panic!("opening /dev/null: {e}"),
+        }
+    }
+}
+
+async fn stream_request(pool: &Pool) -> String {
+    let request = Enqueue::new(&StreamOp::Hash)
+        .unwrap()
+        .stream(PatternReader::new(1000));
+    outcome(pool.send(request).await)
+}
+
+fn outcome(result: Result<Response, PoolError>) -> String {
+    match result {
+        Ok(response) => match response.data::<Digest>() {
+            Ok(digest) => format!("served {}", digest.len),
+            Err(e) => format!("error {e:?}"),
+        },
+        Err(PoolError::Descriptor { what, reason }) => format!("descriptor {what}: {reason}"),
+        Err(other) => format!("error {other:?}"),
+    }
+}
+
+fn say(what: &str, line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{what}: {line}").expect("stdout is open");
+    stdout.flush().expect("stdout is open");
+}

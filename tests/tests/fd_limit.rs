@@ -1,0 +1,51 @@
+//! Out of descriptors (`EMFILE`): a request stream that needs a pipe fails
+//! with `PoolError::Descriptor`, nothing leaks, nothing panics or hangs, and
+//! the pool serves again once descriptors are free. Run in a supervisor
+//! process of its own (`fd_limit_supervisor`), since the limit is per process.
+
+use std::process::Stdio;
+
+use lpm_tests::within;
+
+#[tokio::test]
+async fn out_of_descriptors_a_stream_request_fails_with_a_typed_error_and_leaks_nothing() {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fd_limit_supervisor"))
+        .arg(env!("CARGO_BIN_EXE_stream_worker"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = within("fd_limit_supervisor to finish", child.wait_with_output())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = format!(
+        "{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{report}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let field = |name: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .collect()
+    };
+
+    assert_eq!(field("warm-up"), ["served 1000"], "{report}");
+    let streams = field("stream");
+    assert_eq!(streams.len(), 3, "{report}");
+    for outcome in streams {
+        assert!(
+            outcome.starts_with("descriptor stream: ") && outcome.contains("os error 24"),
+            "expected PoolError::Descriptor for EMFILE, got {outcome:?}\n{report}"
+        );
+    }
+    // A descriptor passed as it is needs none of our own.
+    assert_eq!(field("file"), ["served 0"], "{report}");
+    let fds = field("fds");
+    assert_eq!(fds.len(), 2, "{report}");
+    assert_eq!(fds[0], fds[1], "descriptors leaked\n{report}");
+    assert_eq!(field("stream after"), ["served 1000"], "{report}");
+}
