@@ -217,9 +217,19 @@ impl Balancer {
                 capacity: self.capacity,
             });
         }
+        // Behind a request that waits for a descriptor slot, a request
+        // without one may still go now (see `pump`).
+        let may_pass = pending.fd_need() == FdNeed::None
+            && self
+                .queue
+                .front()
+                .is_some_and(|p| p.fd_need() != FdNeed::None);
         self.arm_expiry(pending.deadline.into_iter(), ctx);
         self.queue.push_back(pending);
         self.counters.set_queued(self.queue.len());
+        if may_pass {
+            self.pump(ctx);
+        }
     }
 
     /// Picks a worker that can take a request now, not the one in slot `avoid`
@@ -323,13 +333,31 @@ impl Balancer {
         self.pump(ctx);
     }
 
-    /// Moves queued requests to workers while any can take them.
+    /// Moves queued requests to workers while any can take them, in order.
+    ///
+    /// Requests with a stream or socket also wait for a worker below its
+    /// descriptor limit: while none is, they keep their place and the
+    /// requests without one behind them go on (each kind stays in order).
+    /// A request without a descriptor that finds no worker stops the pass,
+    /// since no worker can take anything then.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while let Some(front) = self.queue.front() {
-            let Some(worker) = self.pick_worker(front.avoid, front.fd_need()) else {
-                break;
+        let mut i = 0;
+        let mut fds_blocked = false;
+        while let Some(next) = self.queue.get(i) {
+            let need = next.fd_need();
+            if fds_blocked && need != FdNeed::None {
+                i += 1;
+                continue;
+            }
+            let Some(worker) = self.pick_worker(next.avoid, need) else {
+                if need == FdNeed::None {
+                    break;
+                }
+                fds_blocked = true;
+                i += 1;
+                continue;
             };
-            let Some(pending) = self.queue.pop_front() else {
+            let Some(pending) = self.queue.remove(i) else {
                 break;
             };
             if pending.is_abandoned() {

@@ -150,8 +150,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Descriptors one worker may have in flight at once: requests with a
     /// stream or socket not answered yet plus response streams not ended
-    /// yet. Further such requests wait in the queue. (Sockets a worker
-    /// keeps serving after its `ack` do not count here.)
+    /// yet. Further such requests wait in the queue, in order, while
+    /// requests without a descriptor behind them go on to the workers.
+    /// (Sockets a worker keeps serving after its `ack` do not count here.)
     pub max_fds_in_flight: usize,
     /// How a worker is picked.
     pub strategy: Strategy,

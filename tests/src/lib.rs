@@ -406,6 +406,11 @@ pub enum StreamOp {
     /// Acks, then serves the handed connection: answers each line with
     /// `"<pid> <line>\n"` until the client closes it.
     Serve,
+    /// Holds the handed connection, unanswered, until the client closes
+    /// it; then acks. So the request keeps a descriptor in flight until then.
+    HoldUntilClosed,
+    /// Answers how many requests the worker holds, this one included (`u64`).
+    Held,
 }
 
 /// What [`StreamOp::Hash`] answers: the stream's length and SHA-256 (hex).

@@ -48,7 +48,7 @@ impl tokio::io::AsyncRead for ExitAfter {
     }
 }
 
-async fn serve(mut req: Request) -> Result<(), lpm::BoxError> {
+async fn serve(worker: Worker, mut req: Request) -> Result<(), lpm::BoxError> {
     let op: StreamOp = req.data()?;
     match op {
         StreamOp::Hash => {
@@ -73,6 +73,13 @@ async fn serve(mut req: Request) -> Result<(), lpm::BoxError> {
         StreamOp::GenerateThenExit { bytes } => {
             req.respond_with_stream(&bytes, ExitAfter(PatternReader::new(u64::MAX), bytes))?;
         }
+        StreamOp::HoldUntilClosed => {
+            let mut socket = req.socket()?.ok_or("no socket")?;
+            let mut buf = [0u8; 64];
+            while socket.read(&mut buf).await? > 0 {}
+            req.ack();
+        }
+        StreamOp::Held => req.respond(&(worker.requests().len() as u64))?,
         StreamOp::Serve => {
             let socket = req.socket()?.ok_or("no socket")?;
             req.ack();
@@ -110,7 +117,8 @@ async fn listen(event: Event) {
 #[tokio::main]
 async fn main() -> Result<(), lpm::Error> {
     let worker = Worker::from_env().await?;
-    worker.on_request(serve);
+    let handle = worker.clone();
+    worker.on_request(move |req| serve(handle.clone(), req));
     worker.on_event(LISTEN, listen);
     worker.ready();
     worker.run().await
