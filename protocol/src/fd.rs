@@ -116,8 +116,10 @@ pub trait CarriesFd {
     fn fd_slot(&mut self) -> Option<&mut Fd>;
 }
 
-/// Descriptors received and not yet claimed by a frame, oldest first.
-pub(crate) type FdQueue = VecDeque<OwnedFd>;
+/// Descriptors received and not yet claimed by a frame, oldest first;
+/// `None` stands for one the kernel could not install (this process was out
+/// of descriptors), so that its frame still decodes, without it.
+pub(crate) type FdQueue = VecDeque<Option<OwnedFd>>;
 
 /// What one `recvmsg` delivered.
 pub(crate) struct Received {
@@ -186,7 +188,7 @@ pub(crate) fn recv_with_fds(
                 let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
                 for i in 0..len / size_of::<RawFd>() {
                     let raw = std::ptr::read_unaligned(data.add(i));
-                    fds.push_back(OwnedFd::from_raw_fd(raw));
+                    fds.push_back(Some(OwnedFd::from_raw_fd(raw)));
                 }
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
@@ -195,10 +197,15 @@ pub(crate) fn recv_with_fds(
     // SAFETY: the kernel wrote `n` bytes into the spare room, starting at its beginning.
     unsafe { buf.set_len(buf.len() + n) };
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the peer passed more file descriptors than a frame may carry",
-        ));
+        // A peer that sends too many fills every slot first; fewer means the
+        // kernel dropped the frame's descriptor (EMFILE): not the peer's fault.
+        if fds.len() - before >= RECV_FDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer passed more file descriptors than a frame may carry",
+            ));
+        }
+        fds.push_back(None);
     }
     Ok(Received {
         bytes: n,

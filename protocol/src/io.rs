@@ -73,7 +73,10 @@ impl<T: DeserializeOwned + CarriesFd> FrameStream<T> {
                         message: std::any::type_name::<T>(),
                     });
                 };
-                *slot = crate::Fd::new(fd);
+                // A dropped descriptor leaves the slot empty; the receiver answers that.
+                if let Some(fd) = fd {
+                    *slot = crate::Fd::new(fd);
+                }
             }
             out.push(msg);
         }

@@ -137,7 +137,14 @@ impl Session<'_> {
                 } => {
                     let id = frame.id;
                     let Some(fd) = fd.take() else {
-                        // The stream attaches one to every such frame.
+                        // The kernel dropped it: this process is out of descriptors.
+                        let message = "the request's descriptor did not arrive: the worker is \
+                                       out of file descriptors (raise its RLIMIT_NOFILE)"
+                            .to_owned();
+                        let _ = self
+                            .shared
+                            .outbox
+                            .push(&ToSupervisor::Failed { id, message });
                         continue;
                     };
                     let Some(request) = Request::receive_with(frame, Some((kind, fd)), self.shared)

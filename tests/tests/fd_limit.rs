@@ -1,6 +1,8 @@
 //! Out of descriptors (`EMFILE`): a request stream that needs a pipe fails
-//! with `PoolError::Descriptor`, nothing leaks, nothing panics or hangs, and
-//! the pool serves again once descriptors are free. Run in a supervisor
+//! with `PoolError::Descriptor`, so does a response stream whose pipe the
+//! kernel could not hand over (the worker is not blamed), nothing leaks,
+//! nothing panics or hangs, and the same worker serves again once
+//! descriptors are free. Run in a supervisor
 //! process of its own (`fd_limit_supervisor`), since the limit is per process.
 
 use std::process::Stdio;
@@ -33,7 +35,13 @@ async fn out_of_descriptors_a_stream_request_fails_with_a_typed_error_and_leaks_
             .collect()
     };
 
-    assert_eq!(field("warm-up"), ["served 1000"], "{report}");
+    let warm_up = field("warm-up");
+    let [warm_up] = warm_up.as_slice() else {
+        panic!("{report}")
+    };
+    let worker = warm_up
+        .strip_prefix("served 1000 by ")
+        .unwrap_or_else(|| panic!("{report}"));
     let streams = field("stream");
     assert_eq!(streams.len(), 3, "{report}");
     for outcome in streams {
@@ -43,9 +51,20 @@ async fn out_of_descriptors_a_stream_request_fails_with_a_typed_error_and_leaks_
         );
     }
     // A descriptor passed as it is needs none of our own.
-    assert_eq!(field("file"), ["served 0"], "{report}");
+    assert_eq!(field("file"), [format!("served 0 by {worker}")], "{report}");
+    let response = field("response");
+    assert!(
+        response.len() == 1
+            && response[0].starts_with("descriptor response stream: its pipe did not arrive"),
+        "{report}"
+    );
     let fds = field("fds");
     assert_eq!(fds.len(), 2, "{report}");
     assert_eq!(fds[0], fds[1], "descriptors leaked\n{report}");
-    assert_eq!(field("stream after"), ["served 1000"], "{report}");
+    // Still the same worker: running out of descriptors is not its fault.
+    assert_eq!(
+        field("stream after"),
+        [format!("served 1000 by {worker}")],
+        "{report}"
+    );
 }

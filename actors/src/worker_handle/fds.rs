@@ -124,7 +124,9 @@ impl WorkerHandle {
         let Some(fd) = fd.take() else {
             return pending.fail(Error::Descriptor {
                 what: "response stream",
-                reason: "the worker's frame came without its pipe".into(),
+                reason: "its pipe did not arrive: the supervisor may be out of file \
+                         descriptors (raise RLIMIT_NOFILE)"
+                    .into(),
             });
         };
         let (end_tx, end_rx) = oneshot::channel();

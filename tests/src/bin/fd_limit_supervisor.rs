@@ -10,6 +10,7 @@
 //! fds: <n>                open descriptors before the limit
 //! stream: <outcome>       three request streams (each needs a pipe), at the limit
 //! file: <outcome>         a file passed as it is (needs no new descriptor)
+//! response: <outcome>     a response stream, whose pipe the kernel cannot hand us
 //! fds: <n>                open descriptors once the limit is lifted
 //! stream after: <outcome> a request stream once descriptors are free again
 //! ```
@@ -49,6 +50,14 @@ async fn main() {
     let file = fillers.pop().expect("one filler at least");
     let request = Enqueue::new(&StreamOp::Hash).unwrap().file(file);
     say("file", &outcome(pool.send(request).await));
+    // Sending the file closed our copy: take that descriptor too.
+    fillers.extend(exhaust_descriptors());
+    let request = Enqueue::new(&StreamOp::Generate { len: 1000 }).unwrap();
+    let response = match pool.send(request).await {
+        Ok(response) => format!("served a stream by {}", response.pid()),
+        Err(e) => outcome(Err(e)),
+    };
+    say("response", &response);
     drop(fillers);
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore RLIMIT_NOFILE");
     say("fds", &open_fds().to_string());
@@ -86,7 +95,7 @@ async fn stream_request(pool: &Pool) -> String {
 fn outcome(result: Result<Response, PoolError>) -> String {
     match result {
         Ok(response) => match response.data::<Digest>() {
-            Ok(digest) => format!("served {}", digest.len),
+            Ok(digest) => format!("served {} by {}", digest.len, response.pid()),
             Err(e) => format!("error {e:?}"),
         },
         Err(PoolError::Descriptor { what, reason }) => format!("descriptor {what}: {reason}"),
