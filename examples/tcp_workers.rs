@@ -1,0 +1,328 @@
+//! TCP workers: the supervisor accepts TCP connections and hands each one to
+//! a worker process, which serves it from then on.
+//!
+//! What it shows: socket handoff. The supervisor binds 127.0.0.1, accepts,
+//! and sends every accepted `TcpStream` to the pool with
+//! [`Enqueue::tcp`](lpm::Enqueue::tcp); the descriptor travels to a worker
+//! over its channel (`SCM_RIGHTS`) and the supervisor keeps no copy. The
+//! worker takes it with `Request::socket`, `ack`s the request at once (the
+//! supervisor's `send` resolves with the worker's pid) and keeps serving the
+//! connection in a task of its own: a greeting line, then every line echoed
+//! back upper-cased after the worker's pid. New connections go to the worker
+//! holding the fewest sockets, which the health table shows.
+//!
+//! By default the example is its own client, so it runs to completion
+//! unattended: it opens 20 connections at once, checks every answer, prints
+//! which worker served each connection, the per-worker counts and the
+//! pool's health, closes the connections, soft-kills the pool and exits 0
+//! (non-zero on any wrong or missing answer). With `--serve` it serves until
+//! Ctrl-C instead (try `nc 127.0.0.1 <port>`); `--port N` picks the port
+//! (default: any free one).
+//!
+//! ```text
+//! cargo run --example tcp_workers
+//! cargo run --example tcp_workers -- --serve --port 7878
+//! ```
+//!
+//! Like the quickstart, the binary is both sides: it re-executes itself as
+//! each worker (the worker sees `LPM_IPC_FD`). Linux only, as lpm is.
+//!
+//! When every worker should accept on the same port instead (Node cluster's
+//! shared-handle style), `Pool::broadcast_listener` sends them all the
+//! listening socket; per-connection handoff, shown here, lets the pool pick
+//! the least loaded worker for each connection and count what each holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lpm::worker::{Request, Socket, Worker};
+use lpm::{Config, Enqueue, Pool, PoolEvent, WorkerCommand, WorkerHealth};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const WORKERS: usize = 4;
+/// Client connections opened at once in the default (self-test) mode.
+const CLIENTS: usize = 20;
+/// Lines each client sends.
+const LINES: usize = 3;
+/// How long the self-test may wait for anything before it fails.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+type BoxError = Box<dyn Error>;
+
+/// The request that carries a connection: the payload says whose it is.
+#[derive(Serialize, Deserialize)]
+struct Connection {
+    peer: String,
+}
+
+/// A handed-off connection: the client's address and the worker that took it.
+type Handoff = Result<(SocketAddr, u32), String>;
+
+fn main() -> Result<(), BoxError> {
+    if std::env::var_os(lpm::IPC_FD_ENV).is_some() {
+        return worker_main();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let mut serve = false;
+    let mut port = 0u16;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--serve" => serve = true,
+            "--port" => port = args.next().ok_or("--port needs a number")?.parse()?,
+            other => {
+                return Err(format!("unknown argument {other:?} (use --serve, --port N)").into())
+            }
+        }
+    }
+    actix_rt::System::new().block_on(supervisor_main(serve, port))
+}
+
+async fn supervisor_main(serve: bool, port: u16) -> Result<(), BoxError> {
+    let pool = Pool::start(
+        WorkerCommand::new(std::env::current_exe()?),
+        Config::default()
+            .workers(WORKERS)
+            .timeout(Duration::from_secs(5)),
+    );
+    let mut events = pool.events();
+    pool.online().await?;
+
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    println!("{WORKERS} workers online; listening on {addr}");
+    let (handoffs_tx, handoffs) = mpsc::unbounded_channel();
+    actix_rt::spawn(accept_loop(pool.clone(), listener, handoffs_tx));
+
+    if serve {
+        println!(
+            "serving until Ctrl-C; try: nc {} {}",
+            addr.ip(),
+            addr.port()
+        );
+        // The default SignalPolicy::SoftKill turns Ctrl-C into a soft kill;
+        // the pool never exits its host, so exit once it has stopped.
+        while let Some(event) = events.next().await {
+            if let PoolEvent::Stopped(report) = event {
+                println!(
+                    "pool stopped: served {}, failed {}, killed {}",
+                    report.served, report.failed, report.killed
+                );
+                break;
+            }
+        }
+        return Ok(());
+    }
+
+    let result = tokio::time::timeout(DEADLINE, self_test(&pool, addr, handoffs)).await;
+    let report = pool.soft_kill().await;
+    println!(
+        "soft kill done: served {}, failed {}, killed {}",
+        report.served, report.failed, report.killed
+    );
+    result.map_err(|_| format!("the self-test took longer than {DEADLINE:?}"))?
+}
+
+/// Accepts connections and hands each to a worker, concurrently.
+async fn accept_loop(pool: Pool, listener: TcpListener, handoffs: mpsc::UnboundedSender<Handoff>) {
+    loop {
+        let (conn, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
+        let pool = pool.clone();
+        let handoffs = handoffs.clone();
+        actix_rt::spawn(async move {
+            let outcome = hand_off(&pool, conn, peer).await;
+            if let Err(e) = &outcome {
+                eprintln!("connection from {peer} not handed off: {e}");
+            }
+            let _ = handoffs.send(outcome.map(|pid| (peer, pid)).map_err(|e| e.to_string()));
+        });
+    }
+}
+
+/// Sends the connection to the pool; answers the pid of the worker that took it.
+async fn hand_off(pool: &Pool, conn: TcpStream, peer: SocketAddr) -> Result<u32, BoxError> {
+    let request = Enqueue::new(&Connection {
+        peer: peer.to_string(),
+    })?
+    .tcp(conn.into_std()?);
+    let response = pool.send(request).await?;
+    // The worker acked: the connection is its own now.
+    Ok(response.pid())
+}
+
+/// The client side: connects, checks, prints, closes.
+async fn self_test(
+    pool: &Pool,
+    addr: SocketAddr,
+    mut handoffs: mpsc::UnboundedReceiver<Handoff>,
+) -> Result<(), BoxError> {
+    let started = Instant::now();
+    let clients = futures::future::join_all((0..CLIENTS).map(|n| client(addr, n))).await;
+    let clients: Vec<Client> = clients.into_iter().collect::<Result<_, _>>()?;
+    let elapsed = started.elapsed();
+
+    // What the supervisor saw: which worker acked each connection.
+    let mut handed = HashMap::new();
+    while handed.len() < CLIENTS {
+        let (peer, pid) = handoffs.recv().await.ok_or("the accept loop stopped")??;
+        handed.insert(peer, pid);
+    }
+
+    let mut per_worker: BTreeMap<u32, usize> = BTreeMap::new();
+    for c in &clients {
+        let acked_by = handed
+            .get(&c.local)
+            .ok_or_else(|| format!("no handoff for {}", c.local))?;
+        if *acked_by != c.pid {
+            return Err(format!(
+                "connection {} was handed to pid {acked_by} but served by pid {}",
+                c.local, c.pid
+            )
+            .into());
+        }
+        println!(
+            "connection {:>2} from {} served by worker pid {}",
+            c.n, c.local, c.pid
+        );
+        *per_worker.entry(c.pid).or_default() += 1;
+    }
+    println!(
+        "{CLIENTS} connections x {LINES} lines answered in {elapsed:.1?}, each by the worker it was handed to"
+    );
+    for (pid, n) in &per_worker {
+        println!("  pid {pid:>7} served {n} connections");
+    }
+
+    let health = pool.health().await?;
+    println!("health while the clients are connected:");
+    print_health(&health);
+    let live: Vec<u32> = health.iter().filter_map(|w| w.pid).collect();
+    if let Some(pid) = per_worker.keys().find(|pid| !live.contains(pid)) {
+        return Err(format!("pid {pid} answered but is not one of the pool's workers").into());
+    }
+
+    // Closing the clients makes the workers drop their sockets and tell the pool.
+    drop(clients);
+    loop {
+        let health = pool.health().await?;
+        if health.iter().all(|w| w.sockets == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("clients closed: every worker holds 0 sockets");
+    Ok(())
+}
+
+/// A connected client, kept open until the health table is printed.
+struct Client {
+    n: usize,
+    local: SocketAddr,
+    pid: u32,
+    _conn: (Lines<BufReader<OwnedReadHalf>>, OwnedWriteHalf),
+}
+
+/// Connects, reads the greeting, sends [`LINES`] lines and checks the answers.
+async fn client(addr: SocketAddr, n: usize) -> Result<Client, BoxError> {
+    let conn = TcpStream::connect(addr).await?;
+    let local = conn.local_addr()?;
+    let (read, mut write) = conn.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let greeting = lines.next_line().await?.ok_or("no greeting")?;
+    // "worker <pid> serving <peer>"
+    let pid: u32 = greeting
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("bad greeting {greeting:?}"))?;
+    for i in 0..LINES {
+        let line = format!("hello {i} from client {n}");
+        write.write_all(format!("{line}\n").as_bytes()).await?;
+        let answer = lines.next_line().await?.ok_or("connection closed early")?;
+        let expected = format!("{pid}: {}", line.to_uppercase());
+        if answer != expected {
+            return Err(format!("client {n}: expected {expected:?}, got {answer:?}").into());
+        }
+    }
+    Ok(Client {
+        n,
+        local,
+        pid,
+        _conn: (lines, write),
+    })
+}
+
+fn print_health(health: &[WorkerHealth]) {
+    println!(
+        "{:>4} {:>7} {:>7} {:>8} {:>9} {:>6} {:>7}",
+        "slot", "pid", "state", "rss MiB", "in flight", "served", "sockets"
+    );
+    for w in health {
+        println!(
+            "{:>4} {:>7} {:>7} {:>8.1} {:>9} {:>6} {:>7}",
+            w.slot,
+            w.pid.map_or("-".into(), |p| p.to_string()),
+            format!("{:?}", w.state),
+            w.rss as f64 / (1024.0 * 1024.0),
+            w.in_flight,
+            w.served,
+            w.sockets
+        );
+    }
+}
+
+#[tokio::main]
+async fn worker_main() -> Result<(), BoxError> {
+    let worker = Worker::from_env().await?;
+    worker.on_request(take_connection);
+    worker.ready();
+    worker.run().await?;
+    Ok(())
+}
+
+/// Takes the connection a request carries, acks the request and serves the
+/// connection in its own task: the worker takes further requests meanwhile.
+async fn take_connection(mut req: Request) -> Result<(), lpm::BoxError> {
+    let Connection { peer } = req.data()?;
+    let socket = req.socket()?.ok_or("the request carries no connection")?;
+    req.ack();
+    tokio::spawn(async move {
+        // A client that resets the connection is its own business.
+        let _ = serve_connection(socket, &peer).await;
+        // Dropping the socket closes it and tells the supervisor.
+    });
+    Ok(())
+}
+
+/// The line protocol: a greeting, then each line upper-cased after our pid.
+async fn serve_connection(socket: Socket, peer: &str) -> std::io::Result<()> {
+    let pid = std::process::id();
+    let (read, mut write) = tokio::io::split(socket);
+    write
+        .write_all(format!("worker {pid} serving {peer}\n").as_bytes())
+        .await?;
+    let mut lines = BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await? {
+        write
+            .write_all(format!("{pid}: {}\n", line.to_uppercase()).as_bytes())
+            .await?;
+    }
+    Ok(())
+}
