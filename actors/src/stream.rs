@@ -64,7 +64,7 @@ impl Enqueue {
     /// (the worker's `Request::stream`), which ends when `reader` ends.
     ///
     /// The worker's handle pumps the reader into a pipe at the pace the
-    /// worker reads it: memory stays bounded by the pipe and an 8 KiB buffer.
+    /// worker reads it: memory stays bounded by the pipe and a 64 KiB buffer.
     /// Such a request is not retried once its stream was handed over.
     ///
     /// # Examples

@@ -127,6 +127,7 @@ impl Socket {
                 )))
             }
         };
+        shared.sockets.opened();
         Ok(Self {
             inner,
             closed: Some((id, Arc::clone(shared))),
@@ -156,6 +157,7 @@ impl Drop for Socket {
             // The connection closes with `inner` right after this; once the
             // worker stopped there is nobody left to tell.
             let _ = shared.outbox.push(&ToSupervisor::SocketClosed { id });
+            shared.sockets.closed();
         }
     }
 }
@@ -277,4 +279,38 @@ pub(crate) async fn pump_response<R>(
         tracing::debug!(request = %id, error = %e, "stream end not sent");
     }
     shared.in_flight.answered();
+}
+
+/// Counts the connections handed to this worker that are still open: a soft
+/// kill waits for them as it does for requests in flight.
+#[derive(Debug, Default)]
+pub(crate) struct OpenSockets {
+    count: std::sync::atomic::AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
+
+impl OpenSockets {
+    fn opened(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn closed(&self) {
+        if self.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
+
+    /// Waits until every connection handed to this worker is closed.
+    pub(crate) async fn wait_none(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a close in between is not missed.
+            notified.as_mut().enable();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }

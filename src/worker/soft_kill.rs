@@ -17,8 +17,10 @@ pub(crate) type SoftKillHook = Box<dyn FnOnce(Done) -> BoxFuture<'static, ()> + 
 /// Handed to the soft-kill hook: call [`Done::done`] once the worker's own
 /// cleanup is finished.
 ///
-/// The worker answers the soft kill only after this and after every request
-/// in flight is answered or cancelled. Dropping a `Done` (also when the hook panics)
+/// The worker answers the soft kill only after this, after every request
+/// in flight is answered or cancelled, and after every connection handed to
+/// it ([`Socket`](super::Socket)) is dropped: a hook that serves
+/// connections should tell them to finish. Dropping a `Done` (also when the hook panics)
 /// counts as done, so a hook cannot hold the worker forever by mistake;
 /// keep it alive for as long as the cleanup takes.
 pub struct Done {
@@ -49,7 +51,8 @@ impl fmt::Debug for Done {
 }
 
 /// Starts the soft kill: runs the hook (if any) in its own task and returns
-/// a future that completes once the hook is done and no request is in flight.
+/// a future that completes once the hook is done, no request is in flight
+/// and no handed-off connection is open.
 pub(crate) fn start(hook: Option<SoftKillHook>, shared: Arc<Shared>) -> BoxFuture<'static, ()> {
     let hook_done = hook.map(|hook| {
         let (signal, done_rx) = oneshot::channel();
@@ -72,6 +75,13 @@ pub(crate) fn start(hook: Option<SoftKillHook>, shared: Arc<Shared>) -> BoxFutur
             // `Err` means the `Done` was dropped: that counts as done too.
             let _ = done_rx.await;
         }
-        shared.in_flight.wait_idle().await;
+        // A request still in flight may yet open a connection.
+        loop {
+            shared.in_flight.wait_idle().await;
+            shared.sockets.wait_none().await;
+            if shared.in_flight.len() == 0 {
+                break;
+            }
+        }
     })
 }

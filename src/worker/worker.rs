@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) in_flight: InFlight,
     pub(crate) emits: PendingEmits,
+    /// Connections handed over with requests and still open.
+    pub(crate) sockets: super::fds::OpenSockets,
     handlers: Mutex<Handlers>,
     /// Taken by [`Worker::run`].
     reader: Mutex<Option<Reader>>,
@@ -177,6 +179,7 @@ impl Worker {
                 outbox: Arc::new(Outbox::new(max_frame_len)),
                 in_flight: InFlight::default(),
                 emits: PendingEmits::new(),
+                sockets: super::fds::OpenSockets::default(),
                 handlers: Mutex::new(Handlers::default()),
                 reader: Mutex::new(Some(Reader {
                     stream,

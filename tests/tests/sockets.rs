@@ -4,6 +4,7 @@
 //! reaches the workers started later (a restart, a resize).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use lpm::{Config, Enqueue, WorkerCommand};
 use lpm_tests::{start_stream_pool, wait_for_health, within, StreamOp, DEADLINE, LISTEN};
@@ -196,4 +197,40 @@ async fn a_worker_added_by_resize_gets_the_broadcast_listener() {
     let added = *pids.iter().find(|&&p| p != first).expect("an added worker");
     until_accepted_by(addr, added).await;
     pool.hard_kill().await;
+}
+
+/// A soft kill lets a worker finish the connections it was handed: the
+/// connection keeps being served after the kill starts, and the kill
+/// completes, with no worker killed, once the client closes it.
+#[actix_rt::test]
+async fn a_soft_kill_waits_for_handed_off_connections() {
+    let pool = start_stream_pool(command(), Config::default()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = listener.accept().await.unwrap();
+    let request = Enqueue::new(&StreamOp::Serve)
+        .unwrap()
+        .tcp(accepted.into_std().unwrap());
+    assert!(within("the ack", pool.send(request))
+        .await
+        .unwrap()
+        .is_ack());
+    let (read, mut write) = client.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let pid = ask(&mut lines, &mut write, "before").await;
+
+    let mut kill = Box::pin(pool.soft_kill());
+    // Without the connection the worker would be gone well within this window.
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut kill).await;
+    assert!(
+        early.is_err(),
+        "the soft kill ended with a connection open: {early:?}"
+    );
+    // Still served while the kill waits for the connection.
+    assert_eq!(ask(&mut lines, &mut write, "during").await, pid);
+    drop((lines, write));
+    let report = within("the soft kill", kill).await;
+    assert_eq!(report.killed, 0, "{report:?}");
 }
