@@ -4,6 +4,7 @@
 //! the requests it still held.
 
 mod fds;
+mod group_guard;
 mod in_flight;
 mod inbound;
 mod liveness;
@@ -309,6 +310,7 @@ impl WorkerHandle {
         // Whatever the worker started in its process group goes with it; right
         // after the reap the group id cannot belong to anyone else yet.
         signal_group(self.pid, Signal::SIGKILL);
+        group_guard::unwatch(self.pid);
         self.exited = true;
         self.close_channel(ctx);
         // Endless timers would keep the actor alive after its worker is gone.

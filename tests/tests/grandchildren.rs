@@ -172,11 +172,9 @@ async fn every_worker_is_reaped() {
 }
 
 /// A SIGKILLed supervisor takes its workers with it (parent-death signal),
-/// and should take their grandchildren too. It does not yet: nothing kills
-/// the worker's process group when the supervisor cannot, so the grandchild
-/// is left to init.
+/// and their grandchildren too: the group guard, which outlives it, kills
+/// the worker's process group.
 #[actix_rt::test]
-#[ignore = "known gap (issue #4): a SIGKILLed supervisor leaves its workers' grandchildren running"]
 async fn killing_the_supervisor_kills_the_grandchildren() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 

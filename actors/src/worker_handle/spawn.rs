@@ -1,5 +1,6 @@
 //! Starting a worker process: its IPC socketpair on fd 3, its own process
-//! group, and a parent-death signal so it never outlives the supervisor.
+//! group (watched by the group guard), and a parent-death signal so it never
+//! outlives the supervisor.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -56,6 +57,8 @@ pub(crate) fn spawn_worker(command: &WorkerCommand, max_frame_len: usize) -> io:
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other("worker exited before its pid was read"))?;
+    // Should this process die without reaping it, the guard kills its group.
+    super::group_guard::watch(pid);
     Ok(Spawned {
         child,
         pid,
