@@ -62,6 +62,11 @@
 //!   exits: run the actix System on a thread that lives as long as the pool.
 //! - Children are reaped by tokio; a worker that ignores SIGTERM is SIGKILLed
 //!   after `term_grace`, and its whole process group with it.
+//! - The first worker started forks a small *group guard* process (no
+//!   `exec`; it closes every descriptor but its socket to the supervisor and
+//!   ignores SIGINT/SIGTERM/SIGHUP). If the supervisor's process dies without
+//!   reaping its workers, the guard SIGKILLs their process groups, then exits.
+//!   It shows up as a child of the host process for the host's whole life.
 
 mod alarm;
 mod balancer;
