@@ -10,6 +10,7 @@ mod restart;
 mod slot;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +35,16 @@ use crate::worker_handle::{
     Drain, HandleConfig, Sample, SendEvent, SendListener, SignalWorker, WorkerHandle,
 };
 use crate::{Config, Error, KillReason, PoolEvent, SignalPolicy, WorkerCommand};
+
+/// True for a spawn error that says the supervisor ran short of a resource
+/// (descriptors, processes, memory), which passes, rather than that the
+/// worker cannot start.
+fn is_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
 
 /// Reports the health of every worker slot.
 #[derive(Debug, Message)]
@@ -216,17 +227,31 @@ impl Supervisor {
             return self.check_stopped(ctx);
         }
         match self.start_worker(slot, ctx) {
-            Some(live) => {
+            Ok(live) => {
                 if let Some(s) = self.slots.get_mut(&slot) {
                     s.filled = Filled::Live(live);
                 }
             }
-            None => self.after_death(slot, ctx),
+            // Out of descriptors or processes: the supervisor's shortage, not
+            // the worker's crash, so it does not count against the restart window.
+            Err(e) if is_shortage(&e) => {
+                let delay = self.config.max_restart_backoff;
+                let timer = ctx.run_later(delay, move |act, ctx| {
+                    if let Some(s) = act.slots.get_mut(&slot) {
+                        s.filled = Filled::Empty;
+                    }
+                    act.spawn_slot(slot, ctx);
+                });
+                if let Some(s) = self.slots.get_mut(&slot) {
+                    s.filled = Filled::Restarting(timer);
+                }
+            }
+            Err(_) => self.after_death(slot, ctx),
         }
     }
 
     /// Starts a worker process for `slot` and introduces it to the balancer.
-    fn start_worker(&mut self, slot: usize, ctx: &mut Context<Self>) -> Option<Live> {
+    fn start_worker(&mut self, slot: usize, ctx: &mut Context<Self>) -> io::Result<Live> {
         self.generation += 1;
         let id = WorkerId {
             slot,
@@ -236,7 +261,7 @@ impl Supervisor {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(slot, program = %self.command.program.display(), error = %e, "could not start worker");
-                return None;
+                return Err(e);
             }
         };
         let pid = spawned.pid;
@@ -258,7 +283,7 @@ impl Supervisor {
         });
         tracing::debug!(slot, pid, "worker spawned");
         self.publish(PoolEvent::ChildSpawned { slot, pid });
-        Some(Live {
+        Ok(Live {
             id,
             pid,
             handle,

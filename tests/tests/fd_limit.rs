@@ -2,7 +2,8 @@
 //! with `PoolError::Descriptor`, so does a response stream whose pipe the
 //! kernel could not hand over (the worker is not blamed), nothing leaks,
 //! nothing panics or hangs, and the same worker serves again once
-//! descriptors are free. Run in a supervisor
+//! descriptors are free; a worker that dies meanwhile is restarted once they
+//! are, however many restarts failed for want of them. Run in a supervisor
 //! process of its own (`fd_limit_supervisor`), since the limit is per process.
 
 use std::process::Stdio;
@@ -65,6 +66,15 @@ async fn out_of_descriptors_a_stream_request_fails_with_a_typed_error_and_leaks_
     assert_eq!(
         field("stream after"),
         [format!("served 1000 by {worker}")],
+        "{report}"
+    );
+    // Restarts that failed for want of descriptors did not use up the
+    // restart window: a new worker serves once the limit is lifted.
+    let restarted = field("restarted");
+    assert!(
+        restarted.len() == 1
+            && restarted[0].starts_with("served 1000 by ")
+            && !restarted[0].ends_with(&format!(" {worker}")),
         "{report}"
     );
 }

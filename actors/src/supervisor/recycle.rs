@@ -69,7 +69,7 @@ impl Supervisor {
         }
         let started = self.start_worker(slot, ctx);
         if let Some(s) = self.slots.get_mut(&slot) {
-            s.successor = started.map(|live| Successor::Starting {
+            s.successor = started.ok().map(|live| Successor::Starting {
                 live,
                 replaces: msg.pid,
                 reason: msg.reason,

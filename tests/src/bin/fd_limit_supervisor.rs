@@ -13,6 +13,8 @@
 //! response: <outcome>     a response stream, whose pipe the kernel cannot hand us
 //! fds: <n>                open descriptors once the limit is lifted
 //! stream after: <outcome> a request stream once descriptors are free again
+//! restarted: <outcome>    a request stream after the worker died out of
+//!                         descriptors and the limit was lifted a second later
 //! ```
 //!
 //! where `<outcome>` is `served <len>`, `descriptor <what>: <reason>` for
@@ -21,10 +23,13 @@
 //! Usage: `fd_limit_supervisor <stream-worker-binary>`
 
 use std::io::Write;
+use std::time::Duration;
 
 use lpm::{Config, Enqueue, Pool, PoolError, Response, SignalPolicy, WorkerCommand};
 use lpm_tests::{open_fds, Digest, PatternReader, StreamOp};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 #[actix::main]
 async fn main() {
@@ -34,7 +39,14 @@ async fn main() {
     };
     let pool = Pool::start(
         WorkerCommand::new(worker),
-        Config::default().workers(1).on_signal(SignalPolicy::Ignore),
+        Config::default()
+            .workers(1)
+            .on_signal(SignalPolicy::Ignore)
+            // Two deaths in the window give the slot up: a restart that
+            // fails for want of descriptors must not count as one.
+            .max_restarts(2)
+            .restart_backoff(Duration::from_millis(10))
+            .max_restart_backoff(Duration::from_millis(100)),
     );
     pool.online().await.expect("the pool comes online");
     // A stream first, so lazily opened descriptors are in the baseline.
@@ -62,6 +74,18 @@ async fn main() {
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore RLIMIT_NOFILE");
     say("fds", &open_fds().to_string());
     say("stream after", &stream_request(&pool).await);
+
+    // The worker dies while the supervisor has no descriptor to restart it
+    // with: the restarts fail (a socketpair needs two) until the limit goes.
+    let pid = pool.health().await.expect("health")[0]
+        .pid
+        .expect("a worker");
+    let mut fillers = exhaust_descriptors();
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("SIGKILL the worker");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    fillers.clear();
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore RLIMIT_NOFILE");
+    say("restarted", &stream_request(&pool).await);
     pool.hard_kill().await;
 }
 
