@@ -3,6 +3,7 @@
 //! per-request deadlines, samples RSS/CPU, and reports the child's exit with
 //! the requests it still held.
 
+mod cancel_fence;
 mod fds;
 mod group_guard;
 mod in_flight;
@@ -122,14 +123,8 @@ pub struct WorkerHandle {
     stderr_eof: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Why the pool is killing this worker, if it is.
     kill_reason: Option<KillReason>,
-    /// Requests this worker was told to cancel, with the seq of the first
-    /// `Ping` sent after the `Cancel`: until its `Pong` arrives, an answer
-    /// for them is a stale one the worker sent before it read the `Cancel`.
-    cancelled: IdMap<u64>,
-    /// The seq of the next `Ping`.
-    next_ping: u64,
-    /// A `Cancel` went out since the last `Ping`.
-    fence_due: bool,
+    /// Cancelled requests whose late answers are still expected.
+    fence: cancel_fence::CancelFence,
     last_pong: Instant,
     heartbeat: Option<SpawnHandle>,
     /// Requests to answer before this worker is recycled (`Config::max_requests`).
@@ -188,9 +183,7 @@ impl WorkerHandle {
             stderr_tail,
             stderr_eof: Some(stderr_eof),
             kill_reason: None,
-            cancelled: HashMap::default(),
-            next_ping: 0,
-            fence_due: false,
+            fence: cancel_fence::CancelFence::default(),
             last_pong: Instant::now(),
             heartbeat: None,
             recycle_after: config

@@ -1,6 +1,6 @@
-//! Whether the worker still earns its place: heartbeats, the fence that tells
-//! stale answers of cancelled requests from bad ones, the late-request
-//! recycle (harakiri), and asking to be recycled at a limit.
+//! Whether the worker still earns its place: heartbeats, cancels with their
+//! fence (`cancel_fence.rs`), the late-request recycle (harakiri), and asking
+//! to be recycled at a limit.
 
 use std::hash::BuildHasher;
 use std::time::Instant;
@@ -43,16 +43,14 @@ impl WorkerHandle {
     }
 
     fn ping(&mut self, ctx: &mut Context<Self>) {
-        let seq = self.next_ping;
-        self.next_ping += 1;
-        self.fence_due = false;
+        let seq = self.fence.next_ping();
         self.push(&ToWorker::Ping { seq }, ctx);
     }
 
     pub(super) fn on_pong(&mut self, seq: u64) {
         self.last_pong = Instant::now();
         // The worker read every Cancel sent before this ping: no stale answer can follow.
-        self.cancelled.retain(|_, fence| *fence > seq);
+        self.fence.pong(seq);
     }
 
     /// Tells the worker to drop request `id`; its answers are stale until the
@@ -61,13 +59,12 @@ impl WorkerHandle {
         if let Err(e) = self.sink.push(&ToWorker::Cancel { id }) {
             tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode Cancel");
         }
-        self.cancelled.insert(id, self.next_ping);
-        self.fence_due = true;
+        self.fence.cancelled(id);
     }
 
     /// Sends the ping that ends the stale period of the cancels just sent.
     pub(super) fn send_fence(&mut self, ctx: &mut Context<Self>) {
-        if self.fence_due {
+        if self.fence.is_due() {
             self.ping(ctx);
         } else {
             self.flush(ctx);
@@ -76,7 +73,7 @@ impl WorkerHandle {
 
     /// True when an answer for `id` is a stale one of a cancelled attempt.
     pub(super) fn is_stale(&self, id: &RequestId) -> bool {
-        self.cancelled.contains_key(id)
+        self.fence.is_stale(id)
     }
 
     /// A request ran past its timeout here: with `Config::recycle_on_timeout`,
