@@ -90,3 +90,28 @@ async fn dropping_a_queued_request_makes_room_in_the_queue() {
     assert_eq!(answer.data::<u32>(), Ok(3));
     pool.soft_kill().await;
 }
+
+/// A timed-out attempt's answer that the worker sent before it read the
+/// `Cancel` is stale: it is dropped even though the retry is in flight on the
+/// same worker (same id), and the retry's own answer is delivered. The worker
+/// is not blamed for either answer.
+#[actix_rt::test]
+async fn a_stale_answer_never_answers_the_retry() {
+    let worker = lpm::WorkerCommand::new(env!("CARGO_BIN_EXE_hostile_worker")).arg("late-first");
+    let (pool, mut events) = start(worker, config(1));
+    online(&pool).await;
+    let request = lpm::Enqueue::new(&"x")
+        .unwrap()
+        .timeout(Duration::from_millis(200))
+        .retries(1);
+    let answer = tokio::time::timeout(DEADLINE, pool.send(request))
+        .await
+        .expect("the request resolves")
+        .expect("the retry is answered");
+    assert_eq!(answer.data::<String>().unwrap(), "retry");
+    let killed = lpm_tests::drain_now(&mut events)
+        .into_iter()
+        .find(|e| matches!(e, PoolEvent::WorkerKilled { .. }));
+    assert!(killed.is_none(), "{killed:?}");
+    pool.soft_kill().await;
+}

@@ -18,6 +18,10 @@
 //! * `bad-version`: sends `Hello` with version 999 (from the start);
 //! * `silent`: from the first request on, sends nothing at all (no answer,
 //!   no `Pong`), but keeps reading its channel.
+//! * `late-first` (not hostile: slow): answers a request's first attempt
+//!   after 400 ms without reading its channel meanwhile, so a `Cancel` sent
+//!   then is read only after that answer went out; answers a retry of the
+//!   same id at once. Each answer is the `String` `"first"` or `"retry"`.
 //!
 //! After misbehaving it stalls (sleeps, reading nothing) until it is killed;
 //! `no-handshake`, `bad-version` and `silent` keep reading and ignore what comes.
@@ -41,6 +45,7 @@ enum Mode {
     NoHandshake,
     BadVersion,
     Silent,
+    LateFirst,
     /// Follows the protocol: the replacement of a hostile worker.
     Behave,
 }
@@ -56,6 +61,7 @@ impl Mode {
             "no-handshake" => Mode::NoHandshake,
             "bad-version" => Mode::BadVersion,
             "silent" => Mode::Silent,
+            "late-first" => Mode::LateFirst,
             "behave" => Mode::Behave,
             other => {
                 eprintln!("hostile_worker: unknown mode {other:?}");
@@ -149,9 +155,22 @@ fn main() {
         }
     }
 
+    let mut seen = std::collections::HashSet::new();
     loop {
         match channel.recv() {
             ToWorker::Request(request) if mode == Mode::Behave => answer(&mut channel, &request),
+            ToWorker::Request(request) if mode == Mode::LateFirst => {
+                let which = if seen.insert(request.id) {
+                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    "first"
+                } else {
+                    "retry"
+                };
+                channel.send(&ToSupervisor::Response {
+                    id: request.id,
+                    payload: postcard::to_allocvec(which).expect("a string encodes"),
+                });
+            }
             ToWorker::Request(request) => misbehave(mode, &mut channel, request),
             ToWorker::Ping { seq } => channel.send(&ToSupervisor::Pong { seq }),
             ToWorker::SoftKill => {
@@ -207,7 +226,7 @@ fn misbehave(mode: Mode, channel: &mut Channel, request: RequestFrame) -> ! {
             answer(channel, &request);
         }
         Mode::Silent => channel.ignore_everything(),
-        Mode::NoHandshake | Mode::BadVersion | Mode::Behave => {
+        Mode::NoHandshake | Mode::BadVersion | Mode::LateFirst | Mode::Behave => {
             unreachable!("{mode:?} does not misbehave on requests")
         }
     }
