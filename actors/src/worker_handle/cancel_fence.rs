@@ -17,7 +17,16 @@ pub(super) struct CancelFence {
     due: bool,
 }
 
+/// Cancels a worker may leave unfenced (it does not answer `Ping`) before it
+/// is taken to break the protocol: what keeps this map bounded.
+pub(super) const MAX_UNFENCED: usize = 65_536;
+
 impl CancelFence {
+    /// Cancelled requests whose fence has not come back.
+    pub(super) fn unfenced(&self) -> usize {
+        self.cancelled.len()
+    }
+
     /// `Cancel { id }` is being sent: its answers are stale until a later ping returns.
     pub(super) fn cancelled(&mut self, id: RequestId) {
         self.cancelled.insert(id, self.next_ping);
@@ -81,6 +90,18 @@ mod tests {
         );
         fence.pong(fence_seq);
         assert!(!fence.is_stale(&id(1)));
+    }
+
+    #[test]
+    fn unfenced_cancels_are_counted_until_their_pong() {
+        let mut fence = CancelFence::default();
+        for n in 0..3 {
+            fence.cancelled(id(n));
+        }
+        assert_eq!(fence.unfenced(), 3);
+        let seq = fence.next_ping();
+        fence.pong(seq);
+        assert_eq!(fence.unfenced(), 0);
     }
 
     #[test]

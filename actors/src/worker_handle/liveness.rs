@@ -9,6 +9,7 @@ use actix::prelude::*;
 use lpm_protocol::{RequestId, ToWorker};
 use nix::sys::signal::Signal;
 
+use super::cancel_fence::MAX_UNFENCED;
 use super::WorkerHandle;
 use crate::health::WorkerState;
 use crate::id::WorkerId;
@@ -64,6 +65,13 @@ impl WorkerHandle {
 
     /// Sends the ping that ends the stale period of the cancels just sent.
     pub(super) fn send_fence(&mut self, ctx: &mut Context<Self>) {
+        if self.fence.unfenced() > MAX_UNFENCED {
+            let reason = format!(
+                "{} cancelled requests and no Pong for their fence; a worker must answer Ping",
+                self.fence.unfenced()
+            );
+            return self.kill_for(KillReason::ProtocolViolation(reason), ctx);
+        }
         if self.fence.is_due() {
             self.ping(ctx);
         } else {

@@ -35,6 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     return Ok(());
                 }
                 ToWorker::HardKill => return Ok(()),
+                // Heartbeats, and the fence after a Cancel.
+                ToWorker::Ping { seq } => sink.push(&ToSupervisor::Pong { seq })?,
                 _ => {}
             }
         }
