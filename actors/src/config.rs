@@ -284,6 +284,24 @@ impl Config {
     }
 
     /// Pings every worker `every` and kills one silent for `timeout` (see [`Config::heartbeat`]).
+    ///
+    /// # Examples
+    ///
+    /// Workers that leak or hang, kept in check:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lpm_actors::Config;
+    ///
+    /// let config = Config::default()
+    ///     .workers(4)
+    ///     .heartbeat(Duration::from_secs(1), Duration::from_secs(10))
+    ///     .max_requests(10_000, 1_000)
+    ///     .max_rss(512 << 20)
+    ///     .timeout(Duration::from_secs(30))
+    ///     .recycle_on_timeout(true);
+    /// assert_eq!(config.max_rss, Some(512 << 20));
+    /// ```
     #[must_use]
     pub fn heartbeat(mut self, every: Duration, timeout: Duration) -> Self {
         self.heartbeat = Some(Heartbeat { every, timeout });

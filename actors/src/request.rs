@@ -123,6 +123,26 @@ impl Response {
 
     /// Takes the byte stream the worker answered with (`respond_with_stream`);
     /// the first call on any clone of this response gets it, later ones `None`.
+    ///
+    /// The stream fails with `UnexpectedEof` if the worker dies before it
+    /// ends, so a short read is never mistaken for the whole.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use lpm_actors::{Enqueue, Pool};
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// # async fn demo(pool: Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let file = std::fs::File::open("photo.jpg")?;
+    /// let response = pool.send(Enqueue::new(&"thumbnail")?.file(file)).await?;
+    /// let mut thumbnail = Vec::new();
+    /// if let Some(mut stream) = response.take_stream() {
+    ///     stream.read_to_end(&mut thumbnail).await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn take_stream(&self) -> Option<ResponseStream> {
         self.stream
             .as_ref()?

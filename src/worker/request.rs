@@ -289,6 +289,31 @@ impl Request {
     /// # Errors
     ///
     /// [`Error::Descriptor`] when it cannot be made a tokio stream.
+    ///
+    /// # Examples
+    ///
+    /// An echo server for the connections the supervisor hands over:
+    ///
+    /// ```no_run
+    /// use lpm::worker::{Request, Worker};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # fn demo(worker: Worker) {
+    /// worker.on_request(|mut req: Request| async move {
+    ///     let mut socket = req.socket()?.ok_or("a request without a connection")?;
+    ///     req.ack();
+    ///     tokio::spawn(async move {
+    ///         let mut buf = [0u8; 4096];
+    ///         while let Ok(n) = socket.read(&mut buf).await {
+    ///             if n == 0 || socket.write_all(&buf[..n]).await.is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     });
+    ///     Ok(())
+    /// });
+    /// # }
+    /// ```
     pub fn socket(&mut self) -> Result<Option<Socket>, Error> {
         if !self.has_socket() {
             return Ok(None);
@@ -312,6 +337,23 @@ impl Request {
     ///
     /// As [`Request::respond`], and [`Error::Descriptor`] when no pipe can
     /// be made (the caller is then answered `Failed`).
+    ///
+    /// # Examples
+    ///
+    /// Sends the caller's stream back as it arrives, with its declared name:
+    ///
+    /// ```no_run
+    /// use lpm::worker::{Request, Worker};
+    ///
+    /// # fn demo(worker: Worker) {
+    /// worker.on_request(|mut req: Request| async move {
+    ///     let name: String = req.data()?;
+    ///     let input = req.stream()?.ok_or("a request without a stream")?;
+    ///     req.respond_with_stream(&name, input)?;
+    ///     Ok(())
+    /// });
+    /// # }
+    /// ```
     pub fn respond_with_stream<T, R>(self, payload: &T, reader: R) -> Result<(), Error>
     where
         T: Serialize + ?Sized,
