@@ -392,6 +392,12 @@ pub enum StreamOp {
         /// Bytes to read first.
         bytes: u64,
     },
+    /// Reads `bytes` of the request's stream, then reads no more and never
+    /// answers (the caller's reader must stop being read).
+    ReadThenHold {
+        /// Bytes to read first.
+        bytes: u64,
+    },
     /// Answers `len` (`u64`) with a stream of `len` bytes of [`pattern`].
     Generate {
         /// Stream length.

@@ -3,6 +3,8 @@
 //! worker that dies mid-stream, and the retry rule.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lpm::{Config, Enqueue, PoolError, WorkerCommand};
@@ -98,6 +100,49 @@ async fn a_slow_worker_reads_at_its_pace() {
         .data()
         .unwrap();
     assert_eq!(digest, expected(len));
+    pool.hard_kill().await;
+}
+
+/// Counts what a [`PatternReader`] has yielded.
+struct Counted(PatternReader, Arc<AtomicU64>);
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.1.fetch_add(read, Ordering::Relaxed);
+        polled
+    }
+}
+
+/// A worker that stops reading stops the pump: of a 64 MiB stream, the
+/// supervisor reads no more than the pipe and its buffer hold beyond what
+/// the worker took.
+#[actix_rt::test]
+async fn a_worker_that_stops_reading_stops_the_caller_reader() {
+    let pool = start_stream_pool(command(), Config::default()).await;
+    let yielded = Arc::new(AtomicU64::new(0));
+    let taken = 100_000;
+    let request = Enqueue::new(&StreamOp::ReadThenHold { bytes: taken })
+        .unwrap()
+        .stream(Counted(PatternReader::new(64 * MIB), Arc::clone(&yielded)));
+    let pending = pool.send(request);
+    tokio::pin!(pending);
+    // The worker holds the request forever; give the pump time to run ahead.
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut pending).await;
+    assert!(early.is_err(), "{early:?}");
+    let ahead = yielded.load(Ordering::Relaxed) - taken;
+    println!("the pump is {ahead} bytes ahead of the worker");
+    // A pipe holds 64 KiB by default (1 MiB at most), the pump 64 KiB more.
+    assert!(
+        ahead <= 2 * MIB,
+        "the pump read {ahead} bytes ahead of the worker"
+    );
     pool.hard_kill().await;
 }
 

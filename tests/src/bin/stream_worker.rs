@@ -67,6 +67,12 @@ async fn serve(worker: Worker, mut req: Request) -> Result<(), lpm::BoxError> {
             stream.read_exact(&mut buf).await?;
             std::process::exit(3);
         }
+        StreamOp::ReadThenHold { bytes } => {
+            let mut stream = req.stream()?.ok_or("no stream")?;
+            let mut buf = vec![0u8; bytes as usize];
+            stream.read_exact(&mut buf).await?;
+            std::future::pending::<()>().await;
+        }
         StreamOp::Generate { len } => {
             req.respond_with_stream(&len, PatternReader::new(len))?;
         }
