@@ -17,7 +17,7 @@ use tempfile::TempDir;
 /// Small enough for a quick test, generous for a loaded machine.
 const SPAWN_TIMEOUT: Duration = Duration::from_millis(500);
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(500);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A pool of one `hostile_worker` in `mode`, whose replacements behave.
 struct Hostile {

@@ -38,10 +38,11 @@ async fn the_heartbeat_kills_a_worker_that_stops_answering() {
 async fn a_worker_busy_in_async_handlers_keeps_its_heartbeat() {
     let (pool, mut events) = start(
         test_worker!(),
-        config(1).heartbeat(Duration::from_millis(50), Duration::from_millis(300)),
+        config(1).heartbeat(Duration::from_millis(50), Duration::from_millis(1000)),
     );
     online(&pool).await;
-    let (slept, _): (u32, _) = call(&pool, &Op::Sleep { ms: 1000, reply: 9 }).await;
+    // Twice the heartbeat's timeout: a worker that did not answer would be killed.
+    let (slept, _): (u32, _) = call(&pool, &Op::Sleep { ms: 2000, reply: 9 }).await;
     assert_eq!(slept, 9);
     let killed = lpm_tests::drain_now(&mut events)
         .into_iter()
