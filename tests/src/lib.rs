@@ -529,3 +529,29 @@ pub fn open_fds() -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// Fails the test unless this process is back to `before` open descriptors
+/// within [`DEADLINE`] (closes happen on other tasks, so it polls).
+pub async fn assert_no_fd_leaked(before: usize) {
+    let deadline = Instant::now() + DEADLINE;
+    while open_fds() != before && Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(open_fds(), before, "descriptors leaked");
+}
+
+/// Opens a loopback connection to `listener`: the client end, and a request
+/// for `op` that hands the accepted end to a worker.
+pub async fn connection(
+    listener: &tokio::net::TcpListener,
+    op: &StreamOp,
+) -> (tokio::net::TcpStream, lpm::Enqueue) {
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = listener.accept().await.unwrap();
+    let request = lpm::Enqueue::new(op)
+        .unwrap()
+        .tcp(accepted.into_std().unwrap());
+    (client, request)
+}

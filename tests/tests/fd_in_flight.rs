@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use lpm::{Config, Enqueue, Pool, PoolError, Response, WorkerCommand};
-use lpm_tests::{start_stream_pool, wait_for_health, within, StreamOp, DEADLINE};
+use lpm::{Config, Pool, PoolError, Response, WorkerCommand};
+use lpm_tests::{connection, start_stream_pool, wait_for_health, within, StreamOp, DEADLINE};
 use tokio::net::{TcpListener, TcpStream};
 
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, PoolError>> + 'a>>;
@@ -23,13 +23,7 @@ async fn pool(max_fds: usize) -> Pool {
 /// Hands a fresh connection to the worker, which holds the request until the
 /// client closes it; the request has reached the pool when this returns.
 async fn hold<'a>(pool: &'a Pool, listener: &TcpListener) -> (TcpStream, Answer<'a>) {
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (accepted, _) = listener.accept().await.unwrap();
-    let request = Enqueue::new(&StreamOp::HoldUntilClosed)
-        .unwrap()
-        .tcp(accepted.into_std().unwrap());
+    let (client, request) = connection(listener, &StreamOp::HoldUntilClosed).await;
     let mut answer: Answer<'a> = Box::pin(pool.send(request));
     // The first poll hands the request to the pool.
     assert!(futures::poll!(answer.as_mut()).is_pending());

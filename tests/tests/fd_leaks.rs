@@ -1,15 +1,13 @@
 //! The supervisor leaks no descriptor: its count of open descriptors is the
 //! same before and after 1,000 stream and socket requests.
 
-use std::time::Duration;
-
 use lpm::{Config, Enqueue, WorkerCommand};
 use lpm_tests::{
-    hash_reader, open_fds, start_stream_pool, wait_for_health, within, PatternReader, StreamOp,
-    DEADLINE,
+    assert_no_fd_leaked, connection, hash_reader, open_fds, start_stream_pool, wait_for_health,
+    within, PatternReader, StreamOp, DEADLINE,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 #[actix_rt::test]
 async fn a_thousand_stream_and_socket_requests_leak_no_descriptor() {
@@ -19,7 +17,6 @@ async fn a_thousand_stream_and_socket_requests_leak_no_descriptor() {
     )
     .await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     // One of each first, so lazily opened descriptors (tokio's blocking
     // pool, the runtime's own) are counted in the baseline.
     let warm = Enqueue::new(&StreamOp::Hash)
@@ -49,11 +46,7 @@ async fn a_thousand_stream_and_socket_requests_leak_no_descriptor() {
                 assert_eq!(digest.len, i);
             }
             _ => {
-                let client = TcpStream::connect(addr).await.unwrap();
-                let (accepted, _) = listener.accept().await.unwrap();
-                let request = Enqueue::new(&StreamOp::Serve)
-                    .unwrap()
-                    .tcp(accepted.into_std().unwrap());
+                let (client, request) = connection(&listener, &StreamOp::Serve).await;
                 within("a socket request", pool.send(request))
                     .await
                     .unwrap();
@@ -71,11 +64,6 @@ async fn a_thousand_stream_and_socket_requests_leak_no_descriptor() {
         h.iter().all(|w| w.sockets == 0 && w.in_flight == 0)
     })
     .await;
-    // Closes happen on other tasks: give them a moment, with a deadline.
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while open_fds() != before && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(open_fds(), before, "descriptors leaked");
+    assert_no_fd_leaked(before).await;
     pool.hard_kill().await;
 }

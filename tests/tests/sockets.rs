@@ -6,13 +6,29 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lpm::{Config, Enqueue, WorkerCommand};
-use lpm_tests::{start_stream_pool, wait_for_health, within, StreamOp, DEADLINE, LISTEN};
+use lpm::{Config, WorkerCommand};
+use lpm_tests::{
+    connection, start_stream_pool, wait_for_health, within, StreamOp, DEADLINE, LISTEN,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 fn command() -> WorkerCommand {
     WorkerCommand::new(env!("CARGO_BIN_EXE_stream_worker"))
+}
+
+/// Broadcasts a fresh loopback listener to the pool's workers; answers its
+/// address and how many workers it reached.
+async fn broadcast_a_listener(pool: &lpm::Pool) -> (std::net::SocketAddr, usize) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reached = within(
+        "the broadcast",
+        pool.broadcast_listener(LISTEN, &(), listener),
+    )
+    .await
+    .unwrap();
+    (addr, reached)
 }
 
 /// Sends `line` and reads the worker's answer: its pid.
@@ -38,15 +54,10 @@ async fn ask(
 async fn handed_off_connections_spread_and_each_is_served_by_one_worker() {
     let pool = start_stream_pool(command(), Config::default().workers(3)).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
 
     let mut clients = Vec::new();
     for i in 0..100 {
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
-        let request = Enqueue::new(&StreamOp::Serve)
-            .unwrap()
-            .tcp(accepted.into_std().unwrap());
+        let (client, request) = connection(&listener, &StreamOp::Serve).await;
         let response = within("the ack", pool.send(request)).await.unwrap();
         assert!(response.is_ack(), "request {i}");
         clients.push(client);
@@ -82,14 +93,7 @@ async fn handed_off_connections_spread_and_each_is_served_by_one_worker() {
 #[actix_rt::test]
 async fn a_broadcast_listener_is_accepted_on_by_several_workers() {
     let pool = start_stream_pool(command(), Config::default().workers(3)).await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let reached = within(
-        "the broadcast",
-        pool.broadcast_listener(LISTEN, &(), listener),
-    )
-    .await
-    .unwrap();
+    let (addr, reached) = broadcast_a_listener(&pool).await;
     assert_eq!(reached, 3);
 
     let mut pids = HashMap::<u32, usize>::new();
@@ -152,14 +156,7 @@ async fn ready_pids(pool: &lpm::Pool, n: usize, gone: &[u32]) -> Vec<u32> {
 #[actix_rt::test]
 async fn a_restarted_worker_gets_the_broadcast_listener() {
     let pool = start_stream_pool(command(), Config::default().workers(2)).await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let reached = within(
-        "the broadcast",
-        pool.broadcast_listener(LISTEN, &(), listener),
-    )
-    .await
-    .unwrap();
+    let (addr, reached) = broadcast_a_listener(&pool).await;
     assert_eq!(reached, 2);
     let before = ready_pids(&pool, 2, &[]).await;
 
@@ -181,14 +178,7 @@ async fn a_restarted_worker_gets_the_broadcast_listener() {
 #[actix_rt::test]
 async fn a_worker_added_by_resize_gets_the_broadcast_listener() {
     let pool = start_stream_pool(command(), Config::default().workers(1)).await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    within(
-        "the broadcast",
-        pool.broadcast_listener(LISTEN, &(), listener),
-    )
-    .await
-    .unwrap();
+    let (addr, _) = broadcast_a_listener(&pool).await;
     let first = ready_pids(&pool, 1, &[]).await[0];
     until_accepted_by(addr, first).await;
 
@@ -206,13 +196,7 @@ async fn a_worker_added_by_resize_gets_the_broadcast_listener() {
 async fn a_soft_kill_waits_for_handed_off_connections() {
     let pool = start_stream_pool(command(), Config::default()).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (accepted, _) = listener.accept().await.unwrap();
-    let request = Enqueue::new(&StreamOp::Serve)
-        .unwrap()
-        .tcp(accepted.into_std().unwrap());
+    let (client, request) = connection(&listener, &StreamOp::Serve).await;
     assert!(within("the ack", pool.send(request))
         .await
         .unwrap()

@@ -13,12 +13,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use lpm::{Config, Enqueue, Pool, PoolError, WorkerCommand, WorkerState};
 use lpm_tests::{
-    hash_reader, open_fds, start_stream_pool, wait_for_health, PatternReader, StreamOp, DEADLINE,
+    assert_no_fd_leaked, connection, hash_reader, open_fds, start_stream_pool, wait_for_health,
+    PatternReader, StreamOp, DEADLINE,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const WORKERS: usize = 3;
 
@@ -85,13 +86,7 @@ async fn response_stream(pool: &Pool, len: u64) -> Outcome {
 }
 
 async fn socket(pool: &Pool, listener: &TcpListener) -> Outcome {
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (accepted, _) = listener.accept().await.unwrap();
-    let request = Enqueue::new(&StreamOp::Serve)
-        .unwrap()
-        .tcp(accepted.into_std().unwrap());
+    let (client, request) = connection(listener, &StreamOp::Serve).await;
     match pool.send(request).await {
         Ok(response) => {
             let (read, mut write) = client.into_split();
@@ -208,11 +203,6 @@ async fn streams_and_sockets_survive_chaos_without_leaking() {
                 .all(|w| w.state == WorkerState::Ready && w.sockets == 0 && w.in_flight == 0)
     })
     .await;
-    // Closes happen on other tasks: give them a moment, with a deadline.
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while open_fds() != before && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(open_fds(), before, "descriptors leaked");
+    assert_no_fd_leaked(before).await;
     pool.hard_kill().await;
 }
