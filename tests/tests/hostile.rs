@@ -48,6 +48,13 @@ impl Hostile {
         pids[0]
     }
 
+    /// Sends `payload` and returns how it resolved (within [`DEADLINE`]).
+    async fn send(&self, payload: &str) -> Result<lpm::Response, PoolError> {
+        tokio::time::timeout(DEADLINE, self.pool.enqueue(payload))
+            .await
+            .expect("the request resolves")
+    }
+
     /// Waits for the pool to kill `pid`: its `WorkerKilled` (checked to come
     /// before its `ChildExited`), its exit, and a replacement with another
     /// pid in slot 0. Returns the reason, the exit event and the replacement's pid.
@@ -93,9 +100,9 @@ impl Hostile {
 
     /// The replacement serves: a request is answered by `replacement`.
     async fn serves_with(&self, replacement: u32) {
-        let response = tokio::time::timeout(DEADLINE, self.pool.enqueue(&"still serving"))
+        let response = self
+            .send("still serving")
             .await
-            .expect("the pool answers after the kill")
             .expect("the replacement serves");
         assert_eq!(response.data::<String>().unwrap(), "still serving");
         assert_eq!(response.pid(), replacement);
@@ -113,9 +120,7 @@ fn one_worker() -> Config {
 /// Returns the reason and the replacement's pid.
 async fn request_fails_with_worker_killed(hostile: &mut Hostile) -> (KillReason, u32) {
     let pid = hostile.online_pid().await;
-    let answer = tokio::time::timeout(DEADLINE, hostile.pool.enqueue(&"provoke"))
-        .await
-        .expect("the request resolves");
+    let answer = hostile.send("provoke").await;
     let Err(PoolError::WorkerKilled {
         slot,
         pid: failed_pid,
@@ -174,9 +179,7 @@ async fn an_oversized_length_is_a_protocol_violation() {
 async fn a_truncated_frame_then_exit_is_a_death() {
     let mut hostile = Hostile::start("truncated-exit", one_worker());
     let pid = hostile.online_pid().await;
-    let answer = tokio::time::timeout(DEADLINE, hostile.pool.enqueue(&"provoke"))
-        .await
-        .expect("the request resolves");
+    let answer = hostile.send("provoke").await;
     assert!(
         matches!(
             answer,
@@ -202,9 +205,7 @@ async fn a_truncated_frame_then_exit_is_a_death() {
 async fn an_answer_for_an_unknown_id_is_a_protocol_violation() {
     let mut hostile = Hostile::start("unknown-id", one_worker());
     let pid = hostile.online_pid().await;
-    let answer = tokio::time::timeout(DEADLINE, hostile.pool.enqueue(&"provoke"))
-        .await
-        .expect("the request resolves");
+    let answer = hostile.send("provoke").await;
     let Err(PoolError::WorkerKilled {
         reason,
         retries_spent: 0,
@@ -235,9 +236,9 @@ async fn an_answer_for_an_unknown_id_is_a_protocol_violation() {
 async fn a_second_answer_is_a_protocol_violation() {
     let mut hostile = Hostile::start("duplicate", one_worker());
     let pid = hostile.online_pid().await;
-    let response = tokio::time::timeout(DEADLINE, hostile.pool.enqueue(&"answered twice"))
+    let response = hostile
+        .send("answered twice")
         .await
-        .expect("the request resolves")
         .expect("the first answer is the request's");
     assert_eq!(response.data::<String>().unwrap(), "answered twice");
     assert_eq!(response.pid(), pid);
@@ -348,9 +349,9 @@ async fn a_silent_worker_is_killed_by_the_heartbeat() {
 async fn a_killed_workers_request_with_retries_left_is_retried() {
     let mut hostile = Hostile::start("garbage", one_worker().retries(1));
     let pid = hostile.online_pid().await;
-    let response = tokio::time::timeout(DEADLINE, hostile.pool.enqueue(&"retried"))
+    let response = hostile
+        .send("retried")
         .await
-        .expect("the request resolves")
         .expect("the retry is answered");
     assert_eq!(response.data::<String>().unwrap(), "retried");
     let (reason, _, replacement) = hostile.killed(pid).await;
