@@ -205,21 +205,22 @@ async fn soak(requests: u64) {
     assert_eq!(ok + exhausted, requests);
 
     // Back at strength: every slot ready, with a live process of its own.
+    // (The last kill may not be reaped yet: health shows a worker until the
+    // pool learns of its death, so the liveness is part of the wait.)
     let h = wait_for_health(
         &pool,
-        "every slot is ready again after the chaos",
+        "every slot is ready again after the chaos, each with a live process",
         Duration::from_secs(10),
-        |h| h.len() == WORKERS && h.iter().all(|w| w.state == WorkerState::Ready),
+        |h| {
+            h.len() == WORKERS
+                && h.iter().all(|w| {
+                    w.state == WorkerState::Ready && w.pid.is_some_and(lpm_tests::process_alive)
+                })
+        },
     )
     .await;
     let current: HashSet<u32> = lpm_tests::pids(&h).into_iter().collect();
     assert_eq!(current.len(), WORKERS, "one process per slot: {h:#?}");
-    for pid in &current {
-        assert!(
-            lpm_tests::process_alive(*pid),
-            "worker {pid} is in health but not alive"
-        );
-    }
     // Each death was one of the chaos task's kills, and each was replaced.
     wait_until(
         "every kill is reported as a ChildExited and replaced by a ChildSpawned",
