@@ -104,7 +104,7 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
 
     print_health(&pool.health().await?);
 
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     println!(
         "soft kill done: served {}, failed {}, killed {}",
         report.served, report.failed, report.killed

@@ -119,7 +119,7 @@ async fn supervisor_main(path: &Path, original: &Digest, copy: &Digest) -> Resul
     }
     .await;
 
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     println!(
         "soft kill done: served {}, failed {}, killed {}",
         report.served, report.failed, report.killed

@@ -126,7 +126,7 @@ async fn supervisor_main(serve: bool, port: u16) -> Result<(), BoxError> {
     }
 
     let result = tokio::time::timeout(DEADLINE, self_test(&pool, addr, handoffs)).await;
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     println!(
         "soft kill done: served {}, failed {}, killed {}",
         report.served, report.failed, report.killed

@@ -2,7 +2,7 @@
 //!
 //! Errors of the wire protocol crate and of postcard stay private: they are
 //! carried as an opaque `#[source]` or as text, so upgrading either is not a
-//! breaking change for code that matches on [`Error`].
+//! breaking change for code that matches on [`WorkerError`].
 
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use crate::BoxError;
 /// there is one, are available through [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum WorkerError {
     /// This process did not inherit a usable IPC channel from a supervisor.
     #[error(
         "this process has no IPC channel to an lpm supervisor; start it through an lpm pool, \
@@ -143,23 +143,23 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl WorkerError {
     /// A channel error (I/O or framing) of the protocol crate, kept opaque.
     pub(crate) fn channel(source: impl Into<BoxError>) -> Self {
-        Error::Channel {
+        WorkerError::Channel {
             source: source.into(),
         }
     }
 
     pub(crate) fn decode<T>(e: postcard::Error) -> Self {
-        Error::Decode {
+        WorkerError::Decode {
             type_name: std::any::type_name::<T>(),
             reason: e.to_string(),
         }
     }
 
     pub(crate) fn encode<T: ?Sized>(e: postcard::Error) -> Self {
-        Error::Encode {
+        WorkerError::Encode {
             type_name: std::any::type_name::<T>(),
             reason: e.to_string(),
         }
@@ -167,13 +167,17 @@ impl Error {
 }
 
 /// Encodes a user payload with postcard.
-pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(payload: &T) -> Result<Vec<u8>, Error> {
-    postcard::to_allocvec(payload).map_err(Error::encode::<T>)
+pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(
+    payload: &T,
+) -> Result<Vec<u8>, WorkerError> {
+    postcard::to_allocvec(payload).map_err(WorkerError::encode::<T>)
 }
 
 /// Decodes a user payload with postcard.
-pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes(bytes).map_err(Error::decode::<T>)
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, WorkerError> {
+    postcard::from_bytes(bytes).map_err(WorkerError::decode::<T>)
 }
 
 /// `error: cause: cause ...`, the whole `source()` chain on one line.
@@ -194,7 +198,7 @@ mod tests {
 
     #[test]
     fn display_chain_joins_sources() {
-        let e = Error::channel(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe"));
+        let e = WorkerError::channel(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe"));
         let text = display_chain(&e);
         assert!(text.starts_with("the IPC channel to the supervisor failed"));
         assert!(text.ends_with(": pipe"), "{text}");
@@ -203,6 +207,6 @@ mod tests {
     #[test]
     fn decode_names_the_type() {
         let e = decode_payload::<String>(&[5, b'a']).unwrap_err();
-        assert!(matches!(e, Error::Decode { type_name, .. } if type_name.contains("String")));
+        assert!(matches!(e, WorkerError::Decode { type_name, .. } if type_name.contains("String")));
     }
 }

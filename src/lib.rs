@@ -34,7 +34,7 @@
 //!     pool.online().await?;
 //!     let doubled: u64 = pool.enqueue(&21u64).await?.data()?;
 //!     assert_eq!(doubled, 42);
-//!     pool.soft_kill().await;
+//!     pool.soft_kill().await.expect("the pool is running");
 //!     Ok(())
 //! }
 //! ```
@@ -45,7 +45,7 @@
 //! use lpm::prelude::*;
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), lpm::Error> {
+//! async fn main() -> Result<(), lpm::WorkerError> {
 //!     let worker = Worker::from_env().await?;
 //!     worker.on_request(|req: Request| async move {
 //!         let n: u64 = req.data()?;
@@ -65,7 +65,7 @@
 mod error;
 pub mod worker;
 
-pub use error::Error;
+pub use error::WorkerError;
 
 /// A boxed error: what request handlers return.
 ///
@@ -89,8 +89,8 @@ pub use lpm_protocol as protocol;
 pub mod prelude {
     pub use crate::worker::{Done, Event, Request, Worker};
     pub use crate::{
-        BoxError, Config, CustomEvent, Enqueue, Pool, PoolError, PoolEvent, Response,
-        WorkerCommand, WorkerHealth, WorkerState,
+        BoxError, Config, CustomEvent, Enqueue, KillReason, KillReport, Pool, PoolError, PoolEvent,
+        Response, WorkerCommand, WorkerError, WorkerHealth, WorkerState,
     };
 }
 

@@ -3,6 +3,7 @@
 use actix::prelude::*;
 use lpm_protocol::RequestId;
 use serde::Serialize;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -10,10 +11,10 @@ use crate::balancer::{Balancer, Submission};
 use crate::error::encode_payload;
 use crate::events::EventStream;
 use crate::request::Counters;
-use crate::supervisor::{Abandoned, SubscribeStream, WhenOnline};
+use crate::supervisor::{Abandoned, StartKill, SubscribeStream, WhenOnline};
 use crate::{
-    Broadcast, Config, Enqueue, Error, HardKill, Health, KillReport, Resize, Response, SoftKill,
-    Subscribe, Supervisor, WorkerCommand, WorkerHealth,
+    Broadcast, Config, Enqueue, Error, Health, KillReport, Resize, Response, Subscribe, Supervisor,
+    WorkerCommand, WorkerHealth,
 };
 
 /// Hard-kills a running pool when the last clone of its [`Pool`] is dropped,
@@ -246,14 +247,32 @@ impl Pool {
         self.supervisor.do_send(Subscribe(recipient));
     }
 
-    /// Soft kill; see [`SoftKill`]. Resolves when every child is reaped.
-    pub async fn soft_kill(&self) -> KillReport {
-        self.supervisor.send(SoftKill).await.unwrap_or_default()
+    /// Soft kill; see [`SoftKill`](crate::SoftKill). The kill starts when this is called,
+    /// not when the future is first polled; the future resolves when every
+    /// child is reaped. Dropping it does not stop the kill.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolStopped`] when the supervisor is gone (its actix System stopped).
+    pub fn soft_kill(&self) -> impl Future<Output = Result<KillReport, Error>> + Send + 'static {
+        self.start_kill(false)
     }
 
-    /// Hard kill; see [`HardKill`]. Resolves when every child is reaped.
-    pub async fn hard_kill(&self) -> KillReport {
-        self.supervisor.send(HardKill).await.unwrap_or_default()
+    /// Hard kill; see [`HardKill`](crate::HardKill). As with [`Pool::soft_kill`], it starts
+    /// when called and resolves when every child is reaped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolStopped`] when the supervisor is gone.
+    pub fn hard_kill(&self) -> impl Future<Output = Result<KillReport, Error>> + Send + 'static {
+        self.start_kill(true)
+    }
+
+    fn start_kill(&self, hard: bool) -> impl Future<Output = Result<KillReport, Error>> {
+        let (report, rx) = oneshot::channel();
+        // `do_send` queues at once, whatever the mailbox's capacity.
+        self.supervisor.do_send(StartKill { hard, report });
+        async move { rx.await.map_err(|_| Error::PoolStopped) }
     }
 
     /// The supervisor actor, for sending it messages directly.

@@ -97,6 +97,15 @@ pub(crate) struct WhenOnline(pub(crate) oneshot::Sender<Result<(), Error>>);
 #[rtype(result = "()")]
 pub(crate) struct Abandoned;
 
+/// Starts a soft or hard kill and answers with its report once every child
+/// is reaped; sent with `do_send` so the kill starts whatever the mailbox holds.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StartKill {
+    pub(crate) hard: bool,
+    pub(crate) report: oneshot::Sender<KillReport>,
+}
+
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct SubscribeStream(pub(crate) mpsc::Sender<PoolEvent>);
@@ -604,6 +613,19 @@ impl Handler<HardKill> for Supervisor {
     fn handle(&mut self, _msg: HardKill, ctx: &mut Context<Self>) -> Self::Result {
         let rx = self.begin_stop(true, ctx);
         Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}
+
+impl Handler<StartKill> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StartKill, ctx: &mut Context<Self>) {
+        let rx = self.begin_stop(msg.hard, ctx);
+        ctx.spawn(rx.into_actor(self).map(move |report, _, _| {
+            if let Ok(report) = report {
+                let _ = msg.report.send(report);
+            }
+        }));
     }
 }
 

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::error::decode_payload;
-use crate::Error;
+use crate::WorkerError;
 
 /// What the supervisor answered: a payload, or why there is none.
 pub(crate) type Outcome = Result<Vec<u8>, String>;
@@ -25,8 +25,8 @@ impl Reply {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the payload is not a postcard encoding of `T`.
-    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         decode_payload(&self.payload)
     }
 
@@ -68,13 +68,13 @@ impl PendingEmits {
     ///
     /// # Errors
     ///
-    /// [`Error::ChannelClosed`] once [`PendingEmits::close`] was called.
-    pub(crate) fn register(&self) -> Result<Waiting<'_>, Error> {
+    /// [`WorkerError::ChannelClosed`] once [`PendingEmits::close`] was called.
+    pub(crate) fn register(&self) -> Result<Waiting<'_>, WorkerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock()
             .as_mut()
-            .ok_or(Error::ChannelClosed)?
+            .ok_or(WorkerError::ChannelClosed)?
             .insert(id, tx);
         Ok(Waiting {
             emits: self,
@@ -93,7 +93,7 @@ impl PendingEmits {
         }
     }
 
-    /// Fails every pending emit with [`Error::ChannelClosed`], and all later ones.
+    /// Fails every pending emit with [`WorkerError::ChannelClosed`], and all later ones.
     pub(crate) fn close(&self) {
         // Dropping the senders wakes the waiters with a closed channel.
         drop(self.lock().take());
@@ -117,16 +117,16 @@ impl Waiting<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::NoReply`] when the supervisor answered with an error,
-    /// [`Error::ChannelClosed`] when the channel closed first.
-    pub(crate) async fn reply(mut self, event: &str) -> Result<Reply, Error> {
+    /// [`WorkerError::NoReply`] when the supervisor answered with an error,
+    /// [`WorkerError::ChannelClosed`] when the channel closed first.
+    pub(crate) async fn reply(mut self, event: &str) -> Result<Reply, WorkerError> {
         match (&mut self.rx).await {
             Ok(Ok(payload)) => Ok(Reply { payload }),
-            Ok(Err(reason)) => Err(Error::NoReply {
+            Ok(Err(reason)) => Err(WorkerError::NoReply {
                 event: event.to_owned(),
                 reason,
             }),
-            Err(_) => Err(Error::ChannelClosed),
+            Err(_) => Err(WorkerError::ChannelClosed),
         }
     }
 }

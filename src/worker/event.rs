@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use super::fds::{Attached, Listener, SharedAttached};
 use super::request::panic_message;
 use crate::error::decode_payload;
-use crate::Error;
+use crate::WorkerError;
 
 /// An event the supervisor broadcast, handed to the handler registered for
 /// its name with [`Worker::on_event`](super::Worker::on_event).
@@ -51,8 +51,8 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`Error::Descriptor`] when it cannot be made a tokio listener.
-    pub fn listener(&self) -> Result<Option<Listener>, Error> {
+    /// [`WorkerError::Descriptor`] when it cannot be made a tokio listener.
+    pub fn listener(&self) -> Result<Option<Listener>, WorkerError> {
         let Some(slot) = &self.listener else {
             return Ok(None);
         };
@@ -69,8 +69,8 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the payload is not a postcard encoding of `T`.
-    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         decode_payload(&self.payload)
     }
 

@@ -15,7 +15,7 @@ use tokio::net::unix::pipe;
 use uuid::Uuid;
 
 use super::worker::Shared;
-use crate::Error;
+use crate::WorkerError;
 
 /// A descriptor that came with a request or an event, with its kind.
 pub(crate) type Attached = (FdKind, OwnedFd);
@@ -35,17 +35,17 @@ enum StreamInner {
 }
 
 impl RequestStream {
-    pub(crate) fn new(kind: FdKind, fd: OwnedFd) -> Result<Self, Error> {
+    pub(crate) fn new(kind: FdKind, fd: OwnedFd) -> Result<Self, WorkerError> {
         let inner = match kind {
             FdKind::Pipe => StreamInner::Pipe(pipe::Receiver::from_owned_fd(fd).map_err(|e| {
-                Error::Descriptor {
+                WorkerError::Descriptor {
                     what: "the request's stream",
                     source: e.into(),
                 }
             })?),
             FdKind::File => StreamInner::File(tokio::fs::File::from_std(std::fs::File::from(fd))),
             other => {
-                return Err(Error::Descriptor {
+                return Err(WorkerError::Descriptor {
                     what: "the request's stream",
                     source: format!("a {other:?} is not a byte stream").into(),
                 })
@@ -104,8 +104,8 @@ impl Socket {
         fd: OwnedFd,
         id: Uuid,
         shared: &Arc<Shared>,
-    ) -> Result<Self, Error> {
-        let failed = |e: io::Error| Error::Descriptor {
+    ) -> Result<Self, WorkerError> {
+        let failed = |e: io::Error| WorkerError::Descriptor {
             what: "the request's socket",
             source: e.into(),
         };
@@ -224,8 +224,8 @@ pub enum Listener {
 }
 
 impl Listener {
-    pub(crate) fn new(kind: FdKind, fd: OwnedFd) -> Result<Self, Error> {
-        let failed = |e: io::Error| Error::Descriptor {
+    pub(crate) fn new(kind: FdKind, fd: OwnedFd) -> Result<Self, WorkerError> {
+        let failed = |e: io::Error| WorkerError::Descriptor {
             what: "the event's listener",
             source: e.into(),
         };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lpm_protocol::{FrameSink, FrameStream, ToSupervisor, ToWorker, PROTOCOL_VERSION};
 use tokio::net::UnixStream;
 
-use crate::Error;
+use crate::WorkerError;
 
 /// What the handshake leaves for the run loop.
 #[derive(Debug)]
@@ -23,31 +23,31 @@ pub(crate) struct Greeted {
 pub(crate) async fn greet(
     stream: &Arc<UnixStream>,
     max_frame_len: usize,
-) -> Result<Greeted, Error> {
+) -> Result<Greeted, WorkerError> {
     let mut sink = FrameSink::new(Arc::clone(stream), max_frame_len);
     sink.push(&ToSupervisor::Hello {
         version: PROTOCOL_VERSION,
         pid: std::process::id(),
     })
-    .map_err(Error::channel)?;
+    .map_err(WorkerError::channel)?;
     sink.flush().await.map_err(|e| match e.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Handshake {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => WorkerError::Handshake {
             reason: "the channel closed before the supervisor's Hello".to_owned(),
         },
-        _ => Error::channel(e),
+        _ => WorkerError::channel(e),
     })?;
 
     let mut frames = FrameStream::new(Arc::clone(stream), max_frame_len);
     let batch = match frames.next_batch().await {
         Some(Ok(batch)) => batch,
-        Some(Err(lpm_protocol::Error::Io(e))) => return Err(Error::channel(e)),
+        Some(Err(lpm_protocol::Error::Io(e))) => return Err(WorkerError::channel(e)),
         Some(Err(e)) => {
-            return Err(Error::Handshake {
+            return Err(WorkerError::Handshake {
                 reason: format!("its first frame is unreadable ({e})"),
             })
         }
         None => {
-            return Err(Error::Handshake {
+            return Err(WorkerError::Handshake {
                 reason: "the channel closed before the supervisor's Hello".to_owned(),
             })
         }
@@ -59,14 +59,14 @@ pub(crate) async fn greet(
             frames,
             backlog: batch.collect(),
         }),
-        Some(ToWorker::Hello { version, .. }) => Err(Error::VersionMismatch {
+        Some(ToWorker::Hello { version, .. }) => Err(WorkerError::VersionMismatch {
             ours: PROTOCOL_VERSION,
             theirs: version,
         }),
-        Some(other) => Err(Error::Handshake {
+        Some(other) => Err(WorkerError::Handshake {
             reason: format!("the first message was {} instead of Hello", other.kind()),
         }),
-        None => Err(Error::Handshake {
+        None => Err(WorkerError::Handshake {
             reason: "an empty first read".to_owned(),
         }),
     }

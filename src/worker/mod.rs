@@ -25,7 +25,7 @@
 //! use lpm::worker::{Request, Worker};
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), lpm::Error> {
+//! async fn main() -> Result<(), lpm::WorkerError> {
 //!     let worker = Worker::from_env().await?;
 //!     worker.on_request(|req: Request| async move {
 //!         let n: u64 = req.data()?;

@@ -11,7 +11,7 @@ use lpm_protocol::{OutFds, ToSupervisor};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
-use crate::Error;
+use crate::WorkerError;
 
 /// Initial capacity of each of the two buffers.
 const INITIAL_CAPACITY: usize = 64 * 1024;
@@ -57,21 +57,21 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::ChannelClosed`] after [`Outbox::close`];
-    /// [`Error::PayloadTooLarge`] when the frame would exceed the limit
+    /// [`WorkerError::ChannelClosed`] after [`Outbox::close`];
+    /// [`WorkerError::PayloadTooLarge`] when the frame would exceed the limit
     /// (nothing is queued then).
-    pub(crate) fn push(&self, msg: &ToSupervisor) -> Result<(), Error> {
+    pub(crate) fn push(&self, msg: &ToSupervisor) -> Result<(), WorkerError> {
         let mut state = self.lock();
         if state.closed {
-            return Err(Error::ChannelClosed);
+            return Err(WorkerError::ChannelClosed);
         }
         let was_empty = state.buf.is_empty();
         lpm_protocol::encode_frame(msg, &mut state.buf, self.max_frame_len).map_err(
             |e| match e {
                 lpm_protocol::Error::FrameTooLarge { len, max } => {
-                    Error::PayloadTooLarge { len, max }
+                    WorkerError::PayloadTooLarge { len, max }
                 }
-                other => Error::channel(other),
+                other => WorkerError::channel(other),
             },
         )?;
         drop(state);
@@ -89,25 +89,25 @@ impl Outbox {
     /// # Errors
     ///
     /// As [`Outbox::push`]; the descriptor is closed on error.
-    pub(crate) fn push_with_fd(&self, mut msg: ToSupervisor) -> Result<(), Error> {
+    pub(crate) fn push_with_fd(&self, mut msg: ToSupervisor) -> Result<(), WorkerError> {
         use lpm_protocol::CarriesFd;
         let Some(fd) = msg.fd_slot().and_then(lpm_protocol::Fd::take) else {
-            return Err(Error::channel(lpm_protocol::Error::MissingFd {
+            return Err(WorkerError::channel(lpm_protocol::Error::MissingFd {
                 message: msg.kind(),
             }));
         };
         let mut state = self.lock();
         if state.closed {
-            return Err(Error::ChannelClosed);
+            return Err(WorkerError::ChannelClosed);
         }
         let was_empty = state.buf.is_empty();
         let at = state.buf.len();
         lpm_protocol::encode_frame(&msg, &mut state.buf, self.max_frame_len).map_err(
             |e| match e {
                 lpm_protocol::Error::FrameTooLarge { len, max } => {
-                    Error::PayloadTooLarge { len, max }
+                    WorkerError::PayloadTooLarge { len, max }
                 }
-                other => Error::channel(other),
+                other => WorkerError::channel(other),
             },
         )?;
         state.fds.push(at, fd);
@@ -210,7 +210,7 @@ mod tests {
         assert!(outbox.is_closed());
         assert!(matches!(
             outbox.push(&ToSupervisor::Busy),
-            Err(Error::ChannelClosed)
+            Err(WorkerError::ChannelClosed)
         ));
     }
 
@@ -220,7 +220,7 @@ mod tests {
         let big = ToSupervisor::Stats(vec![("a long statistic name".into(), 1.0)]);
         assert!(matches!(
             outbox.push(&big),
-            Err(Error::PayloadTooLarge { max: 8, .. })
+            Err(WorkerError::PayloadTooLarge { max: 8, .. })
         ));
         assert!(outbox.lock().buf.is_empty());
     }

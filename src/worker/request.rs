@@ -45,7 +45,7 @@ use uuid::Uuid;
 use super::fds::{pump_response, Attached, RequestStream, Socket};
 use super::worker::Shared;
 use crate::error::{decode_payload, display_chain, encode_payload};
-use crate::{BoxError, Error};
+use crate::{BoxError, WorkerError};
 
 const ANSWERED: u8 = 1;
 const DROPPED: u8 = 2;
@@ -123,13 +123,13 @@ impl RequestState {
 
     /// Queues the answer, unless the request was answered already; sends
     /// nothing and returns `Ok` when it was cancelled.
-    fn answer(&self, answer: Answer) -> Result<(), Error> {
+    fn answer(&self, answer: Answer) -> Result<(), WorkerError> {
         if let Err(before) = self.settle(0) {
             if before & CANCELLED != 0 {
                 tracing::debug!(request = %self.id, "request cancelled by the supervisor; answer not sent");
                 return Ok(());
             }
-            return Err(Error::AlreadyAnswered { id: self.id });
+            return Err(WorkerError::AlreadyAnswered { id: self.id });
         }
         let id = self.id;
         let msg = match answer {
@@ -142,7 +142,7 @@ impl RequestState {
         // supervisor; it counts as answered only once the answer is queued, so
         // a soft kill never overtakes it.
         let queued = match outbox.push(&msg) {
-            Err(e @ Error::PayloadTooLarge { .. }) => {
+            Err(e @ WorkerError::PayloadTooLarge { .. }) => {
                 let message = format!("the worker could not send its response: {e}");
                 // The caller still gets an answer; the handler gets the error.
                 let _ = outbox.push(&ToSupervisor::Failed { id, message });
@@ -157,12 +157,12 @@ impl RequestState {
     /// Answers `Failed` unless answered or cancelled already; logs what could not be sent.
     fn fail(&self, message: String) {
         match self.answer(Answer::Failed(message)) {
-            Ok(()) | Err(Error::AlreadyAnswered { .. }) => {}
+            Ok(()) | Err(WorkerError::AlreadyAnswered { .. }) => {}
             Err(e) => tracing::debug!(request = %self.id, error = %e, "could not send a failure"),
         }
     }
 
-    fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         decode_payload(&self.payload)
     }
 }
@@ -267,8 +267,8 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`Error::Descriptor`] when it cannot be made a tokio reader.
-    pub fn stream(&mut self) -> Result<Option<RequestStream>, Error> {
+    /// [`WorkerError::Descriptor`] when it cannot be made a tokio reader.
+    pub fn stream(&mut self) -> Result<Option<RequestStream>, WorkerError> {
         if !self.has_stream() {
             return Ok(None);
         }
@@ -288,7 +288,7 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`Error::Descriptor`] when it cannot be made a tokio stream.
+    /// [`WorkerError::Descriptor`] when it cannot be made a tokio stream.
     ///
     /// # Examples
     ///
@@ -314,7 +314,7 @@ impl Request {
     /// });
     /// # }
     /// ```
-    pub fn socket(&mut self) -> Result<Option<Socket>, Error> {
+    pub fn socket(&mut self) -> Result<Option<Socket>, WorkerError> {
         if !self.has_socket() {
             return Ok(None);
         }
@@ -335,7 +335,7 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// As [`Request::respond`], and [`Error::Descriptor`] when no pipe can
+    /// As [`Request::respond`], and [`WorkerError::Descriptor`] when no pipe can
     /// be made (the caller is then answered `Failed`).
     ///
     /// # Examples
@@ -354,7 +354,7 @@ impl Request {
     /// });
     /// # }
     /// ```
-    pub fn respond_with_stream<T, R>(self, payload: &T, reader: R) -> Result<(), Error>
+    pub fn respond_with_stream<T, R>(self, payload: &T, reader: R) -> Result<(), WorkerError>
     where
         T: Serialize + ?Sized,
         R: AsyncRead + Send + Unpin + 'static,
@@ -378,7 +378,7 @@ impl Request {
         let (read_end, writer) = match pipe {
             Ok(pipe) => pipe,
             Err(e) => {
-                let e = Error::Descriptor {
+                let e = WorkerError::Descriptor {
                     what: "a pipe for the response stream",
                     source: e.into(),
                 };
@@ -393,7 +393,7 @@ impl Request {
             if before & CANCELLED != 0 {
                 return Ok(());
             }
-            return Err(Error::AlreadyAnswered { id: state.id });
+            return Err(WorkerError::AlreadyAnswered { id: state.id });
         }
         let id = state.id;
         let msg = ToSupervisor::ResponseWithStream {
@@ -408,7 +408,7 @@ impl Request {
                 Ok(())
             }
             Err(e) => {
-                if matches!(e, Error::PayloadTooLarge { .. }) {
+                if matches!(e, WorkerError::PayloadTooLarge { .. }) {
                     let message = format!("the worker could not send its response: {e}");
                     let _ = state
                         .shared
@@ -435,8 +435,8 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the payload is not a postcard encoding of `T`.
-    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         self.state.data()
     }
 
@@ -470,12 +470,12 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// * [`Error::Encode`] or [`Error::PayloadTooLarge`]: the payload cannot
+    /// * [`WorkerError::Encode`] or [`WorkerError::PayloadTooLarge`]: the payload cannot
     ///   be sent; the caller is answered `Failed` with this error instead.
-    /// * [`Error::AlreadyAnswered`]: the handler failed while this request
+    /// * [`WorkerError::AlreadyAnswered`]: the handler failed while this request
     ///   lived on in another task, and the failure was the answer.
-    /// * [`Error::ChannelClosed`]: the worker stopped running.
-    pub fn respond<T: Serialize + ?Sized>(self, payload: &T) -> Result<(), Error> {
+    /// * [`WorkerError::ChannelClosed`]: the worker stopped running.
+    pub fn respond<T: Serialize + ?Sized>(self, payload: &T) -> Result<(), WorkerError> {
         if self.state.is_cancelled() {
             // Spares encoding an answer nobody waits for; `answer` checks again.
             tracing::debug!(request = %self.state.id, "request cancelled by the supervisor; response not sent");
@@ -488,7 +488,7 @@ impl Request {
                     "the worker could not encode its response: {e}"
                 )));
                 Err(match answered {
-                    Err(already @ Error::AlreadyAnswered { .. }) => already,
+                    Err(already @ WorkerError::AlreadyAnswered { .. }) => already,
                     _ => e,
                 })
             }
@@ -498,7 +498,7 @@ impl Request {
     /// Marks the request as done without a payload (the supervisor sees an `Ack`).
     ///
     /// Nothing is sent if the request was already answered (see
-    /// [`Error::AlreadyAnswered`]), the supervisor cancelled it, or the worker
+    /// [`WorkerError::AlreadyAnswered`]), the supervisor cancelled it, or the worker
     /// stopped running; that is logged at debug level.
     pub fn ack(self) {
         if let Err(e) = self.state.answer(Answer::Ack) {
@@ -567,8 +567,8 @@ impl RequestInfo {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the payload is not a postcard encoding of `T`.
-    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         self.state.data()
     }
 

@@ -13,7 +13,7 @@ use super::event::{self, Event};
 use super::request::{cancel, reject_duplicate, reject_unhandled, Request};
 use super::soft_kill;
 use super::worker::{Reader, RequestHandler, Shared};
-use crate::Error;
+use crate::WorkerError;
 
 /// Why the loop stopped.
 #[derive(Debug)]
@@ -25,16 +25,16 @@ enum Exit {
     /// The soft kill is complete: hook done, no request in flight.
     SoftKill,
     /// The channel broke.
-    Failed(Error),
+    Failed(WorkerError),
 }
 
 /// Serves until the supervisor stops the worker; see [`Worker::run`](super::Worker::run).
-pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), Error> {
+pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), WorkerError> {
     let Reader {
         stream,
         mut frames,
         backlog,
-    } = shared.take_reader().ok_or(Error::AlreadyRunning)?;
+    } = shared.take_reader().ok_or(WorkerError::AlreadyRunning)?;
     if shared.request_handler().is_none() {
         tracing::warn!("running without a request handler; requests will fail");
     }
@@ -99,7 +99,7 @@ impl Session<'_> {
                             return exit;
                         }
                     }
-                    Some(Err(e)) => return Exit::Failed(Error::channel(e)),
+                    Some(Err(e)) => return Exit::Failed(WorkerError::channel(e)),
                     None => return Exit::Eof,
                 },
                 () = async { self.soft_kill.as_mut().expect("guarded by the branch condition").await },
@@ -230,7 +230,7 @@ fn writer_exit(finished: Result<io::Result<()>, tokio::task::JoinError>) -> Opti
             tracing::debug!(error = %e, "the supervisor hung up while the worker was writing");
             Some(Exit::Eof)
         }
-        Ok(Err(e)) => Some(Exit::Failed(Error::channel(e))),
-        Err(e) => Some(Exit::Failed(Error::channel(e))),
+        Ok(Err(e)) => Some(Exit::Failed(WorkerError::channel(e))),
+        Err(e) => Some(Exit::Failed(WorkerError::channel(e))),
     }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Done, Event, Request, Worker};
-use crate::{BoxError, Error};
+use crate::{BoxError, WorkerError};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
@@ -120,11 +120,14 @@ async fn connected(slot: u32) -> (Worker, Supervisor) {
     (worker, sup)
 }
 
-fn spawn_run(worker: &Worker) -> JoinHandle<Result<(), Error>> {
+fn spawn_run(worker: &Worker) -> JoinHandle<Result<(), WorkerError>> {
     tokio::spawn(worker.clone().run())
 }
 
-async fn run_result(run: JoinHandle<Result<(), Error>>, what: &str) -> Result<(), Error> {
+async fn run_result(
+    run: JoinHandle<Result<(), WorkerError>>,
+    what: &str,
+) -> Result<(), WorkerError> {
     within(what, run).await.expect("run() panicked")
 }
 
@@ -191,7 +194,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<Event>();
     send_sync::<Done>();
     send_sync::<super::Reply>();
-    send_sync::<Error>();
+    send_sync::<WorkerError>();
 }
 
 // ---- handshake -------------------------------------------------------------
@@ -217,7 +220,7 @@ async fn handshake_rejects_another_protocol_version() {
         .await
         .unwrap_err();
     match err {
-        Error::VersionMismatch { ours, theirs } => {
+        WorkerError::VersionMismatch { ours, theirs } => {
             assert_eq!(ours, PROTOCOL_VERSION);
             assert_eq!(theirs, PROTOCOL_VERSION + 1);
         }
@@ -226,9 +229,9 @@ async fn handshake_rejects_another_protocol_version() {
 }
 
 /// Connecting to a peer that says nothing and hangs up is a handshake error.
-async fn err_text(fut: impl Future<Output = Result<Worker, Error>>) -> Option<String> {
+async fn err_text(fut: impl Future<Output = Result<Worker, WorkerError>>) -> Option<String> {
     match within("the handshake to fail", fut).await {
-        Err(Error::Handshake { reason }) => Some(reason),
+        Err(WorkerError::Handshake { reason }) => Some(reason),
         Err(other) => panic!("expected a Handshake error, got {other:?}"),
         Ok(_) => panic!("handshake succeeded without a supervisor"),
     }
@@ -242,7 +245,7 @@ async fn handshake_rejects_a_first_message_other_than_hello() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Handshake { reason } if reason.contains("SoftKill")),
+        matches!(&err, WorkerError::Handshake { reason } if reason.contains("SoftKill")),
         "{err:?}"
     );
     assert!(err.to_string().contains("not an lpm supervisor"), "{err}");
@@ -508,7 +511,7 @@ async fn respond_after_the_handler_failed_reports_already_answered() {
     let req = within("the moved request", moved.recv()).await.unwrap();
     let err = req.respond(&"too late").unwrap_err();
     assert!(
-        matches!(err, Error::AlreadyAnswered { id: got } if got == id),
+        matches!(err, WorkerError::AlreadyAnswered { id: got } if got == id),
         "{err:?}"
     );
 }
@@ -537,7 +540,10 @@ async fn response_that_cannot_be_encoded_fails_the_request() {
     sup.send(req).await;
     assert_failed(sup.recv("the failure").await, id, "could not encode");
     let result = within("respond's result", results.recv()).await.unwrap();
-    assert!(matches!(result, Err(Error::Encode { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(WorkerError::Encode { .. })),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -672,7 +678,7 @@ fn after_cancel_handler(
     worker: &Worker,
 ) -> (
     mpsc::UnboundedReceiver<Uuid>,
-    mpsc::UnboundedReceiver<Result<(), Error>>,
+    mpsc::UnboundedReceiver<Result<(), WorkerError>>,
 ) {
     let (started_tx, started) = mpsc::unbounded_channel();
     let (acted_tx, acted) = mpsc::unbounded_channel();
@@ -1176,7 +1182,7 @@ async fn emit_reply_with_an_error_is_no_reply() {
     .await;
     let result = within("the emit's outcome", pending).await.unwrap();
     match result {
-        Err(Error::NoReply { event, reason }) => {
+        Err(WorkerError::NoReply { event, reason }) => {
             assert_eq!(event, "ask");
             assert_eq!(reason, "nobody listens");
         }
@@ -1320,7 +1326,7 @@ async fn soft_kill_waits_for_the_hook_then_for_requests_in_flight() {
     sup.expect_eof("the worker to close the channel").await;
     assert!(matches!(
         worker.emit("late", &()),
-        Err(Error::ChannelClosed)
+        Err(WorkerError::ChannelClosed)
     ));
 }
 
@@ -1432,9 +1438,15 @@ async fn eof_ends_run_and_fails_pending_emits() {
         .await
         .unwrap();
     let result = within("the pending emit to fail", pending).await.unwrap();
-    assert!(matches!(result, Err(Error::ChannelClosed)), "{result:?}");
+    assert!(
+        matches!(result, Err(WorkerError::ChannelClosed)),
+        "{result:?}"
+    );
     let later = worker.emit_with_reply("ask", &()).await;
-    assert!(matches!(later, Err(Error::ChannelClosed)), "{later:?}");
+    assert!(
+        matches!(later, Err(WorkerError::ChannelClosed)),
+        "{later:?}"
+    );
 }
 
 #[tokio::test]
@@ -1446,7 +1458,7 @@ async fn malformed_frame_ends_run_with_an_error() {
     let err = run_result(run, "run() to fail on garbage")
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Channel { .. }), "{err:?}");
+    assert!(matches!(err, WorkerError::Channel { .. }), "{err:?}");
     let chain = crate::error::display_chain(&err);
     assert!(chain.contains("malformed"), "{chain}");
 }
@@ -1461,7 +1473,10 @@ async fn run_twice_is_refused() {
         ToSupervisor::Ready
     );
     let second = within("the second run()", worker.clone().run()).await;
-    assert!(matches!(second, Err(Error::AlreadyRunning)), "{second:?}");
+    assert!(
+        matches!(second, Err(WorkerError::AlreadyRunning)),
+        "{second:?}"
+    );
     sup.send(ToWorker::HardKill).await;
     run_result(run, "the first run() to return").await.unwrap();
 }

@@ -17,7 +17,7 @@ use super::outbox::Outbox;
 use super::request::{serve, Request, RequestInfo};
 use super::soft_kill::{Done, SoftKillHook};
 use crate::error::encode_payload;
-use crate::{BoxError, Error};
+use crate::{BoxError, WorkerError};
 
 /// Spawns the task that serves one request with the registered handler.
 pub(crate) type RequestHandler = Arc<dyn Fn(Request) + Send + Sync>;
@@ -101,7 +101,7 @@ impl fmt::Debug for Shared {
 /// use lpm::worker::{Done, Event, Request, Worker};
 ///
 /// #[tokio::main]
-/// async fn main() -> Result<(), lpm::Error> {
+/// async fn main() -> Result<(), lpm::WorkerError> {
 ///     let worker = Worker::from_env().await?;
 ///
 ///     let handle = worker.clone();
@@ -140,10 +140,10 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// [`Error::NoChannel`] when the process was not started by an lpm pool,
+    /// [`WorkerError::NoChannel`] when the process was not started by an lpm pool,
     /// and the errors of [`Worker::connect`].
-    pub async fn from_env() -> Result<Worker, Error> {
-        let stream = lpm_protocol::inherited_channel().map_err(|e| Error::NoChannel {
+    pub async fn from_env() -> Result<Worker, WorkerError> {
+        let stream = lpm_protocol::inherited_channel().map_err(|e| WorkerError::NoChannel {
             source: Box::new(e),
         })?;
         Self::connect(stream).await
@@ -160,12 +160,12 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// * [`Error::VersionMismatch`]: the supervisor speaks another protocol version.
-    /// * [`Error::Handshake`]: the first message was not a `Hello`, or the channel closed first.
-    /// * [`Error::Channel`]: the socket failed.
-    pub async fn connect(stream: std::os::unix::net::UnixStream) -> Result<Worker, Error> {
-        stream.set_nonblocking(true).map_err(Error::channel)?;
-        let stream = Arc::new(UnixStream::from_std(stream).map_err(Error::channel)?);
+    /// * [`WorkerError::VersionMismatch`]: the supervisor speaks another protocol version.
+    /// * [`WorkerError::Handshake`]: the first message was not a `Hello`, or the channel closed first.
+    /// * [`WorkerError::Channel`]: the socket failed.
+    pub async fn connect(stream: std::os::unix::net::UnixStream) -> Result<Worker, WorkerError> {
+        stream.set_nonblocking(true).map_err(WorkerError::channel)?;
+        let stream = Arc::new(UnixStream::from_std(stream).map_err(WorkerError::channel)?);
         let max_frame_len = lpm_protocol::max_frame_len_from_env();
         let Greeted {
             slot,
@@ -268,9 +268,9 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// [`Error::Encode`] or [`Error::PayloadTooLarge`] when the payload
-    /// cannot be sent, [`Error::ChannelClosed`] once the worker stopped.
-    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, payload: &T) -> Result<(), Error> {
+    /// [`WorkerError::Encode`] or [`WorkerError::PayloadTooLarge`] when the payload
+    /// cannot be sent, [`WorkerError::ChannelClosed`] once the worker stopped.
+    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, payload: &T) -> Result<(), WorkerError> {
         let payload = encode_payload(payload)?;
         self.shared.outbox.push(&ToSupervisor::Emit {
             name: name.to_owned(),
@@ -289,14 +289,14 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// * [`Error::NoReply`]: the supervisor side answered with an error.
-    /// * [`Error::ChannelClosed`]: the channel closed before the reply.
-    /// * [`Error::Encode`] or [`Error::PayloadTooLarge`]: the payload cannot be sent.
+    /// * [`WorkerError::NoReply`]: the supervisor side answered with an error.
+    /// * [`WorkerError::ChannelClosed`]: the channel closed before the reply.
+    /// * [`WorkerError::Encode`] or [`WorkerError::PayloadTooLarge`]: the payload cannot be sent.
     pub fn emit_with_reply<T: Serialize + ?Sized>(
         &self,
         name: &str,
         payload: &T,
-    ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
+    ) -> impl Future<Output = Result<Reply, WorkerError>> + Send + 'static {
         let encoded = encode_payload(payload);
         let shared = Arc::clone(&self.shared);
         let name = name.to_owned();
@@ -339,15 +339,15 @@ impl Worker {
     /// Returns `Ok(())` when the supervisor hangs up (end of file), after a
     /// soft kill completes (see [`Worker::on_soft_kill`]), or at once on a
     /// hard kill. Emits still waiting for a reply then fail with
-    /// [`Error::ChannelClosed`], and so does every later send. The process
+    /// [`WorkerError::ChannelClosed`], and so does every later send. The process
     /// should exit when `run` returns.
     ///
     /// # Errors
     ///
-    /// * [`Error::Channel`]: the socket failed or the supervisor sent a
+    /// * [`WorkerError::Channel`]: the socket failed or the supervisor sent a
     ///   malformed frame.
-    /// * [`Error::AlreadyRunning`]: `run` was called before (on any clone).
-    pub async fn run(self) -> Result<(), Error> {
+    /// * [`WorkerError::AlreadyRunning`]: `run` was called before (on any clone).
+    pub async fn run(self) -> Result<(), WorkerError> {
         super::run::run(self.shared).await
     }
 }

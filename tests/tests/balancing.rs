@@ -34,7 +34,7 @@ async fn requests_spread_over_all_workers() {
         workers,
         "each worker serves some: {served:?}"
     );
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// While one worker holds a long request, new requests go to the idle one.
@@ -68,7 +68,7 @@ async fn an_idle_worker_is_preferred() {
         let (pid, _): (u32, _) = call(&pool, &Op::Pid).await;
         assert_eq!(pid, idle_pid, "served by the idle worker, not {busy_pid}");
     }
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
     drop(held);
 }
 
@@ -101,7 +101,7 @@ async fn a_busy_worker_gets_nothing_until_ready() {
         ran_at >= ready_at,
         "the queued request ran at {ran_at:?}, before the worker was ready again at {ready_at:?}"
     );
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// With max_in_flight 2, a worker never holds more than 2 requests, seen from
@@ -134,7 +134,7 @@ async fn in_flight_limit_is_respected() {
     );
     assert!(seen.contains(&2), "the limit was reached: {seen:?}");
     assert!(most_in_health <= 2);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// The worker's own snapshot of its requests lists every one it holds.
@@ -162,7 +162,7 @@ async fn a_worker_sees_the_requests_it_holds() {
     .await;
     let (count, _): (u64, _) = call(&pool, &Op::Requests).await;
     assert_eq!(count, 3, "the two held ones and the asking one");
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
     drop(held);
 }
 
@@ -189,7 +189,7 @@ async fn round_robin_takes_workers_in_turn() {
             "the turn repeats every 3: {order:?}"
         );
     }
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Power of two choices with a seed serves on several workers.
@@ -208,5 +208,5 @@ async fn power_of_two_choices_serves_on_several_workers() {
         .map(|a| a.expect("request succeeds").pid())
         .collect();
     assert!(served.len() >= 3, "served on {} workers only", served.len());
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

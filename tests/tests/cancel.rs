@@ -40,7 +40,7 @@ async fn dropping_an_in_flight_request_cancels_it_in_the_worker() {
         .expect("the freed slot serves the next request");
     assert_eq!(pid, cancelled.pid());
     // A request nobody waits for any more is neither served nor failed.
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     assert_eq!((report.served, report.failed), (1, 0), "{report:?}");
 }
 
@@ -89,7 +89,7 @@ async fn dropping_a_queued_request_makes_room_in_the_queue() {
         .await
         .expect("the request that took its place is served");
     assert_eq!(answer.data::<u32>(), Ok(3));
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A timed-out attempt's answer that the worker sent before it read the
@@ -114,5 +114,5 @@ async fn a_stale_answer_never_answers_the_retry() {
         .into_iter()
         .find(|e| matches!(e, PoolEvent::WorkerKilled { .. }));
     assert!(killed.is_none(), "{killed:?}");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

@@ -68,7 +68,7 @@ async fn every_request_resolves_once_with_an_outcome_its_kind_allows() {
             (op, other) => panic!("request {i} ({op:?}) resolved with {other:?}"),
         }
     }
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     assert_eq!(
         report.served + report.failed,
         u64::from(requests),

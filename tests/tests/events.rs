@@ -38,7 +38,7 @@ async fn broadcast_reaches_every_worker() {
         from.insert(c.pid());
     }
     assert_eq!(from, workers, "one pong from each worker");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Waits for the worker's `ASK` event.
@@ -74,7 +74,7 @@ async fn emit_with_reply_round_trips() {
     let (answer, ()) = futures::join!(ask, answer_the_question);
     let answer: Result<String, String> = answer.expect("the request succeeds").data().unwrap();
     assert_eq!(answer, Ok("HELLO".to_owned()));
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// When the subscriber drops an event without replying, the worker's
@@ -95,7 +95,7 @@ async fn an_emit_dropped_without_reply_fails_in_the_worker() {
     let answer: Result<String, String> = answer.expect("the request succeeds").data().unwrap();
     let error = answer.expect_err("no reply was given");
     assert!(error.contains("no subscriber"), "{error}");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// With no subscriber at all, emit_with_reply fails at once too.
@@ -107,7 +107,7 @@ async fn an_emit_with_no_subscriber_fails_in_the_worker() {
     let (answer, _): (Result<String, String>, _) = call(&pool, &Op::Ask("anyone?".into())).await;
     let error = answer.expect_err("no reply was given");
     assert!(error.contains("no subscriber"), "{error}");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Collects the pool events an actor receives, for the subscribe test.
@@ -150,5 +150,5 @@ async fn a_subscribed_actor_receives_the_events() {
             _ => {}
         }
     }
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

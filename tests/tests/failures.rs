@@ -39,7 +39,7 @@ async fn a_request_whose_worker_dies_is_retried_on_another_worker() {
         "the retry ran in the dead worker's slot"
     );
     assert_eq!(response.pid(), pid);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Without retries, a request whose worker dies fails with WorkerDied, naming the worker.
@@ -64,7 +64,7 @@ async fn without_retries_a_dead_worker_answers_worker_died() {
         |e| matches!(e, PoolEvent::ChildExited { pid: p, code: Some(3), .. } if *p == pid),
     )
     .await;
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A request's own retry count overrides the pool's.
@@ -81,7 +81,7 @@ async fn a_request_retry_count_overrides_the_pool_default() {
         .await
         .expect("the request resolves");
     assert!(answer.is_ok(), "{answer:?}");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A dead worker is replaced in its slot, and the pool serves again.
@@ -117,7 +117,7 @@ async fn a_worker_that_aborts_is_replaced() {
     })
     .await;
     assert_eq!(h[0].pid, Some(new_pid));
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A handler error answers that request with Handler; the same worker serves the next.
@@ -136,7 +136,7 @@ async fn a_handler_error_fails_only_that_request() {
     );
     let (next, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_eq!(next, pid, "the same worker serves the next request");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A handler panic answers that request with Handler; the same worker serves the next.
@@ -156,7 +156,7 @@ async fn a_handler_panic_fails_only_that_request() {
     let (next, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_eq!(next, pid, "the same worker serves the next request");
     assert_eq!(health(&pool).await[0].restarts, 0);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A worker that writes garbage to its channel is killed and replaced; the
@@ -191,5 +191,5 @@ async fn a_worker_sending_garbage_is_killed_and_replaced() {
     .await;
     let (served_by, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_ne!(served_by, pid);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

@@ -73,7 +73,7 @@ async fn a_socket_request_over_the_limit_waits_until_one_is_answered() {
         .await
         .unwrap()
         .is_ack());
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -102,5 +102,5 @@ async fn socket_requests_waiting_for_a_slot_keep_their_order() {
         .await
         .unwrap()
         .is_ack());
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }

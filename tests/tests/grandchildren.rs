@@ -55,7 +55,7 @@ async fn a_grandchild_does_not_inherit_the_channel() {
         fds.iter().all(|(_, target)| !target.starts_with("socket:")),
         "the grandchild inherited a socket: {fds:?}"
     );
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// A hard kill SIGKILLs each worker's process group: the grandchild dies too.
@@ -64,7 +64,7 @@ async fn hard_kill_kills_the_grandchildren() {
     let (pool, _events) = start(test_worker!(), config(1));
     online(&pool).await;
     let (worker, grandchild) = worker_with_grandchild(&pool).await;
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
     wait_gone("the worker is gone after the hard kill", worker).await;
     wait_gone("the grandchild is gone after the hard kill", grandchild).await;
     assert!(procfs::live_group_members(worker).is_empty());
@@ -77,7 +77,7 @@ async fn soft_kill_takes_the_grandchildren_too() {
     let (pool, _events) = start(test_worker!(), config(1));
     online(&pool).await;
     let (worker, grandchild) = worker_with_grandchild(&pool).await;
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     assert_eq!(report.killed, 0, "the worker exited by itself: {report:?}");
     wait_gone("the worker is gone after the soft kill", worker).await;
     wait_gone("the grandchild is gone after the soft kill", grandchild).await;
@@ -116,7 +116,7 @@ async fn a_killed_workers_grandchild_dies_after_the_reap() {
     };
     let (served_by, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_eq!(served_by, replacement);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Every worker ever started, those that died along the way and those a
@@ -147,7 +147,7 @@ async fn every_worker_is_reaped() {
         };
         spawned.push(pid);
     }
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
     assert_eq!(
         spawned.len(),
         5,

@@ -51,7 +51,7 @@ async fn health_lists_every_child_with_its_pid_and_rss() {
         answered.insert(a.expect("request succeeds").pid());
     }
     assert_eq!(answered, workers.into_iter().collect());
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Memory a worker holds shows in its RSS.
@@ -70,7 +70,7 @@ async fn rss_follows_a_workers_memory() {
         |h| h[0].rss >= before + leak * 3 / 4,
     )
     .await;
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Served counts the answered requests; stats a worker reports show up.
@@ -91,5 +91,5 @@ async fn health_counts_served_requests_and_shows_reported_stats() {
     .await;
     assert_eq!(h[0].served, 6);
     assert!(h[0].uptime > std::time::Duration::ZERO);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

@@ -154,7 +154,7 @@ async fn garbage_is_a_protocol_violation() {
     let text = violation(&reason);
     assert!(text.contains("malformed"), "{text}");
     hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A length prefix one over the frame limit: refused before any allocation.
@@ -169,7 +169,7 @@ async fn an_oversized_length_is_a_protocol_violation() {
         "{text}"
     );
     hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A frame cut short by the worker's exit is a death, not misbehaviour (a
@@ -197,7 +197,7 @@ async fn a_truncated_frame_then_exit_is_a_death() {
         "{exit:?}"
     );
     hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// An answer for an id the worker never received.
@@ -227,7 +227,7 @@ async fn an_answer_for_an_unknown_id_is_a_protocol_violation() {
     let text = violation(&reason);
     assert!(text.contains(unknown), "{text} does not name {unknown}");
     hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A second answer for the same request: the first one is the request's
@@ -250,7 +250,7 @@ async fn a_second_answer_is_a_protocol_violation() {
         response.id()
     );
     hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A worker that never sends Hello is killed at the spawn timeout; a request
@@ -287,7 +287,7 @@ async fn no_handshake_is_killed_at_the_spawn_timeout() {
     assert_eq!(response.pid(), replacement);
     online(&hostile.pool).await;
     hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A Hello with another protocol version.
@@ -309,7 +309,7 @@ async fn a_wrong_protocol_version_is_a_protocol_violation() {
     assert!(text.contains("999"), "{text}");
     online(&hostile.pool).await;
     hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A worker that stops answering anything, Pings included, is killed by the
@@ -340,7 +340,7 @@ async fn a_silent_worker_is_killed_by_the_heartbeat() {
         },
     )
     .await;
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }
 
 /// With a retry left, the request of a killed worker is retried like after a
@@ -357,5 +357,5 @@ async fn a_killed_workers_request_with_retries_left_is_retried() {
     let (reason, _, replacement) = hostile.killed(pid).await;
     violation(&reason);
     assert_eq!(response.pid(), replacement);
-    hostile.pool.soft_kill().await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
 }

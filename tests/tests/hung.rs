@@ -29,7 +29,7 @@ async fn the_heartbeat_kills_a_worker_that_stops_answering() {
     .await;
     let (replacement, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_ne!(replacement, pid);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Busy is not hung: a worker whose handlers sleep without blocking its
@@ -48,7 +48,7 @@ async fn a_worker_busy_in_async_handlers_keeps_its_heartbeat() {
         .into_iter()
         .find(|e| matches!(e, PoolEvent::WorkerKilled { .. }));
     assert!(killed.is_none(), "{killed:?}");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// With `recycle_on_timeout`, the worker a request timed out on gets SIGTERM
@@ -109,7 +109,7 @@ async fn a_timeout_recycles_the_worker_when_configured() {
         |e| matches!(e, PoolEvent::ChildExited { pid: p, signal: Some(15), .. } if *p == pid),
     )
     .await;
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Off by default: a timeout fails the request and leaves the worker alone.
@@ -131,5 +131,5 @@ async fn by_default_a_timeout_leaves_the_worker_running() {
     assert!(matches!(late, Err(PoolError::Timeout { .. })), "{late:?}");
     let (same, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_eq!(same, pid);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

@@ -76,5 +76,5 @@ async fn workers_inherit_only_stdio_and_their_channel() {
         unix_b,
         leaky_socket,
     ));
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }

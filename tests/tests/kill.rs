@@ -19,7 +19,10 @@ async fn soft_kill_drains_queued_and_in_flight_requests() {
     // Submitted before the kill: two go to the workers, four wait in the queue.
     let answers = submit_all(&pool, (0..6).map(|i| Op::Sleep { ms: 100, reply: i })).await;
     let (report, results) = tokio::time::timeout(DEADLINE, async {
-        futures::join!(pool.soft_kill(), answers)
+        futures::join!(
+            futures::FutureExt::map(pool.soft_kill(), |r| r.expect("the pool is running")),
+            answers
+        )
     })
     .await
     .expect("the soft kill completes");
@@ -55,7 +58,9 @@ async fn soft_kill_refuses_new_requests() {
     let in_flight = submit_all(&pool, [Op::Sleep { ms: 200, reply: 1 }]).await;
     // The first poll sends the kill; the health round trip after it means
     // the supervisor has begun the kill before the next request is sent.
-    let mut kill = Box::pin(pool.soft_kill());
+    let mut kill = Box::pin(futures::FutureExt::map(pool.soft_kill(), |r| {
+        r.expect("the pool is running")
+    }));
     assert!(futures::poll!(kill.as_mut()).is_pending());
     health(&pool).await;
     let refused = pool.enqueue(&Op::Pid).await;
@@ -76,7 +81,7 @@ async fn soft_kill_refuses_new_requests() {
         .iter()
         .all(|w| w.state == WorkerState::Stopped));
     assert_eq!(
-        pool.soft_kill().await,
+        pool.soft_kill().await.expect("the pool is running"),
         report,
         "a second kill reports the same"
     );
@@ -90,9 +95,12 @@ async fn soft_kill_runs_the_workers_hook() {
     online(&pool).await;
     let workers = pids(&health(&pool).await);
     let started = Instant::now();
-    let report = tokio::time::timeout(DEADLINE, pool.soft_kill())
-        .await
-        .expect("the soft kill completes");
+    let report = tokio::time::timeout(
+        DEADLINE,
+        futures::FutureExt::map(pool.soft_kill(), |r| r.expect("the pool is running")),
+    )
+    .await
+    .expect("the soft kill completes");
     assert!(
         started.elapsed() >= HOOK_WORK,
         "the kill waited for the hooks"
@@ -145,9 +153,12 @@ async fn hard_kill_fails_pending_requests_and_reaps_children() {
         h.iter().all(|w| w.in_flight == 1)
     })
     .await;
-    let report = tokio::time::timeout(DEADLINE, pool.hard_kill())
-        .await
-        .expect("the hard kill completes");
+    let report = tokio::time::timeout(
+        DEADLINE,
+        futures::FutureExt::map(pool.hard_kill(), |r| r.expect("the pool is running")),
+    )
+    .await
+    .expect("the hard kill completes");
     for pid in &workers {
         assert!(!process_alive(*pid), "worker {pid} is gone and reaped");
     }
@@ -168,9 +179,12 @@ async fn hard_kill_reports_every_worker_as_killed() {
     for round in 0..20 {
         let (pool, _events) = start(test_worker!(), config(3));
         online(&pool).await;
-        let report = tokio::time::timeout(DEADLINE, pool.hard_kill())
-            .await
-            .expect("the hard kill completes");
+        let report = tokio::time::timeout(
+            DEADLINE,
+            futures::FutureExt::map(pool.hard_kill(), |r| r.expect("the pool is running")),
+        )
+        .await
+        .expect("the hard kill completes");
         assert_eq!(report.killed, 3, "round {round}: {report:?}");
     }
 }
@@ -199,9 +213,12 @@ async fn soft_kill_grace_ends_stragglers_with_killed() {
         h[0].in_flight == 1
     })
     .await;
-    let report = tokio::time::timeout(DEADLINE, pool.soft_kill())
-        .await
-        .expect("the soft kill completes after its grace");
+    let report = tokio::time::timeout(
+        DEADLINE,
+        futures::FutureExt::map(pool.soft_kill(), |r| r.expect("the pool is running")),
+    )
+    .await
+    .expect("the soft kill completes after its grace");
     assert!(!process_alive(worker));
     assert_eq!(report.killed, 1);
     let results = answers.await;
@@ -234,9 +251,12 @@ async fn a_timeout_during_soft_kill_fails_with_timeout() {
         h.iter().map(|w| w.in_flight).sum::<usize>() == 1
     })
     .await;
-    let report = tokio::time::timeout(DEADLINE, pool.soft_kill())
-        .await
-        .expect("the soft kill did not complete");
+    let report = tokio::time::timeout(
+        DEADLINE,
+        futures::FutureExt::map(pool.soft_kill(), |r| r.expect("the pool is running")),
+    )
+    .await
+    .expect("the soft kill did not complete");
     let answer = stalls.await.remove(0).map(|r| r.pid());
     assert!(
         matches!(answer, Err(PoolError::Timeout { attempts: 1, .. })),
@@ -261,9 +281,12 @@ async fn a_worker_dying_during_soft_kill_is_replaced_while_requests_wait() {
         ],
     )
     .await;
-    let report = tokio::time::timeout(DEADLINE, pool.soft_kill())
-        .await
-        .expect("the soft kill did not complete");
+    let report = tokio::time::timeout(
+        DEADLINE,
+        futures::FutureExt::map(pool.soft_kill(), |r| r.expect("the pool is running")),
+    )
+    .await
+    .expect("the soft kill did not complete");
     let answers = answers.await;
     assert_eq!(answers[0].as_ref().unwrap().data::<u32>().unwrap(), 1);
     assert!(

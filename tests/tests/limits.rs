@@ -29,7 +29,7 @@ async fn a_full_queue_answers_queue_full() {
     let mut queued = Box::pin(submit_all(&pool, (1..=3).map(|i| Op::Echo(vec![i]))).await);
     // The third is refused at once; the first two wait until the hard kill ends them.
     assert!(futures::poll!(queued.as_mut()).is_pending());
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
     let results: Vec<_> = queued
         .await
         .into_iter()
@@ -74,7 +74,7 @@ async fn timeout_answers_timeout_and_frees_the_worker() {
     // The worker still runs the old request; the pool must not count it.
     let (n, _): (Vec<u8>, _) = call(&pool, &Op::Echo(vec![7])).await;
     assert_eq!(n, vec![7]);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// A per-request timeout overrides the pool's (none here).
@@ -99,7 +99,7 @@ async fn a_request_timeout_overrides_the_pool_default() {
             attempts: 1
         })
     );
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// A request that times out is tried again while retries last: here the
@@ -127,7 +127,7 @@ async fn a_timed_out_request_is_retried() {
     let h = health(&pool).await;
     assert!(h.iter().any(|w| w.pid == Some(pid)));
     assert!(h.iter().any(|w| w.pid == Some(staller)));
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// A request whose only slot was freed by a refusal (payload too large) or by
@@ -158,7 +158,7 @@ async fn a_refused_request_frees_its_slot_for_the_queue() {
     );
     assert_eq!(answers[1].as_ref().unwrap().data::<Vec<u8>>().unwrap(), [1]);
     assert_eq!(answers[2].as_ref().unwrap().data::<Vec<u8>>().unwrap(), [2]);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// When every attempt times out, Timeout counts the attempts.
@@ -180,7 +180,7 @@ async fn timeout_counts_every_attempt() {
             attempts: 3
         })
     );
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// A payload bigger than a frame may be is refused with PayloadTooLarge,
@@ -200,7 +200,7 @@ async fn a_payload_above_max_frame_len_is_refused() {
     }
     let (echoed, _): (Vec<u8>, _) = call(&pool, &Op::Echo(vec![5; 100])).await;
     assert_eq!(echoed, vec![5; 100]);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// An answer bigger than a frame may be fails that request with Handler
@@ -226,7 +226,7 @@ async fn an_answer_above_max_frame_len_fails_the_request() {
     let (small, _): (Vec<u8>, _) = call(&pool, &Op::Big { bytes: 10 }).await;
     assert_eq!(small, vec![7; 10]);
     assert_eq!(pids(&health(&pool).await), [pid], "the same worker");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A request that asked to wait for room is not refused by a full queue: it
@@ -266,5 +266,5 @@ async fn a_request_may_wait_for_room_instead_of_queue_full() {
     let waited = waiting.await.expect("the request that waited for room");
     assert_eq!(queued.data::<Vec<u8>>().unwrap(), [1]);
     assert_eq!(waited.data::<Vec<u8>>().unwrap(), [2]);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }

@@ -30,7 +30,7 @@ async fn online_fires_after_every_worker_is_ready() {
         h.iter().all(|w| w.state == WorkerState::Ready),
         "every worker is ready once online: {h:#?}"
     );
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// With one worker still not ready, the pool is not online; its ready makes it so.
@@ -57,7 +57,7 @@ async fn online_waits_for_the_last_worker() {
         matches!(e, PoolEvent::Online)
     })
     .await;
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A worker that never says ready gets no request: it waits in the queue until its timeout.
@@ -79,7 +79,7 @@ async fn a_worker_that_never_says_ready_gets_no_request() {
     assert_eq!(h[0].state, WorkerState::Starting);
     assert_eq!(h[0].served, 0);
     assert_eq!(h[0].in_flight, 0);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// A worker that does not complete the handshake within the spawn timeout
@@ -109,7 +109,7 @@ async fn a_worker_without_handshake_is_killed_at_the_spawn_timeout() {
         |e| matches!(e, PoolEvent::ChildSpawned { slot: 0, .. }),
     )
     .await;
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// Every spawn is announced, the first ones too, to a subscriber that
@@ -129,7 +129,7 @@ async fn child_spawned_reaches_a_subscriber_of_a_new_pool() {
         )
         .await;
     }
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A pool whose workers crash at start cannot come online: `online()` says
@@ -147,5 +147,5 @@ async fn online_fails_when_a_slot_is_given_up_first() {
         matches!(outcome, Err(PoolError::RestartLimit { restarts: 2, .. })),
         "{outcome:?}"
     );
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }

@@ -28,7 +28,7 @@ async fn a_request_that_kills_every_worker_it_meets_is_quarantined() {
     .await;
     let ok = pool.enqueue(&Op::Echo(vec![1])).await;
     assert_eq!(ok.unwrap().data::<Vec<u8>>(), Ok(vec![1]));
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// One death is no proof: without retries the request fails with `WorkerDied`.
@@ -49,5 +49,5 @@ async fn a_single_death_is_not_a_quarantine() {
     );
     let quarantined: u64 = health(&pool).await.iter().map(|w| w.quarantined).sum();
     assert_eq!(quarantined, 0);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

@@ -53,7 +53,7 @@ async fn a_worker_is_recycled_after_max_requests_without_a_gap() {
     let (now, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_eq!(now, successor);
     assert!(health(&pool).await[0].recycles >= 1);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -84,7 +84,7 @@ async fn a_worker_over_max_rss_is_recycled() {
     })
     .await;
     assert!(h[0].rss < 200 * MIB, "{h:?}");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Every worker is over the limit from birth: the restart window caps the
@@ -118,7 +118,7 @@ async fn a_worker_over_the_limit_from_birth_does_not_respawn_in_a_loop() {
     assert_eq!(health(&pool).await[0].recycles, 2);
     let (_, response): (u32, _) = call(&pool, &Op::Pid).await;
     assert!(response.pid() > 0);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Under concurrent load, with jitter: many recycles, no request lost or
@@ -148,7 +148,7 @@ async fn recycling_under_load_loses_no_request() {
         h.iter().map(|w| w.recycles).sum::<u32>() >= 2
     })
     .await;
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
     let exits: Vec<_> = drain_now(&mut events)
         .into_iter()
         .filter_map(|e| match e {

@@ -30,7 +30,7 @@ async fn resize_up_adds_workers_that_serve() {
         .map(|a| a.expect("request succeeds").pid())
         .collect();
     assert_eq!(served, workers, "all four workers serve");
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Shrinking from 4 to 2 workers retires the two highest slots: they exit
@@ -74,7 +74,7 @@ async fn resize_down_retires_workers() {
         pids(&before[..2]),
         "the kept workers are untouched"
     );
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A worker retired by a resize finishes the requests it holds first.
@@ -109,7 +109,7 @@ async fn resize_down_lets_retired_workers_finish_their_requests() {
         .map(|a| a.expect("request succeeds").data().unwrap())
         .collect();
     assert_eq!(replies, [1, 2]);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A pool of zero workers is refused.
@@ -122,5 +122,5 @@ async fn resize_to_zero_is_refused() {
         Err(PoolError::InvalidSize { requested: 0 })
     );
     assert_eq!(health(&pool).await.len(), 1);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

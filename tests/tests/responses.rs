@@ -44,7 +44,7 @@ async fn response_carries_id_created_at_and_pid() {
         .unwrap_or_else(|| panic!("pid {} is not a worker of the pool: {h:#?}", response.pid()));
     assert_eq!(response.slot(), slot.slot);
     assert_eq!(seen.slot as usize, slot.slot);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Each request gets its own id.
@@ -58,7 +58,7 @@ async fn every_request_has_its_own_id() {
         .map(|a| a.expect("request succeeds").id())
         .collect();
     assert_eq!(ids.len(), 50);
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// A worker's ack answers without a payload.
@@ -75,7 +75,7 @@ async fn ack_answers_without_payload() {
         .expect("echo succeeds");
     assert!(!echoed.is_ack());
     assert_eq!(echoed.data::<Vec<u8>>(), Ok(vec![1, 2, 3]));
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// Decoding an answer as the wrong type is a Decode error naming the type.
@@ -93,7 +93,7 @@ async fn decoding_as_the_wrong_type_is_a_decode_error() {
         }
         other => panic!("expected Decode, got {other:?}"),
     }
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }
 
 /// The typed actix message works as well as `Pool::send`: sent straight to
@@ -110,5 +110,5 @@ async fn the_enqueue_actix_message_answers_like_pool_send() {
         .expect("the request failed");
     assert_eq!(response.data::<Vec<u8>>().unwrap(), [7, 8]);
     assert!(process_alive(response.pid()));
-    pool.soft_kill().await;
+    pool.soft_kill().await.expect("the pool is running");
 }

@@ -76,7 +76,7 @@ async fn a_crash_loop_stops_at_the_restart_limit() {
     assert_eq!(h[0].pid, None);
     let answer = pool.enqueue(&()).await;
     assert_eq!(answer.map(|r| r.pid()), Err(PoolError::NoWorkers));
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// Kills the pool's worker with Op::Exit and waits for what the slot does next:
@@ -137,7 +137,7 @@ async fn a_second_death_within_the_window_reaches_the_limit() {
         ),
         "{second:?}"
     );
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// Restarts older than the window stop counting: the slot is restarted again.
@@ -161,5 +161,5 @@ async fn restarts_older_than_the_window_stop_counting() {
         "{second:?}"
     );
     assert_eq!(health(&pool).await[0].restarts, 2);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }

@@ -26,6 +26,6 @@ async fn raw_echo_worker_answers_requests() {
         pids.insert(r.pid());
     }
     assert_eq!(pids.len(), 2, "both workers should have served");
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     assert_eq!(report.served, 1000);
 }

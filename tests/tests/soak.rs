@@ -273,7 +273,7 @@ async fn soak(requests: u64) {
         );
     }
 
-    let report = pool.soft_kill().await;
+    let report = pool.soft_kill().await.expect("the pool is running");
     assert_eq!(
         (report.served, report.failed),
         (ok, exhausted),

@@ -87,7 +87,7 @@ async fn handed_off_connections_spread_and_each_is_served_by_one_worker() {
         h.iter().all(|w| w.sockets == 0)
     })
     .await;
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -106,7 +106,7 @@ async fn a_broadcast_listener_is_accepted_on_by_several_workers() {
         );
         *pids.entry(accepted_by(addr).await).or_default() += 1;
     }
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// Connects to a broadcast listener and reads the pid of the worker that accepted.
@@ -172,7 +172,7 @@ async fn a_restarted_worker_gets_the_broadcast_listener() {
         .find(|p| !before.contains(p))
         .expect("a replacement worker");
     until_accepted_by(addr, replacement).await;
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -186,7 +186,7 @@ async fn a_worker_added_by_resize_gets_the_broadcast_listener() {
     let pids = ready_pids(&pool, 2, &[]).await;
     let added = *pids.iter().find(|&&p| p != first).expect("an added worker");
     until_accepted_by(addr, added).await;
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// A soft kill lets a worker finish the connections it was handed: the
@@ -205,7 +205,9 @@ async fn a_soft_kill_waits_for_handed_off_connections() {
     let mut lines = BufReader::new(read).lines();
     let pid = ask(&mut lines, &mut write, "before").await;
 
-    let mut kill = Box::pin(pool.soft_kill());
+    let mut kill = Box::pin(futures::FutureExt::map(pool.soft_kill(), |r| {
+        r.expect("the pool is running")
+    }));
     // Without the connection the worker would be gone well within this window.
     let early = tokio::time::timeout(Duration::from_millis(500), &mut kill).await;
     assert!(

@@ -204,5 +204,5 @@ async fn streams_and_sockets_survive_chaos_without_leaking() {
     })
     .await;
     assert_no_fd_leaked(before).await;
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }

@@ -40,7 +40,7 @@ async fn request_streams_of_0_1_and_64_mib_arrive_whole() {
         let digest: Digest = response.data().unwrap();
         assert_eq!(digest, expected(len), "stream of {len} bytes");
     }
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -57,7 +57,7 @@ async fn a_file_is_passed_as_its_own_descriptor() {
         .data()
         .unwrap();
     assert_eq!(digest, expected(300_000));
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -79,7 +79,7 @@ async fn response_streams_of_0_1_and_64_mib_arrive_whole() {
             .unwrap();
         assert_eq!(digest, expected(len), "stream of {len} bytes");
     }
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -100,7 +100,7 @@ async fn a_slow_worker_reads_at_its_pace() {
         .data()
         .unwrap();
     assert_eq!(digest, expected(len));
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// Counts what a [`PatternReader`] has yielded.
@@ -143,7 +143,7 @@ async fn a_worker_that_stops_reading_stops_the_caller_reader() {
         ahead <= 2 * MIB,
         "the pump read {ahead} bytes ahead of the worker"
     );
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -181,7 +181,7 @@ async fn a_slow_caller_reads_at_its_pace_and_the_worker_waits() {
     )
     .await;
     assert_eq!(sha256_hex(&all), expected(len).sha256);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -199,7 +199,7 @@ async fn a_worker_dying_mid_response_stream_fails_the_reader() {
         .expect_err("a cut stream must not end cleanly");
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     assert!(err.to_string().contains("died"), "{err}");
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -212,7 +212,7 @@ async fn a_worker_dying_mid_request_stream_fails_the_request() {
         .await
         .unwrap_err();
     assert!(matches!(err, PoolError::WorkerDied { .. }), "{err}");
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -232,7 +232,7 @@ async fn a_partly_consumed_stream_is_never_resent() {
         }
         other => panic!("expected NotRetried, got {other}"),
     }
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 #[actix_rt::test]
@@ -257,5 +257,5 @@ async fn a_descriptor_of_the_wrong_kind_fails_with_a_typed_error() {
     .await
     .unwrap();
     assert_eq!(response.data::<u64>().unwrap(), 5);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }

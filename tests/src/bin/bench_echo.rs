@@ -8,7 +8,7 @@ use lpm::worker::{Request, Worker};
 use serde_bytes::ByteBuf;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lpm::Error> {
+async fn main() -> Result<(), lpm::WorkerError> {
     let worker = Worker::from_env().await?;
     worker.on_request(|req: Request| async move {
         let payload: ByteBuf = req.data()?;

@@ -86,7 +86,7 @@ async fn main() {
     fillers.clear();
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore RLIMIT_NOFILE");
     say("restarted", &stream_request(&pool).await);
-    pool.hard_kill().await;
+    pool.hard_kill().await.expect("the pool is running");
 }
 
 /// Lowers the soft limit to just above the highest open descriptor and opens

@@ -121,7 +121,7 @@ async fn listen(event: Event) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), lpm::Error> {
+async fn main() -> Result<(), lpm::WorkerError> {
     let worker = Worker::from_env().await?;
     let handle = worker.clone();
     worker.on_request(move |req| serve(handle.clone(), req));

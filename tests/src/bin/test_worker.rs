@@ -68,7 +68,7 @@ impl Flags {
 /// The descriptors open when `main` began, before the runtime opened its own.
 static INHERITED: OnceLock<Vec<i32>> = OnceLock::new();
 
-fn main() -> Result<(), lpm::Error> {
+fn main() -> Result<(), lpm::WorkerError> {
     INHERITED.get_or_init(open_fds);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -91,7 +91,7 @@ fn open_fds() -> Vec<i32> {
     fds
 }
 
-async fn run() -> Result<(), lpm::Error> {
+async fn run() -> Result<(), lpm::WorkerError> {
     let flags = Flags::parse();
     if flags.exit_at_start {
         eprintln!("{EXIT_AT_START_LINE}");
