@@ -1,4 +1,5 @@
-//! Quickstart: a supervisor with four workers serving a few thousand requests.
+//! Quickstart: a supervisor with four workers serving a few thousand typed
+//! calls (`CountPrimes` answers `Primes`, checked by the compiler on both sides).
 //!
 //! The binary is both sides: started normally it is the supervisor and
 //! re-executes itself as each worker (the worker sees `LPM_IPC_FD` in its
@@ -11,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use lpm::worker::{Request, Worker};
-use lpm::{Config, Pool, PoolEvent, WorkerCommand, WorkerHealth};
+use lpm::worker::{CallContext, Worker};
+use lpm::{Call, Config, Enqueue, Pool, PoolEvent, WorkerCommand, WorkerHealth};
 use serde::{Deserialize, Serialize};
 
 /// What the supervisor asks: count the primes below `below`.
@@ -25,6 +26,12 @@ struct CountPrimes {
 #[derive(Serialize, Deserialize)]
 struct Primes {
     count: u64,
+}
+
+/// The call's wire name, and the reply type it promises.
+impl Call for CountPrimes {
+    const NAME: &'static str = "count_primes";
+    type Reply = Primes;
 }
 
 const REQUESTS: u64 = 4_000;
@@ -57,10 +64,12 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
     let jobs = (0..REQUESTS).map(|i| {
         let pool = pool.clone();
         async move {
-            pool.enqueue(&CountPrimes {
+            let call = CountPrimes {
                 below: 20_000 + i % 10_000,
-            })
-            .await
+            };
+            // `pool.call(call)` answers the `Primes` alone; this also keeps
+            // the response's id, creation time and pid.
+            pool.send(Enqueue::call(call).with_response()).await
         }
     });
     let results = futures::future::join_all(jobs).await;
@@ -71,9 +80,9 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
     let mut first = None;
     for result in &results {
         match result {
-            Ok(response) => {
+            Ok((primes, response)) => {
                 *served_by.entry(response.pid()).or_default() += 1;
-                first.get_or_insert(response);
+                first.get_or_insert((primes, response));
             }
             Err(e) => {
                 failed += 1;
@@ -81,8 +90,7 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    if let Some(r) = first {
-        let primes: Primes = r.data()?;
+    if let Some((primes, r)) = first {
         println!(
             "first response: id {} created {:?} ago, served by pid {}: {} primes",
             r.id(),
@@ -104,7 +112,7 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
 
     print_health(&pool.health().await?);
 
-    let report = pool.soft_kill().await.expect("the pool is running");
+    let report = pool.soft_kill().await?;
     println!(
         "soft kill done: served {}, failed {}, killed {}",
         report.served, report.failed, report.killed
@@ -148,11 +156,9 @@ fn print_health(health: &[WorkerHealth]) {
 #[tokio::main]
 async fn worker_main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = Worker::from_env().await?;
-    worker.on_request(|req: Request| async move {
-        let job: CountPrimes = req.data()?;
+    worker.handle(|job: CountPrimes, _: CallContext| async move {
         let count = (2..job.below).filter(|&n| is_prime(n)).count() as u64;
-        req.respond(&Primes { count })?;
-        Ok(())
+        Ok(Primes { count })
     });
     worker.ready();
     worker.run().await?;

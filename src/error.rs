@@ -4,6 +4,7 @@
 //! carried as an opaque `#[source]` or as text, so upgrading either is not a
 //! breaking change for code that matches on [`WorkerError`].
 
+use lpm_protocol::Codec;
 use uuid::Uuid;
 
 use crate::BoxError;
@@ -37,6 +38,19 @@ pub enum WorkerError {
         ours: u16,
         /// The version the supervisor announced.
         theirs: u16,
+    },
+
+    /// The supervisor encodes payloads with another codec than this worker.
+    #[error(
+        "payload codec mismatch: this worker uses {ours}, the pool uses {theirs}; \
+         let the worker take the pool's codec (`Worker::from_env` reads LPM_CODEC) \
+         or set the pool's `Config::codec` to {ours}"
+    )]
+    CodecMismatch {
+        /// The worker's codec.
+        ours: lpm_protocol::Codec,
+        /// The pool's.
+        theirs: lpm_protocol::Codec,
     },
 
     /// The supervisor did not open the channel with a valid `Hello`.
@@ -77,12 +91,13 @@ pub enum WorkerError {
     #[error(
         "could not decode the payload as `{type_name}`: {reason}; the sender and the receiver \
          must agree on the payload type (postcard is not self-describing: untagged enums, \
-         `serde(flatten)` and `deserialize_any` types cannot be decoded)"
+         `serde(flatten)` and `deserialize_any` types such as `serde_json::Value` need the \
+         JSON codec)"
     )]
     Decode {
         /// The type that was asked for.
         type_name: &'static str,
-        /// What postcard reported.
+        /// What the codec reported.
         reason: String,
     },
 
@@ -94,7 +109,7 @@ pub enum WorkerError {
     Encode {
         /// The type that was being encoded.
         type_name: &'static str,
-        /// What postcard reported.
+        /// What the codec reported.
         reason: String,
     },
 
@@ -150,34 +165,28 @@ impl WorkerError {
             source: source.into(),
         }
     }
-
-    pub(crate) fn decode<T>(e: postcard::Error) -> Self {
-        WorkerError::Decode {
-            type_name: std::any::type_name::<T>(),
-            reason: e.to_string(),
-        }
-    }
-
-    pub(crate) fn encode<T: ?Sized>(e: postcard::Error) -> Self {
-        WorkerError::Encode {
-            type_name: std::any::type_name::<T>(),
-            reason: e.to_string(),
-        }
-    }
 }
 
-/// Encodes a user payload with postcard.
+/// Encodes a user payload with the pool's codec.
 pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(
+    codec: Codec,
     payload: &T,
 ) -> Result<Vec<u8>, WorkerError> {
-    postcard::to_allocvec(payload).map_err(WorkerError::encode::<T>)
+    codec.encode(payload).map_err(|e| WorkerError::Encode {
+        type_name: std::any::type_name::<T>(),
+        reason: format!("{codec}: {e}"),
+    })
 }
 
-/// Decodes a user payload with postcard.
+/// Decodes a user payload with the pool's codec.
 pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
+    codec: Codec,
     bytes: &[u8],
 ) -> Result<T, WorkerError> {
-    postcard::from_bytes(bytes).map_err(WorkerError::decode::<T>)
+    codec.decode(bytes).map_err(|e| WorkerError::Decode {
+        type_name: std::any::type_name::<T>(),
+        reason: format!("{codec}: {e}"),
+    })
 }
 
 /// `error: cause: cause ...`, the whole `source()` chain on one line.
@@ -206,7 +215,7 @@ mod tests {
 
     #[test]
     fn decode_names_the_type() {
-        let e = decode_payload::<String>(&[5, b'a']).unwrap_err();
+        let e = decode_payload::<String>(Codec::Postcard, &[5, b'a']).unwrap_err();
         assert!(matches!(e, WorkerError::Decode { type_name, .. } if type_name.contains("String")));
     }
 }

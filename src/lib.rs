@@ -72,11 +72,14 @@ pub use error::WorkerError;
 /// Any error type converts into it with `?` or `.into()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+pub use lpm_protocol::{Call, Codec, Query, Topic};
+
 pub use lpm_actors::{
-    Balancer, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue, Error as PoolError,
-    EventStream, HardKill, Health, Heartbeat, KillReason, KillReport, Listener, Pool, PoolEvent,
-    RecycleReason, Resize, Response, ResponseStream, SignalPolicy, SoftKill, Strategy, Subscribe,
-    Supervisor, WorkerCommand, WorkerHandle, WorkerHealth, WorkerState,
+    Answer, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue,
+    Error as PoolError, EventStream, HardKill, Health, Heartbeat, KillReason, KillReport, Listener,
+    Pool, PoolEvent, Raw, RecycleReason, Resize, Response, ResponseStream, SignalPolicy, SoftKill,
+    Strategy, Subscribe, Supervisor, WithResponse, WorkerCommand, WorkerHandle, WorkerHealth,
+    WorkerState,
 };
 
 /// The environment variable that names a worker's IPC channel; set for every worker.
@@ -87,10 +90,11 @@ pub use lpm_protocol as protocol;
 
 /// The names most programs need, on both sides.
 pub mod prelude {
-    pub use crate::worker::{Done, Event, Request, Worker};
+    pub use crate::worker::{CallContext, Done, Event, Request, Worker};
     pub use crate::{
-        BoxError, Config, CustomEvent, Enqueue, KillReason, KillReport, Pool, PoolError, PoolEvent,
-        Response, WorkerCommand, WorkerError, WorkerHealth, WorkerState,
+        BoxError, Call, Codec, Config, CustomEvent, Enqueue, KillReason, KillReport, Pool,
+        PoolError, PoolEvent, Query, Response, Topic, WorkerCommand, WorkerError, WorkerHealth,
+        WorkerState,
     };
 }
 

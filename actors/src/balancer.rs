@@ -4,6 +4,8 @@
 //! queue. Assignments made in one mailbox turn are sent as one [`Assign`] per
 //! worker, so a burst of requests reaches each child in one write.
 
+mod answer;
+mod catalog;
 mod strategy;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -11,15 +13,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use lpm_protocol::RequestId;
+use lpm_protocol::{Codec, RequestId};
 use tokio::sync::oneshot;
 
 use crate::alarm::Alarm;
 use crate::health::WorkerState;
 use crate::id::WorkerId;
+use crate::request::{Body, Job};
 use crate::request::{Counters, FdNeed, Load, LoadGuard, Pending, Reply};
 use crate::worker_handle::Assign;
-use crate::{Config, Enqueue, Error, Response};
+use crate::{Config, Enqueue, Error};
+pub use answer::Answer;
+use catalog::Catalog;
 use strategy::{Candidate, Pick, Pressure};
 
 /// What [`Pool::send`](crate::Pool::send) hands over, through a channel
@@ -29,7 +34,7 @@ pub(crate) enum Submission {
     /// A request with its id and the caller's own reply channel.
     Request {
         id: RequestId,
-        request: Enqueue,
+        job: Job,
         reply: Reply,
     },
     /// The caller of this request stopped waiting (dropped its future).
@@ -57,6 +62,19 @@ pub(crate) struct WorkerJoined {
     pub(crate) cancel: Recipient<CancelRequests>,
     pub(crate) load: Arc<Load>,
 }
+
+/// A worker said hello: these are the calls it serves.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WorkerCalls {
+    pub(crate) id: WorkerId,
+    pub(crate) calls: Arc<[Box<str>]>,
+}
+
+/// The caller of an [`Enqueue`] sent as an actix message stopped waiting.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct CancelRequest(pub(crate) RequestId);
 
 /// A worker process is gone.
 #[derive(Debug, Message)]
@@ -129,6 +147,8 @@ struct Entry {
     state: WorkerState,
     rss: u64,
     batch: Vec<Pending>,
+    /// The calls it serves, once it said hello.
+    calls: Option<Arc<[Box<str>]>>,
 }
 
 impl Entry {
@@ -156,6 +176,9 @@ pub struct Balancer {
     max_fds: usize,
     default_timeout: Option<Duration>,
     default_retries: u32,
+    codec: Codec,
+    /// The calls the workers that said hello serve, with how many serve each.
+    catalog: Catalog,
     counters: Arc<Counters>,
     intake: Intake,
     /// No worker is left and none will come back.
@@ -182,6 +205,8 @@ impl Balancer {
             max_fds: config.max_fds_in_flight.max(1),
             default_timeout: config.timeout,
             default_retries: config.retries,
+            codec: config.codec,
+            catalog: Catalog::default(),
             counters,
             intake: Intake::Open,
             down: false,
@@ -191,13 +216,14 @@ impl Balancer {
         }
     }
 
-    fn admit(&mut self, id: RequestId, request: Enqueue, reply: Reply, ctx: &mut Context<Self>) {
-        let may_wait = request.wait_for_room;
+    fn admit(&mut self, id: RequestId, job: Job, reply: Reply, ctx: &mut Context<Self>) {
+        let may_wait = job.options.wait_for_room;
         let pending = Pending::new(
             id,
-            request,
+            job,
             self.default_timeout,
             self.default_retries,
+            self.codec,
             reply,
             Arc::clone(&self.counters),
         );
@@ -206,6 +232,10 @@ impl Balancer {
         }
         if self.down {
             return pending.fail(Error::NoWorkers);
+        }
+        if !self.catalog.may_serve(pending.call.as_deref()) {
+            let error = pending.not_handled();
+            return pending.fail(error);
         }
         if self.queue.is_empty() {
             if let Some(worker) = self.pick_worker(None, pending.fd_need()) {
@@ -448,7 +478,7 @@ impl Balancer {
         let mut cancelled = Vec::new();
         for submission in batch {
             match submission {
-                Submission::Request { id, request, reply } => self.admit(id, request, reply, ctx),
+                Submission::Request { id, job, reply } => self.admit(id, job, reply, ctx),
                 Submission::Cancel(id) => cancelled.push(id),
             }
         }
@@ -506,13 +536,30 @@ impl StreamHandler<Vec<Submission>> for Balancer {
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
-impl Handler<Enqueue> for Balancer {
-    type Result = ResponseFuture<Result<Response, Error>>;
+impl<B: Body> Handler<Enqueue<B>> for Balancer {
+    type Result = Answer<B>;
 
-    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Enqueue<B>, ctx: &mut Context<Self>) -> Answer<B> {
+        let job = match msg.into_job(self.codec) {
+            Ok(job) => job,
+            Err(e) => return Answer(answer::Inner::Now(Err(e))),
+        };
         let (tx, rx) = oneshot::channel();
-        self.admit(RequestId::new_v4(), msg, tx, ctx);
-        Box::pin(async move { rx.await.unwrap_or(Err(Error::PoolStopped)) })
+        let id = RequestId::new_v4();
+        self.admit(id, job, tx, ctx);
+        Answer(answer::Inner::Later {
+            id,
+            rx,
+            balancer: ctx.address().downgrade(),
+        })
+    }
+}
+
+impl Handler<CancelRequest> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelRequest, _ctx: &mut Context<Self>) {
+        self.cancel(vec![msg.0]);
     }
 }
 
@@ -529,6 +576,7 @@ impl Handler<WorkerJoined> for Balancer {
 
     fn handle(&mut self, msg: WorkerJoined, _ctx: &mut Context<Self>) {
         self.down = false;
+        self.forget_calls(msg.id);
         self.workers.insert(
             msg.id,
             Entry {
@@ -539,6 +587,7 @@ impl Handler<WorkerJoined> for Balancer {
                 state: WorkerState::Starting,
                 rss: 0,
                 batch: Vec::new(),
+                calls: None,
             },
         );
     }
@@ -548,10 +597,56 @@ impl Handler<WorkerLeft> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerLeft, ctx: &mut Context<Self>) {
+        self.forget_calls(msg.id);
         if let Some(entry) = self.workers.remove(&msg.id) {
             if !entry.batch.is_empty() {
                 self.requeue(entry.batch, ctx);
             }
+        }
+    }
+}
+
+impl Handler<WorkerCalls> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerCalls, _ctx: &mut Context<Self>) {
+        let Some(entry) = self.workers.get_mut(&msg.id) else {
+            return;
+        };
+        let first = self.catalog.is_empty();
+        self.catalog.add(&msg.calls);
+        if let Some(old) = entry.calls.replace(msg.calls) {
+            self.catalog.remove(&old);
+        }
+        if first {
+            self.fail_unserved();
+        }
+    }
+}
+
+impl Balancer {
+    /// Takes a worker's calls out of the catalog.
+    fn forget_calls(&mut self, id: WorkerId) {
+        if let Some(calls) = self.workers.get_mut(&id).and_then(|w| w.calls.take()) {
+            self.catalog.remove(&calls);
+        }
+    }
+
+    /// Fails the queued calls no worker serves: they were queued before any
+    /// worker said which calls it serves.
+    fn fail_unserved(&mut self) {
+        let (unserved, kept): (VecDeque<Pending>, VecDeque<Pending>) = self
+            .queue
+            .drain(..)
+            .partition(|p| !self.catalog.may_serve(p.call.as_deref()));
+        self.queue = kept;
+        for p in unserved {
+            let error = p.not_handled();
+            p.fail(error);
+        }
+        self.counters.set_queued(self.queue.len());
+        if self.queue.is_empty() {
+            self.queue_emptied();
         }
     }
 }

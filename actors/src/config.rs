@@ -4,6 +4,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lpm_protocol::Codec;
+
 /// The program each worker runs, with its arguments, environment and directory.
 ///
 /// # Examples
@@ -164,7 +166,9 @@ pub struct Config {
     pub on_signal: SignalPolicy,
     /// How often each worker's RSS and CPU are sampled.
     pub sample_interval: Duration,
-    /// How long a new worker has to complete the handshake before it is killed.
+    /// How long a new worker has, from its spawn, to send its `Hello` before
+    /// it is killed. The Rust worker runtime sends it when `Worker::run`
+    /// starts, so this bounds the worker's own set-up too.
     pub spawn_timeout: Duration,
     /// Largest frame body either side may send.
     pub max_frame_len: usize,
@@ -183,6 +187,12 @@ pub struct Config {
     /// Replace a worker whose resident memory passes this many bytes
     /// (checked every `sample_interval`).
     pub max_rss: Option<u64>,
+    /// How payloads are encoded: postcard (the default, compact) or JSON
+    /// (self-describing: `serde_json::Value` works, and a worker in another
+    /// language needs only JSON). Workers learn it from `LPM_CODEC`; a
+    /// worker whose `Hello` names another codec is killed at the handshake
+    /// ([`KillReason::CodecMismatch`](crate::KillReason::CodecMismatch)).
+    pub codec: Codec,
 }
 
 /// How a pool checks that its workers still answer; see [`Config::heartbeat`].
@@ -219,6 +229,7 @@ impl Default for Config {
             max_requests: None,
             max_requests_jitter: 0,
             max_rss: None,
+            codec: Codec::Postcard,
         }
     }
 }
@@ -273,6 +284,8 @@ setters! {
     max_frame_len: usize,
     /// Sets [`Config::recycle_on_timeout`].
     recycle_on_timeout: bool,
+    /// Sets [`Config::codec`].
+    codec: Codec,
 }
 
 impl Config {

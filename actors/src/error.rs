@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use lpm_protocol::Codec;
+
 /// Why a request or a pool operation failed.
 ///
 /// Every enqueued request resolves exactly once: with a [`Response`](crate::Response)
@@ -92,14 +94,35 @@ pub enum Error {
     Decode {
         /// The Rust type asked for.
         type_name: &'static str,
-        /// What postcard said.
+        /// What the codec said.
         reason: String,
     },
     /// A payload could not be encoded.
     #[error("could not encode the payload: {reason}")]
     Encode {
-        /// What postcard said.
+        /// What the codec said.
         reason: String,
+    },
+    /// No worker of the pool has a handler for this call, so it was not
+    /// sent (or a worker that got it anyway had none).
+    #[error(
+        "no worker serves the call {name:?}; register a handler for it in the worker \
+         (`Worker::handle`) or check the call's NAME on both sides"
+    )]
+    NotHandled {
+        /// The call's wire name (empty for an untyped request).
+        name: String,
+    },
+    /// An untyped request's payload was encoded with another codec than the pool's.
+    #[error(
+        "the payload is encoded with {payload} but the pool uses {pool}; \
+         build the request with `Enqueue::encoded(Codec::{pool:?}, ..)` or `Pool::enqueue`"
+    )]
+    CodecMismatch {
+        /// The pool's codec.
+        pool: Codec,
+        /// The payload's.
+        payload: Codec,
     },
     /// The encoded request is bigger than a frame may be.
     #[error(
@@ -173,29 +196,23 @@ pub enum Error {
     },
 }
 
-impl Error {
-    pub(crate) fn decode<T>(e: postcard::Error) -> Self {
-        Error::Decode {
-            type_name: std::any::type_name::<T>(),
-            reason: e.to_string(),
-        }
-    }
-
-    pub(crate) fn encode(e: postcard::Error) -> Self {
-        Error::Encode {
-            reason: e.to_string(),
-        }
-    }
+/// Decodes a payload as `T`, with our error.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
+    codec: Codec,
+    bytes: &[u8],
+) -> Result<T, Error> {
+    codec.decode(bytes).map_err(|e| Error::Decode {
+        type_name: std::any::type_name::<T>(),
+        reason: format!("{codec}: {e}"),
+    })
 }
 
-/// Decodes a postcard payload as `T`, with our error.
-pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes(bytes).map_err(Error::decode::<T>)
-}
-
-/// Encodes `T` as a postcard payload, with our error.
-pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    // One allocation of the exact size, instead of a growing Vec (two or more).
-    let size = postcard::experimental::serialized_size(value).map_err(Error::encode)?;
-    postcard::to_extend(value, Vec::with_capacity(size)).map_err(Error::encode)
+/// Encodes `T` as a payload, with our error.
+pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(
+    codec: Codec,
+    value: &T,
+) -> Result<Vec<u8>, Error> {
+    codec.encode(value).map_err(|e| Error::Encode {
+        reason: format!("{codec}: {e}"),
+    })
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix::Recipient;
+use lpm_protocol::{Codec, Query, Topic};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::mpsc;
 
@@ -99,6 +100,7 @@ pub struct CustomEvent {
     pid: u32,
     name: Arc<str>,
     payload: Arc<[u8]>,
+    codec: Codec,
     reply: Option<Arc<ReplySlot>>,
 }
 
@@ -126,6 +128,7 @@ impl CustomEvent {
         pid: u32,
         name: String,
         payload: Vec<u8>,
+        codec: Codec,
         reply: Option<(u64, Recipient<DeliverReply>)>,
     ) -> Self {
         Self {
@@ -133,6 +136,7 @@ impl CustomEvent {
             pid,
             name: name.into(),
             payload: payload.into(),
+            codec,
             reply: reply.map(|(emit_id, to)| {
                 Arc::new(ReplySlot {
                     emit_id,
@@ -162,9 +166,58 @@ impl CustomEvent {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the payload is not a postcard `T`.
+    /// [`Error::Decode`] when the payload is not a `T`.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        decode_payload(&self.payload)
+        decode_payload(self.codec, &self.payload)
+    }
+
+    /// Whether this is event `E` (its name is `E::NAME`).
+    pub fn is<E: Topic>(&self) -> bool {
+        *self.name == *E::NAME
+    }
+
+    /// The event as an `E`: `None` when it is another event, else its
+    /// payload decoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when it is named `E::NAME` but its payload is not an `E`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futures::StreamExt;
+    /// use lpm_actors::{Pool, PoolEvent, Query, Topic};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Progress { done: u32 }
+    /// # impl Topic for Progress { const NAME: &'static str = "progress"; }
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct NextBatch;
+    /// # impl Topic for NextBatch { const NAME: &'static str = "next_batch"; }
+    /// # impl Query for NextBatch { type Reply = Vec<u64>; }
+    ///
+    /// # async fn demo(pool: Pool) -> Result<(), lpm_actors::Error> {
+    /// let mut events = pool.events();
+    /// while let Some(event) = events.next().await {
+    ///     let PoolEvent::Custom(event) = event else { continue };
+    ///     if let Some(progress) = event.decode::<Progress>() {
+    ///         println!("worker {} is at {}", event.pid(), progress?.done);
+    ///     } else if event.is::<NextBatch>() {
+    ///         event.answer::<NextBatch>(&vec![1, 2, 3])?;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn decode<E: Topic>(&self) -> Option<Result<E, Error>> {
+        self.is::<E>().then(|| self.data())
+    }
+
+    /// Answers the worker's `ask` of query `Q`, with the type `Q` declares.
+    ///
+    /// # Errors
+    ///
+    /// As [`CustomEvent::reply`].
+    pub fn answer<Q: Query>(&self, reply: &Q::Reply) -> Result<(), Error> {
+        self.reply(reply)
     }
 
     /// True when the worker awaits a reply.
@@ -181,7 +234,7 @@ impl CustomEvent {
     /// [`Error::WorkerGone`] when the worker has exited.
     pub fn reply<T: Serialize + ?Sized>(&self, payload: &T) -> Result<(), Error> {
         let slot = self.reply.as_ref().ok_or(Error::AlreadyReplied)?;
-        let bytes = encode_payload(payload)?;
+        let bytes = encode_payload(self.codec, payload)?;
         if slot.done.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyReplied);
         }

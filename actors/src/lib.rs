@@ -82,14 +82,15 @@ mod stream;
 mod supervisor;
 mod worker_handle;
 
-pub use balancer::Balancer;
+pub use balancer::{Answer, Balancer};
 pub use config::{Config, Heartbeat, SignalPolicy, Strategy, WorkerCommand};
 pub use error::Error;
 pub use events::{CustomEvent, EventStream, PoolEvent};
 pub use health::{WorkerHealth, WorkerState};
+pub use lpm_protocol::{Call, Codec, Query, Topic};
 pub use pool::Pool;
 pub use reasons::{KillReason, RecycleReason};
-pub use request::{Enqueue, Response};
+pub use request::{Body, Enqueue, Raw, Response, WithResponse};
 pub use stream::{Listener, ResponseStream};
 pub use supervisor::{
     Broadcast, BroadcastListener, HardKill, Health, KillReport, Resize, SoftKill, Subscribe,

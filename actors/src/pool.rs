@@ -1,7 +1,7 @@
 //! [`Pool`]: a cheap, clonable handle over the Supervisor and Balancer actors.
 
 use actix::prelude::*;
-use lpm_protocol::RequestId;
+use lpm_protocol::{Call, Codec, RequestId, Topic};
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::balancer::{Balancer, Submission};
 use crate::error::encode_payload;
 use crate::events::EventStream;
-use crate::request::Counters;
+use crate::request::{Body, Counters};
 use crate::supervisor::{Abandoned, StartKill, SubscribeStream, WhenOnline};
 use crate::{
     Broadcast, Config, Enqueue, Error, Health, KillReport, Resize, Response, Subscribe, Supervisor,
@@ -93,6 +93,7 @@ pub struct Pool {
     submit: mpsc::UnboundedSender<Submission>,
     supervisor: Addr<Supervisor>,
     balancer: Addr<Balancer>,
+    codec: Codec,
 }
 
 impl Pool {
@@ -102,6 +103,7 @@ impl Pool {
     ///
     /// Outside a running actix System.
     pub fn start(command: WorkerCommand, config: Config) -> Pool {
+        let codec = config.codec;
         let counters = Arc::new(Counters::default());
         let (submit, submissions) = mpsc::unbounded_channel();
         let balancer = Balancer::new(&config, Arc::clone(&counters), submissions).start();
@@ -111,19 +113,72 @@ impl Pool {
             submit,
             supervisor,
             balancer,
+            codec,
         }
     }
 
-    /// Enqueues `payload` with the pool's default timeout and retries.
+    /// Calls `call` on a worker with the pool's default timeout and
+    /// retries, and answers its reply. For per-request options use
+    /// [`Pool::send`] with [`Enqueue::call`].
+    ///
+    /// A call no worker serves fails at once with [`Error::NotHandled`].
+    /// Dropping the future cancels the call, as for [`Pool::send`].
+    ///
+    /// # Errors
+    ///
+    /// Any request error: see [`Error`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::{Deserialize, Serialize};
+    /// use lpm_actors::{Call, Pool};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct CountPrimes { below: u64 }
+    ///
+    /// impl Call for CountPrimes {
+    ///     const NAME: &'static str = "count_primes";
+    ///     type Reply = u64;
+    /// }
+    ///
+    /// # async fn demo(pool: Pool) -> Result<(), lpm_actors::Error> {
+    /// let primes: u64 = pool.call(CountPrimes { below: 1_000_000 }).await?;
+    /// assert_eq!(primes, 78_498);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A reply of the wrong type does not compile:
+    ///
+    /// ```compile_fail
+    /// # use serde::{Deserialize, Serialize};
+    /// # use lpm_actors::{Call, Pool};
+    /// # #[derive(Serialize, Deserialize)] struct CountPrimes { below: u64 }
+    /// # impl Call for CountPrimes { const NAME: &'static str = "count_primes"; type Reply = u64; }
+    /// # async fn demo(pool: Pool) -> Result<(), lpm_actors::Error> {
+    /// let primes: String = pool.call(CountPrimes { below: 1_000_000 }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call<C: Call>(&self, call: C) -> Result<C::Reply, Error> {
+        self.send(Enqueue::call(call)).await
+    }
+
+    /// Enqueues an untyped `payload`, encoded in the pool's codec, with the
+    /// pool's default timeout and retries; the worker's untyped handler
+    /// (`Worker::on_request`) serves it.
     ///
     /// # Errors
     ///
     /// Any request error: see [`Error`].
     pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Response, Error> {
-        self.send(Enqueue::new(payload)?).await
+        self.send(Enqueue::encoded(self.codec, payload)?).await
     }
 
-    /// Enqueues a request with its own options.
+    /// Enqueues a request with its own options: a typed call
+    /// ([`Enqueue::call`], answering `C::Reply`) or untyped bytes
+    /// ([`Enqueue::new`], answering the [`Response`]).
     ///
     /// Dropping the returned future cancels the request: a queued one is
     /// removed, an in-flight one frees its worker's slot at once and the
@@ -132,12 +187,13 @@ impl Pool {
     /// # Errors
     ///
     /// Any request error: see [`Error`].
-    pub async fn send(&self, request: Enqueue) -> Result<Response, Error> {
+    pub async fn send<B: Body>(&self, request: Enqueue<B>) -> Result<B::Output, Error> {
+        let job = request.into_job(self.codec)?;
         let (reply, rx) = oneshot::channel();
         let id = RequestId::new_v4();
         if self
             .submit
-            .send(Submission::Request { id, request, reply })
+            .send(Submission::Request { id, job, reply })
             .is_err()
         {
             return Err(Error::PoolStopped);
@@ -148,7 +204,59 @@ impl Pool {
         };
         let result = rx.await.unwrap_or(Err(Error::PoolStopped));
         cancel_on_drop.disarm();
-        result
+        B::output(result?)
+    }
+
+    /// An actix recipient for requests of one body type, so an actor of
+    /// yours can hold it and forward to the pool. The pool's [`Balancer`]
+    /// handles the message; a caller that stops waiting cancels it, as
+    /// with [`Pool::send`].
+    ///
+    /// # Examples
+    ///
+    /// An actor that counts primes through the pool:
+    ///
+    /// ```no_run
+    /// use actix::prelude::*;
+    /// use lpm_actors::{Call, Enqueue, Error, Pool};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct CountPrimes { below: u64 }
+    /// # impl Call for CountPrimes { const NAME: &'static str = "count_primes"; type Reply = u64; }
+    ///
+    /// struct Census {
+    ///     primes: Recipient<Enqueue<CountPrimes>>,
+    /// }
+    ///
+    /// impl Actor for Census {
+    ///     type Context = Context<Self>;
+    /// }
+    ///
+    /// #[derive(Message)]
+    /// #[rtype(result = "Result<u64, Error>")]
+    /// struct HowMany(u64);
+    ///
+    /// impl Handler<HowMany> for Census {
+    ///     type Result = ResponseFuture<Result<u64, Error>>;
+    ///
+    ///     fn handle(&mut self, msg: HowMany, _: &mut Context<Self>) -> Self::Result {
+    ///         let request = self.primes.send(Enqueue::call(CountPrimes { below: msg.0 }));
+    ///         Box::pin(async move { request.await.map_err(|_| Error::PoolStopped)? })
+    ///     }
+    /// }
+    ///
+    /// # async fn demo(pool: Pool) -> Result<(), Error> {
+    /// let census = Census { primes: pool.recipient() }.start();
+    /// let primes = census.send(HowMany(100)).await.map_err(|_| Error::PoolStopped)??;
+    /// assert_eq!(primes, 25);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recipient<B: Body>(&self) -> Recipient<Enqueue<B>> {
+        self.balancer.clone().recipient()
+    }
+
+    /// The pool's payload codec ([`Config::codec`]).
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
     /// Waits until every worker has said ready once (returns at once if that
@@ -177,7 +285,17 @@ impl Pool {
             .map_err(|_| Error::PoolStopped)
     }
 
-    /// Sends the event `name` with `payload` to every live worker; answers how many.
+    /// Sends the event `E` to every live worker (their handler for
+    /// `E::NAME`, `Worker::subscribe`); answers how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`], or [`Error::PoolStopped`] when the supervisor is gone.
+    pub async fn publish<E: Topic>(&self, event: &E) -> Result<usize, Error> {
+        self.broadcast(E::NAME, event).await
+    }
+
+    /// Sends the untyped event `name` with `payload` to every live worker; answers how many.
     ///
     /// # Errors
     ///
@@ -187,7 +305,7 @@ impl Pool {
         name: &str,
         payload: &T,
     ) -> Result<usize, Error> {
-        let payload = encode_payload(payload)?;
+        let payload = encode_payload(self.codec, payload)?;
         self.supervisor
             .send(Broadcast {
                 name: name.to_owned(),
@@ -212,7 +330,7 @@ impl Pool {
         payload: &T,
         listener: impl Into<crate::Listener>,
     ) -> Result<usize, Error> {
-        let payload = encode_payload(payload)?;
+        let payload = encode_payload(self.codec, payload)?;
         self.supervisor
             .send(crate::BroadcastListener {
                 name: name.to_owned(),

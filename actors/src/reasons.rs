@@ -21,6 +21,18 @@ pub enum KillReason {
     /// Its channel failed with an I/O error other than a hang-up.
     #[error("channel I/O failed: {0}")]
     ChannelFailed(String),
+    /// Its `Hello` names another payload codec than the pool's
+    /// ([`Config::codec`](crate::Config::codec)): every payload would be garbage to it.
+    #[error(
+        "codec mismatch: the pool encodes payloads with {pool}, the worker with {worker}; \
+         start the worker with the pool's codec (it is in LPM_CODEC)"
+    )]
+    CodecMismatch {
+        /// The pool's codec.
+        pool: lpm_protocol::Codec,
+        /// The worker's.
+        worker: lpm_protocol::Codec,
+    },
     /// It did not complete the handshake within [`Config::spawn_timeout`](crate::Config::spawn_timeout).
     #[error("no handshake within {after:?} (Config::spawn_timeout)")]
     NoHandshake {

@@ -6,35 +6,51 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use lpm_protocol::{RequestId, Timestamp};
+use lpm_protocol::{Call, Codec, RequestId, Timestamp};
 use serde::{de::DeserializeOwned, Serialize};
+use std::borrow::Cow;
 use tokio::sync::oneshot;
 
 use crate::error::{decode_payload, encode_payload};
 use crate::stream::{Attachment, ResponseStream, SharedStream};
 use crate::Error;
 
-/// Enqueue a request: the payload and the options that override the pool's defaults.
+/// A request to enqueue: its body (a typed [`Call`], or bytes) and the
+/// options that override the pool's defaults.
 ///
-/// Send it to the pool with [`Pool::send`](crate::Pool::send), or as an actix
-/// message to the [`Balancer`](crate::Balancer). Dropping `Pool::send`'s
-/// future cancels the request at once; a request sent as an actix message
-/// whose caller stops waiting is only dropped when it is next handed to a worker.
+/// `Enqueue<C>` for a [`Call`] `C` answers `C::Reply`; `Enqueue<Raw>` (what
+/// [`Enqueue::new`] makes) answers the [`Response`] itself. Send it with
+/// [`Pool::send`](crate::Pool::send), or as an actix message to the
+/// [`Balancer`](crate::Balancer) (any actor can hold a
+/// `Recipient<Enqueue<C>>`, see [`Pool::recipient`](crate::Pool::recipient)).
+/// Either way a caller that stops waiting cancels the request: a queued one
+/// is removed, an in-flight one frees its worker's slot and the worker's
+/// `Request::cancelled()` fires. (A message sent with `do_send`, whose
+/// answer nobody awaits, runs to its end.)
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use lpm_actors::Enqueue;
+/// use lpm_actors::{Call, Enqueue};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Thumbnail { width: u32 }
+/// # impl Call for Thumbnail { const NAME: &'static str = "thumbnail"; type Reply = Vec<u8>; }
 ///
-/// let request = Enqueue::new(&("resize", 640u32))?
+/// let typed = Enqueue::call(Thumbnail { width: 640 })
 ///     .timeout(Duration::from_secs(2))
 ///     .retries(3);
+/// let untyped = Enqueue::new(&("resize", 640u32))?.wait_for_room();
 /// # Ok::<(), lpm_actors::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct Enqueue {
-    pub(crate) payload: Vec<u8>,
+pub struct Enqueue<B = Raw> {
+    pub(crate) body: B,
+    pub(crate) options: Options,
+}
+
+/// What every request may set, whatever its body.
+#[derive(Debug, Default)]
+pub(crate) struct Options {
     /// A stream or socket to pass to the worker (see [`crate::stream`]).
     pub(crate) attachment: Option<Attachment>,
     pub(crate) timeout: Option<Option<Duration>>,
@@ -42,38 +58,180 @@ pub struct Enqueue {
     pub(crate) wait_for_room: bool,
 }
 
-impl Enqueue {
-    /// A request carrying `payload`, encoded with postcard.
+/// The body of an untyped request: bytes already encoded, and the call they
+/// are for, if any (see [`Enqueue::new`], [`Enqueue::from_bytes`]).
+#[derive(Debug)]
+pub struct Raw {
+    call: Option<CallName>,
+    /// The codec the bytes were encoded with, when known, to check it
+    /// against the pool's.
+    codec: Option<Codec>,
+    bytes: Vec<u8>,
+}
+
+/// A call's wire name: borrowed for typed calls, owned when built at run time.
+pub(crate) type CallName = Cow<'static, str>;
+
+/// A request as the pool takes it in: encoded, with its options.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) call: Option<CallName>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) options: Options,
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What an [`Enqueue`] can carry: a typed [`Call`], a call that also wants
+/// the whole [`Response`] ([`WithResponse`]), or [`Raw`] bytes. Sealed.
+pub trait Body: sealed::Sealed + Send + 'static {
+    /// What the caller gets back.
+    type Output: Send + 'static;
+
+    /// The call's wire name and its payload in `codec`.
+    #[doc(hidden)]
+    fn encode(self, codec: Codec) -> Result<(Option<CallName>, Vec<u8>), Error>;
+
+    /// Turns the worker's answer into the output.
+    #[doc(hidden)]
+    fn output(response: Response) -> Result<Self::Output, Error>;
+}
+
+impl<C: Call> sealed::Sealed for C {}
+
+impl<C: Call> Body for C {
+    type Output = C::Reply;
+
+    fn encode(self, codec: Codec) -> Result<(Option<CallName>, Vec<u8>), Error> {
+        Ok((Some(Cow::Borrowed(C::NAME)), encode_payload(codec, &self)?))
+    }
+
+    fn output(response: Response) -> Result<C::Reply, Error> {
+        response.data()
+    }
+}
+
+/// A typed call whose caller wants the whole [`Response`] too (its id, pid,
+/// slot, or the byte stream the worker answered with); see
+/// [`Enqueue::with_response`].
+#[derive(Debug)]
+pub struct WithResponse<C>(C);
+
+impl<C: Call> sealed::Sealed for WithResponse<C> {}
+
+impl<C: Call> Body for WithResponse<C> {
+    type Output = (C::Reply, Response);
+
+    fn encode(self, codec: Codec) -> Result<(Option<CallName>, Vec<u8>), Error> {
+        self.0.encode(codec)
+    }
+
+    fn output(response: Response) -> Result<Self::Output, Error> {
+        Ok((response.data()?, response))
+    }
+}
+
+impl sealed::Sealed for Raw {}
+
+impl Body for Raw {
+    type Output = Response;
+
+    fn encode(self, codec: Codec) -> Result<(Option<CallName>, Vec<u8>), Error> {
+        match self.codec {
+            Some(encoded) if encoded != codec => Err(Error::CodecMismatch {
+                pool: codec,
+                payload: encoded,
+            }),
+            _ => Ok((self.call, self.bytes)),
+        }
+    }
+
+    fn output(response: Response) -> Result<Response, Error> {
+        Ok(response)
+    }
+}
+
+impl<C: Call> Enqueue<C> {
+    /// A typed call: the worker's handler for `C::NAME` serves it and the
+    /// caller gets a `C::Reply`. The value is encoded in the pool's codec
+    /// when the pool takes it.
+    pub fn call(call: C) -> Self {
+        Self {
+            body: call,
+            options: Options::default(),
+        }
+    }
+
+    /// Answers the whole [`Response`] beside the reply: its id, pid and
+    /// slot, and the byte stream the worker may have answered with.
+    pub fn with_response(self) -> Enqueue<WithResponse<C>> {
+        Enqueue {
+            body: WithResponse(self.body),
+            options: self.options,
+        }
+    }
+}
+
+impl Enqueue<Raw> {
+    /// An untyped request carrying `payload`, encoded with postcard (the
+    /// default codec). In a pool with another codec use [`Enqueue::encoded`]
+    /// or [`Pool::enqueue`](crate::Pool::enqueue); a mismatch fails with
+    /// [`Error::CodecMismatch`] instead of reaching the worker.
     ///
     /// # Errors
     ///
     /// [`Error::Encode`] when serde cannot express the value in postcard.
     pub fn new<T: Serialize + ?Sized>(payload: &T) -> Result<Self, Error> {
-        Ok(Self::from_bytes(encode_payload(payload)?))
+        Self::encoded(Codec::Postcard, payload)
     }
 
-    /// A request carrying bytes that are already a postcard encoding.
+    /// An untyped request carrying `payload` encoded with `codec`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when serde cannot express the value in `codec`.
+    pub fn encoded<T: Serialize + ?Sized>(codec: Codec, payload: &T) -> Result<Self, Error> {
+        let mut request = Self::from_bytes(encode_payload(codec, payload)?);
+        request.body.codec = Some(codec);
+        Ok(request)
+    }
+
+    /// An untyped request carrying bytes already encoded in the pool's codec.
     pub fn from_bytes(payload: Vec<u8>) -> Self {
         Self {
-            payload,
-            attachment: None,
-            timeout: None,
-            retries: None,
-            wait_for_room: false,
+            body: Raw {
+                call: None,
+                codec: None,
+                bytes: payload,
+            },
+            options: Options::default(),
         }
     }
 
+    /// Routes these bytes to the worker's handler for the call named `name`
+    /// (a gateway that forwards calls it knows only by name, say). The
+    /// pool refuses a name no worker serves with [`Error::NotHandled`].
+    #[must_use]
+    pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.body.call = Some(name.into());
+        self
+    }
+}
+
+impl<B: Body> Enqueue<B> {
     /// Overrides the pool's per-attempt timeout for this request.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(Some(timeout));
+        self.options.timeout = Some(Some(timeout));
         self
     }
 
     /// Lets this request wait forever, whatever the pool's timeout.
     #[must_use]
     pub fn no_timeout(mut self) -> Self {
-        self.timeout = Some(None);
+        self.options.timeout = Some(None);
         self
     }
 
@@ -85,20 +243,30 @@ impl Enqueue {
     /// one request per caller that chose to wait.
     #[must_use]
     pub fn wait_for_room(mut self) -> Self {
-        self.wait_for_room = true;
+        self.options.wait_for_room = true;
         self
     }
 
     /// Overrides the pool's retry count for this request.
     #[must_use]
     pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = Some(retries);
+        self.options.retries = Some(retries);
         self
+    }
+
+    /// Encodes the body in the pool's codec.
+    pub(crate) fn into_job(self, codec: Codec) -> Result<Job, Error> {
+        let (call, payload) = self.body.encode(codec)?;
+        Ok(Job {
+            call,
+            payload,
+            options: self.options,
+        })
     }
 }
 
-impl actix::Message for Enqueue {
-    type Result = Result<Response, Error>;
+impl<B: Body> actix::Message for Enqueue<B> {
+    type Result = Result<B::Output, Error>;
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Response, Error>>;
@@ -111,6 +279,7 @@ pub struct Response {
     pid: u32,
     slot: usize,
     payload: Vec<u8>,
+    codec: Codec,
     acked: bool,
     stream: Option<SharedStream>,
 }
@@ -176,16 +345,30 @@ impl Response {
         self.acked
     }
 
-    /// Decodes the worker's answer.
+    /// Decodes the worker's answer (in the pool's codec).
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the payload is not a postcard `T`.
+    /// [`Error::Decode`] when the payload is not a `T`.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        decode_payload(&self.payload)
+        decode_payload(self.codec, &self.payload)
     }
 
-    /// The answer's raw postcard bytes.
+    /// Decodes the worker's answer as call `C`'s reply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the payload is not a `C::Reply`.
+    pub fn reply<C: Call>(&self) -> Result<C::Reply, Error> {
+        self.data()
+    }
+
+    /// The payload's codec (the pool's).
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The answer's raw bytes, in the pool's codec.
     pub fn bytes(&self) -> &[u8] {
         &self.payload
     }
@@ -325,7 +508,11 @@ pub(crate) enum AfterDeath {
 pub(crate) struct Pending {
     pub(crate) id: RequestId,
     pub(crate) created_at: Timestamp,
+    /// The call it is for; `None` for an untyped request.
+    pub(crate) call: Option<CallName>,
     pub(crate) payload: Vec<u8>,
+    /// The pool's codec, which its response is decoded with.
+    codec: Codec,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries_left: u32,
     pub(crate) attempts: u32,
@@ -348,26 +535,34 @@ pub(crate) struct Pending {
 impl Pending {
     pub(crate) fn new(
         id: RequestId,
-        request: Enqueue,
+        job: Job,
         default_timeout: Option<Duration>,
         default_retries: u32,
+        codec: Codec,
         reply: Reply,
         counters: Arc<Counters>,
     ) -> Self {
-        let timeout = request.timeout.unwrap_or(default_timeout);
+        let Job {
+            call,
+            payload,
+            options,
+        } = job;
+        let timeout = options.timeout.unwrap_or(default_timeout);
         Self {
             id,
             created_at: Timestamp::now(),
-            payload: request.payload,
+            call,
+            payload,
+            codec,
             timeout,
-            retries_left: request.retries.unwrap_or(default_retries),
+            retries_left: options.retries.unwrap_or(default_retries),
             attempts: 1,
             deadline: timeout.map(|t| Instant::now() + t),
             load: None,
             avoid: None,
             deaths: 0,
             last_error: None,
-            attachment: request.attachment,
+            attachment: options.attachment,
             fd_sent: None,
             reply: Some(reply),
             counters,
@@ -466,6 +661,7 @@ impl Pending {
             pid,
             slot,
             payload,
+            codec: self.codec,
             acked,
             stream,
         };
@@ -485,6 +681,13 @@ impl Pending {
     pub(crate) fn fail(mut self, error: Error) {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
         self.send(Err(error));
+    }
+
+    /// The error for a worker that has no handler for this request's call.
+    pub(crate) fn not_handled(&self) -> Error {
+        Error::NotHandled {
+            name: self.call.as_deref().unwrap_or_default().to_owned(),
+        }
     }
 
     /// The error for a timeout on the last attempt.

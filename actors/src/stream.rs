@@ -59,7 +59,7 @@ impl fmt::Debug for Attachment {
 
 /// Requests that carry a stream or a socket (Linux only; see the
 /// [retry rule](crate#streams-and-sockets)).
-impl Enqueue {
+impl<B: crate::Body> Enqueue<B> {
     /// Sends `reader`'s bytes to the worker as the request's stream
     /// (the worker's `Request::stream`), which ends when `reader` ends.
     ///
@@ -78,7 +78,7 @@ impl Enqueue {
     /// ```
     #[must_use]
     pub fn stream(mut self, reader: impl AsyncRead + Send + Unpin + 'static) -> Self {
-        self.attachment = Some(Attachment::Reader(Box::new(reader)));
+        self.options.attachment = Some(Attachment::Reader(Box::new(reader)));
         self
     }
 
@@ -87,7 +87,7 @@ impl Enqueue {
     /// file's current offset (which it shares with `file`'s other handles).
     #[must_use]
     pub fn file(mut self, file: std::fs::File) -> Self {
-        self.attachment = Some(Attachment::Fd(FdKind::File, file.into()));
+        self.options.attachment = Some(Attachment::Fd(FdKind::File, file.into()));
         self
     }
 
@@ -98,14 +98,14 @@ impl Enqueue {
     /// with `tokio::net::TcpStream::into_std`.
     #[must_use]
     pub fn tcp(mut self, stream: std::net::TcpStream) -> Self {
-        self.attachment = Some(Attachment::Fd(FdKind::TcpStream, stream.into()));
+        self.options.attachment = Some(Attachment::Fd(FdKind::TcpStream, stream.into()));
         self
     }
 
     /// Hands a Unix stream connection to the worker; as [`Enqueue::tcp`].
     #[must_use]
     pub fn unix(mut self, stream: std::os::unix::net::UnixStream) -> Self {
-        self.attachment = Some(Attachment::Fd(FdKind::UnixStream, stream.into()));
+        self.options.attachment = Some(Attachment::Fd(FdKind::UnixStream, stream.into()));
         self
     }
 }

@@ -181,6 +181,7 @@ impl Supervisor {
     ) -> Self {
         let handle_config = HandleConfig {
             max_frame_len: config.max_frame_len,
+            codec: config.codec,
             sample_interval: config.sample_interval,
             spawn_timeout: config.spawn_timeout,
             counters: Arc::clone(&counters),
@@ -266,7 +267,11 @@ impl Supervisor {
             slot,
             generation: self.generation,
         };
-        let spawned = match spawn_worker(&self.command, self.config.max_frame_len) {
+        let spawned = match spawn_worker(
+            &self.command,
+            self.config.max_frame_len,
+            self.config.codec,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(slot, program = %self.command.program.display(), error = %e, "could not start worker");

@@ -79,6 +79,8 @@ const STDERR_DRAIN: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub(crate) struct HandleConfig {
     pub(crate) max_frame_len: usize,
+    /// The pool's payload codec; the worker's `Hello` must name the same.
+    pub(crate) codec: lpm_protocol::Codec,
     pub(crate) sample_interval: Duration,
     pub(crate) spawn_timeout: Duration,
     /// Shared with the balancer: how many requests wait in its queue.
@@ -116,6 +118,8 @@ pub struct WorkerHandle {
     rss: u64,
     cpu: f32,
     stats: Vec<(String, f64)>,
+    /// The calls the worker serves, by name, with the number its `Hello` gave each.
+    calls: HashMap<Box<str>, u32>,
     sampler: Sampler,
     sampling: Option<SpawnHandle>,
     handshake_deadline: Option<SpawnHandle>,
@@ -177,6 +181,7 @@ impl WorkerHandle {
             rss: 0,
             cpu: 0.0,
             stats: Vec::new(),
+            calls: HashMap::new(),
             sampler: Sampler::new(pid),
             sampling: None,
             handshake_deadline: None,
@@ -359,6 +364,7 @@ impl Actor for WorkerHandle {
         let hello = ToWorker::Hello {
             version: PROTOCOL_VERSION,
             slot: self.id.slot as u32,
+            codec: self.config.codec,
         };
         self.push(&hello, ctx);
         if let Some(stream) = self.stream.take() {

@@ -64,6 +64,12 @@ pub enum Error {
         /// The bound.
         max: usize,
     },
+    /// A codec name (in `LPM_CODEC`, say) that names no codec.
+    #[error("unknown payload codec {name:?}; use \"postcard\" or \"json\"")]
+    UnknownCodec {
+        /// The name given.
+        name: String,
+    },
     /// An I/O error on the channel.
     #[error("IPC channel I/O failed: {0}")]
     Io(#[from] std::io::Error),

@@ -214,11 +214,13 @@ impl FrameSink {
         &mut self,
         id: RequestId,
         created_at: Timestamp,
+        call: u32,
         payload: &[u8],
     ) -> Result<(), Error> {
         let msg = ToWorkerRef::Request(RequestFrameRef {
             id,
             created_at,
+            call,
             payload,
         });
         encode_frame(&msg, &mut self.buf, self.max_frame_len)
@@ -315,9 +317,10 @@ mod tests {
         let frame = RequestFrame {
             id: uuid::Uuid::new_v4(),
             created_at: Timestamp(123_456_789),
+            call: 300,
             payload: vec![1, 2, 3, 250],
         };
-        sink.push_request(frame.id, frame.created_at, &frame.payload)
+        sink.push_request(frame.id, frame.created_at, frame.call, &frame.payload)
             .unwrap();
         let owned = crate::frame(&ToWorker::Request(frame), DEFAULT_MAX_FRAME_LEN).unwrap();
         assert_eq!(sink.buf, owned);

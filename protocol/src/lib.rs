@@ -14,7 +14,7 @@
 //! ```
 //! use lpm_protocol::{frame, FrameDecoder, ToWorker, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION};
 //!
-//! let hello = ToWorker::Hello { version: PROTOCOL_VERSION, slot: 2 };
+//! let hello = ToWorker::Hello { version: PROTOCOL_VERSION, slot: 2, codec: lpm_protocol::Codec::Postcard };
 //! let bytes = frame(&hello, DEFAULT_MAX_FRAME_LEN)?;
 //!
 //! let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
@@ -31,6 +31,8 @@ mod fd;
 mod id_map;
 mod io;
 mod message;
+mod payload;
+mod typed;
 
 pub mod wire {
     #![doc = include_str!("../WIRE.md")]
@@ -42,11 +44,19 @@ pub use fd::{dup_cloexec, pipe, CarriesFd, Fd, FdKind, OutFds, MAX_FDS_PER_FRAME
 pub use id_map::{IdHasher, IdMap};
 pub use io::{FrameSink, FrameStream};
 pub use message::{RequestFrame, RequestId, Timestamp, ToSupervisor, ToWorker};
+pub use payload::Codec;
+pub use typed::{Call, Query, Topic};
 
 /// Version of this protocol; both sides send it in their `Hello`.
 ///
-/// Version 2 added the messages that carry file descriptors.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 2 added the messages that carry file descriptors; version 3 the
+/// payload codec and the call names in the `Hello`s, the call number in
+/// request frames, and `NotHandled`.
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// Environment variable naming the pool's payload [`Codec`] (`postcard` or
+/// `json`), so a worker uses the codec its pool does.
+pub const CODEC_ENV: &str = "LPM_CODEC";
 
 /// Environment variable naming the worker's end of the IPC socketpair.
 pub const IPC_FD_ENV: &str = "LPM_IPC_FD";

@@ -1,13 +1,14 @@
 //! The messages exchanged between the supervisor and a worker.
 //!
-//! Payloads travel as opaque bytes (the postcard encoding of the user's own
-//! type) so that the supervisor routes requests without knowing user types.
+//! Payloads travel as opaque bytes (the user's own type in the pool's
+//! [`Codec`]) so that the supervisor routes requests without knowing user types.
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use crate::fd::{CarriesFd, Fd, FdKind};
+use crate::Codec;
 
 /// Identifier of one request: a random UUID v4, stable across retries.
 pub type RequestId = Uuid;
@@ -42,7 +43,10 @@ pub struct RequestFrame {
     pub id: RequestId,
     /// When the caller enqueued it.
     pub created_at: Timestamp,
-    /// The postcard encoding of the caller's payload.
+    /// Which call it is: `0` for an untyped request, else `n` for the
+    /// `n`-th name (from 1) of the worker's [`ToSupervisor::Hello::calls`].
+    pub call: u32,
+    /// The caller's payload, in the pool's codec.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
@@ -53,12 +57,15 @@ pub struct RequestFrame {
 /// so new variants are only ever appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// 0: first message on the channel: the supervisor's protocol version and the worker's slot.
+    /// 0: first message on the channel: the supervisor's protocol version,
+    /// the worker's slot and the pool's payload codec.
     Hello {
         /// [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION) of the supervisor.
         version: u16,
         /// The pool slot this worker fills.
         slot: u32,
+        /// How the pool encodes payloads; the worker must use the same.
+        codec: Codec,
     },
     /// 1: a request to serve.
     Request(RequestFrame),
@@ -126,12 +133,18 @@ pub enum ToWorker {
 /// so new variants are only ever appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToSupervisor {
-    /// 0: first message on the channel: the worker's protocol version and pid.
+    /// 0: first message on the channel: the worker's protocol version and
+    /// pid, its payload codec and the calls it serves.
     Hello {
         /// [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION) of the worker.
         version: u16,
         /// The worker's process id.
         pid: u32,
+        /// How the worker encodes payloads; the pool must use the same.
+        codec: Codec,
+        /// The names of the calls it has handlers for ([`Call::NAME`](crate::Call::NAME)).
+        /// A request for the `n`-th (from 1) carries `call: n`.
+        calls: Vec<String>,
     },
     /// 1: the worker takes requests (again).
     Ready,
@@ -203,6 +216,12 @@ pub enum ToSupervisor {
         /// The request that carried the socket.
         id: RequestId,
     },
+    /// 13: the worker has no handler for request `id`'s call (or, for an
+    /// untyped request, no untyped handler).
+    NotHandled {
+        /// Which request.
+        id: RequestId,
+    },
 }
 
 impl ToWorker {
@@ -240,6 +259,7 @@ impl ToSupervisor {
             ToSupervisor::ResponseWithStream { .. } => "ResponseWithStream",
             ToSupervisor::StreamEnd { .. } => "StreamEnd",
             ToSupervisor::SocketClosed { .. } => "SocketClosed",
+            ToSupervisor::NotHandled { .. } => "NotHandled",
         }
     }
 }
@@ -271,6 +291,7 @@ pub(crate) enum ToWorkerRef<'a> {
     Hello {
         version: u16,
         slot: u32,
+        codec: Codec,
     },
     Request(RequestFrameRef<'a>),
 }
@@ -279,6 +300,7 @@ pub(crate) enum ToWorkerRef<'a> {
 pub(crate) struct RequestFrameRef<'a> {
     pub(crate) id: RequestId,
     pub(crate) created_at: Timestamp,
+    pub(crate) call: u32,
     #[serde(with = "serde_bytes")]
     pub(crate) payload: &'a [u8],
 }

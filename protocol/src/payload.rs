@@ -129,17 +129,23 @@ mod tests {
         assert_eq!(Codec::Json.encode(&value).unwrap(), br#"[7,"seven"]"#);
         for codec in [Codec::Postcard, Codec::Json] {
             let bytes = codec.encode(&value).unwrap();
-            assert_eq!(codec.decode::<(u32, String)>(&bytes).unwrap(), (7, "seven".to_owned()));
+            assert_eq!(
+                codec.decode::<(u32, String)>(&bytes).unwrap(),
+                (7, "seven".to_owned())
+            );
         }
     }
 
     #[test]
     fn a_json_value_needs_the_json_codec() {
         let value = serde_json::json!({ "Hello": "World" });
-        assert!(Codec::Postcard.encode(&value).is_ok_and(|bytes| {
-            Codec::Postcard.decode::<serde_json::Value>(&bytes).is_err()
-        }));
+        assert!(Codec::Postcard
+            .encode(&value)
+            .is_ok_and(|bytes| { Codec::Postcard.decode::<serde_json::Value>(&bytes).is_err() }));
         let bytes = Codec::Json.encode(&value).unwrap();
-        assert_eq!(Codec::Json.decode::<serde_json::Value>(&bytes).unwrap(), value);
+        assert_eq!(
+            Codec::Json.decode::<serde_json::Value>(&bytes).unwrap(),
+            value
+        );
     }
 }

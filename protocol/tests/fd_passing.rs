@@ -17,6 +17,7 @@ fn request_with(n: u8, fd: OwnedFd) -> ToWorker {
         request: RequestFrame {
             id: uuid::Uuid::from_u128(u128::from(n)),
             created_at: Timestamp(u64::from(n)),
+            call: u32::from(n),
             payload: vec![n; usize::from(n) * 100],
         },
         kind: FdKind::Pipe,

@@ -30,7 +30,12 @@ fn assert_malformed<T: DeserializeOwned + Debug>(body: &[u8]) {
 fn trailing_bytes_are_malformed() {
     for msg in [
         ToSupervisor::Ready,
-        ToSupervisor::Hello { version: 1, pid: 7 },
+        ToSupervisor::Hello {
+            version: 1,
+            pid: 7,
+            codec: lpm_protocol::Codec::Json,
+            calls: vec!["x".into()],
+        },
     ] {
         let mut body = frame(&msg, DEFAULT_MAX_FRAME_LEN).unwrap().split_off(4);
         assert_eq!(decode_body::<ToSupervisor>(&body).unwrap(), Some(msg));

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use lpm_protocol::Codec;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
@@ -18,6 +19,7 @@ pub(crate) type Outcome = Result<Vec<u8>, String>;
 #[derive(Clone)]
 pub struct Reply {
     payload: Vec<u8>,
+    codec: Codec,
 }
 
 impl Reply {
@@ -25,9 +27,9 @@ impl Reply {
     ///
     /// # Errors
     ///
-    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    /// [`WorkerError::Decode`] when the payload is not a `T` in the pool's codec.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
-        decode_payload(&self.payload)
+        decode_payload(self.codec, &self.payload)
     }
 
     /// The reply as it arrived.
@@ -119,9 +121,9 @@ impl Waiting<'_> {
     ///
     /// [`WorkerError::NoReply`] when the supervisor answered with an error,
     /// [`WorkerError::ChannelClosed`] when the channel closed first.
-    pub(crate) async fn reply(mut self, event: &str) -> Result<Reply, WorkerError> {
+    pub(crate) async fn reply(mut self, event: &str, codec: Codec) -> Result<Reply, WorkerError> {
         match (&mut self.rx).await {
-            Ok(Ok(payload)) => Ok(Reply { payload }),
+            Ok(Ok(payload)) => Ok(Reply { payload, codec }),
             Ok(Err(reason)) => Err(WorkerError::NoReply {
                 event: event.to_owned(),
                 reason,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use lpm_protocol::Codec;
 use serde::de::DeserializeOwned;
 
 use super::fds::{Attached, Listener, SharedAttached};
@@ -18,24 +19,32 @@ use crate::WorkerError;
 /// its name with [`Worker::on_event`](super::Worker::on_event).
 #[derive(Clone)]
 pub struct Event {
-    name: String,
+    pub(crate) name: String,
     payload: Vec<u8>,
+    codec: Codec,
     listener: Option<SharedAttached>,
 }
 
 impl Event {
-    pub(crate) fn new(name: String, payload: Vec<u8>) -> Self {
+    pub(crate) fn new(name: String, payload: Vec<u8>, codec: Codec) -> Self {
         Self {
             name,
             payload,
+            codec,
             listener: None,
         }
     }
 
-    pub(crate) fn with_listener(name: String, payload: Vec<u8>, attached: Attached) -> Self {
+    pub(crate) fn with_listener(
+        name: String,
+        payload: Vec<u8>,
+        codec: Codec,
+        attached: Attached,
+    ) -> Self {
         Self {
             name,
             payload,
+            codec,
             listener: Some(Arc::new(std::sync::Mutex::new(Some(attached)))),
         }
     }
@@ -69,9 +78,9 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    /// [`WorkerError::Decode`] when the payload is not a `T` in the pool's codec.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
-        decode_payload(&self.payload)
+        decode_payload(self.codec, &self.payload)
     }
 
     /// The payload as it arrived.

@@ -1,14 +1,17 @@
-//! The handshake: both sides say `Hello` with their protocol version.
+//! The handshake. The supervisor sends its `Hello` (protocol version, slot,
+//! payload codec) at once; the worker reads it when it connects, and sends
+//! its own `Hello` (version, pid, codec, the calls it serves) when it starts
+//! running, once its handlers are registered.
 
 use std::io;
 use std::sync::Arc;
 
-use lpm_protocol::{FrameSink, FrameStream, ToSupervisor, ToWorker, PROTOCOL_VERSION};
+use lpm_protocol::{Codec, FrameSink, FrameStream, ToSupervisor, ToWorker, PROTOCOL_VERSION};
 use tokio::net::UnixStream;
 
 use crate::WorkerError;
 
-/// What the handshake leaves for the run loop.
+/// What the supervisor's `Hello` leaves for the run loop.
 #[derive(Debug)]
 pub(crate) struct Greeted {
     /// The slot the supervisor gave this worker.
@@ -19,24 +22,15 @@ pub(crate) struct Greeted {
     pub(crate) backlog: Vec<ToWorker>,
 }
 
-/// Sends our `Hello`, then reads the supervisor's and checks its version.
+/// Reads the supervisor's `Hello` and checks its version and codec against ours.
+///
+/// On a mismatch it still sends our own `Hello`, so the supervisor logs why
+/// this worker is of no use to it.
 pub(crate) async fn greet(
     stream: &Arc<UnixStream>,
+    codec: Codec,
     max_frame_len: usize,
 ) -> Result<Greeted, WorkerError> {
-    let mut sink = FrameSink::new(Arc::clone(stream), max_frame_len);
-    sink.push(&ToSupervisor::Hello {
-        version: PROTOCOL_VERSION,
-        pid: std::process::id(),
-    })
-    .map_err(WorkerError::channel)?;
-    sink.flush().await.map_err(|e| match e.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => WorkerError::Handshake {
-            reason: "the channel closed before the supervisor's Hello".to_owned(),
-        },
-        _ => WorkerError::channel(e),
-    })?;
-
     let mut frames = FrameStream::new(Arc::clone(stream), max_frame_len);
     let batch = match frames.next_batch().await {
         Some(Ok(batch)) => batch,
@@ -53,21 +47,63 @@ pub(crate) async fn greet(
         }
     };
     let mut batch = batch.into_iter();
-    match batch.next() {
-        Some(ToWorker::Hello { version, slot }) if version == PROTOCOL_VERSION => Ok(Greeted {
+    let mismatch = match batch.next() {
+        Some(ToWorker::Hello {
+            version: PROTOCOL_VERSION,
             slot,
-            frames,
-            backlog: batch.collect(),
-        }),
-        Some(ToWorker::Hello { version, .. }) => Err(WorkerError::VersionMismatch {
+            codec: theirs,
+        }) if theirs == codec => {
+            return Ok(Greeted {
+                slot,
+                frames,
+                backlog: batch.collect(),
+            })
+        }
+        Some(ToWorker::Hello {
+            version: PROTOCOL_VERSION,
+            codec: theirs,
+            ..
+        }) => WorkerError::CodecMismatch {
+            ours: codec,
+            theirs,
+        },
+        Some(ToWorker::Hello { version, .. }) => WorkerError::VersionMismatch {
             ours: PROTOCOL_VERSION,
             theirs: version,
-        }),
-        Some(other) => Err(WorkerError::Handshake {
-            reason: format!("the first message was {} instead of Hello", other.kind()),
-        }),
-        None => Err(WorkerError::Handshake {
-            reason: "an empty first read".to_owned(),
-        }),
-    }
+        },
+        Some(other) => {
+            return Err(WorkerError::Handshake {
+                reason: format!("the first message was {} instead of Hello", other.kind()),
+            })
+        }
+        None => {
+            return Err(WorkerError::Handshake {
+                reason: "an empty first read".to_owned(),
+            })
+        }
+    };
+    // Best effort: the error is the mismatch, whatever the write does.
+    let _ = send_hello(stream, codec, Vec::new(), max_frame_len).await;
+    Err(mismatch)
+}
+
+/// Sends our `Hello`: the first frame the worker writes.
+pub(crate) async fn send_hello(
+    stream: &Arc<UnixStream>,
+    codec: Codec,
+    calls: Vec<String>,
+    max_frame_len: usize,
+) -> Result<(), WorkerError> {
+    let mut sink = FrameSink::new(Arc::clone(stream), max_frame_len);
+    sink.push(&ToSupervisor::Hello {
+        version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        codec,
+        calls,
+    })
+    .map_err(WorkerError::channel)?;
+    sink.flush().await.map_err(|e| match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => WorkerError::ChannelClosed,
+        _ => WorkerError::channel(e),
+    })
 }

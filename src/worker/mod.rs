@@ -37,6 +37,7 @@
 //! }
 //! ```
 
+mod call;
 mod emit;
 mod event;
 mod fds;
@@ -52,6 +53,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use call::CallContext;
 pub use emit::Reply;
 pub use event::Event;
 pub use fds::{Listener, RequestStream, Socket};

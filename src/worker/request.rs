@@ -77,6 +77,7 @@ enum Answer {
     Response(Vec<u8>),
     Ack,
     Failed(String),
+    NotHandled,
 }
 
 impl RequestState {
@@ -102,13 +103,13 @@ impl RequestState {
     }
 
     /// Whether the supervisor cancelled the request.
-    fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.flags.load(Ordering::Acquire) & CANCELLED != 0
     }
 
     /// Resolves once the supervisor cancelled the request. It owns the
     /// state, so the future borrows nothing.
-    async fn cancelled(self: Arc<Self>) {
+    pub(crate) async fn cancelled(self: Arc<Self>) {
         loop {
             let notified = self.on_cancel.notified();
             tokio::pin!(notified);
@@ -136,6 +137,7 @@ impl RequestState {
             Answer::Response(payload) => ToSupervisor::Response { id, payload },
             Answer::Ack => ToSupervisor::Ack { id },
             Answer::Failed(message) => ToSupervisor::Failed { id, message },
+            Answer::NotHandled => ToSupervisor::NotHandled { id },
         };
         let outbox = &self.shared.outbox;
         // `settle` took it out of the snapshot before the answer can reach the
@@ -163,7 +165,7 @@ impl RequestState {
     }
 
     fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
-        decode_payload(&self.payload)
+        decode_payload(self.shared.codec, &self.payload)
     }
 }
 
@@ -217,8 +219,65 @@ impl RequestState {
 /// ```
 pub struct Request {
     state: Arc<RequestState>,
-    /// The descriptor the request carried, until the handler takes it.
+    carried: Carried,
+}
+
+/// The descriptor a request carried, until its handler takes it; an
+/// untaken connection is reported closed when this drops.
+pub(crate) struct Carried {
+    state: Arc<RequestState>,
     attached: Option<Attached>,
+}
+
+impl Carried {
+    pub(crate) fn state(&self) -> &Arc<RequestState> {
+        &self.state
+    }
+
+    pub(crate) fn has_stream(&self) -> bool {
+        matches!(self.attached, Some((FdKind::Pipe | FdKind::File, _)))
+    }
+
+    pub(crate) fn has_socket(&self) -> bool {
+        matches!(
+            self.attached,
+            Some((FdKind::TcpStream | FdKind::UnixStream, _))
+        )
+    }
+
+    pub(crate) fn stream(&mut self) -> Result<Option<RequestStream>, WorkerError> {
+        if !self.has_stream() {
+            return Ok(None);
+        }
+        let Some((kind, fd)) = self.attached.take() else {
+            return Ok(None);
+        };
+        RequestStream::new(kind, fd).map(Some)
+    }
+
+    pub(crate) fn socket(&mut self) -> Result<Option<Socket>, WorkerError> {
+        if !self.has_socket() {
+            return Ok(None);
+        }
+        let Some((kind, fd)) = self.attached.take() else {
+            return Ok(None);
+        };
+        Socket::new(kind, fd, self.state.id, &self.state.shared).map(Some)
+    }
+}
+
+impl Drop for Carried {
+    fn drop(&mut self) {
+        if let Some((FdKind::TcpStream | FdKind::UnixStream, _)) = &self.attached {
+            // A connection the handler never took closes here: tell the supervisor.
+            let id = self.state.id;
+            let _ = self
+                .state
+                .shared
+                .outbox
+                .push(&ToSupervisor::SocketClosed { id });
+        }
+    }
 }
 
 impl Request {
@@ -241,23 +300,32 @@ impl Request {
             on_cancel: Notify::new(),
             shared: Arc::clone(shared),
         });
+        let carried = Carried {
+            state: Arc::clone(&state),
+            attached,
+        };
         shared
             .in_flight
             .insert(&state)
-            .then_some(Request { state, attached })
+            .then_some(Request { state, carried })
     }
 
     /// Whether the request carries a byte stream ([`Request::stream`]).
     pub fn has_stream(&self) -> bool {
-        matches!(self.attached, Some((FdKind::Pipe | FdKind::File, _)))
+        self.carried.has_stream()
     }
 
     /// Whether the request carries a connection ([`Request::socket`]).
     pub fn has_socket(&self) -> bool {
-        matches!(
-            self.attached,
-            Some((FdKind::TcpStream | FdKind::UnixStream, _))
-        )
+        self.carried.has_socket()
+    }
+
+    /// Takes the descriptor out, for a [`CallContext`](super::CallContext).
+    pub(crate) fn take_carried(&mut self) -> Carried {
+        Carried {
+            state: Arc::clone(&self.state),
+            attached: self.carried.attached.take(),
+        }
     }
 
     /// Takes the byte stream the caller sent with the request
@@ -269,13 +337,7 @@ impl Request {
     ///
     /// [`WorkerError::Descriptor`] when it cannot be made a tokio reader.
     pub fn stream(&mut self) -> Result<Option<RequestStream>, WorkerError> {
-        if !self.has_stream() {
-            return Ok(None);
-        }
-        let Some((kind, fd)) = self.attached.take() else {
-            return Ok(None);
-        };
-        RequestStream::new(kind, fd).map(Some)
+        self.carried.stream()
     }
 
     /// Takes the connection the supervisor handed over with the request
@@ -315,13 +377,7 @@ impl Request {
     /// # }
     /// ```
     pub fn socket(&mut self) -> Result<Option<Socket>, WorkerError> {
-        if !self.has_socket() {
-            return Ok(None);
-        }
-        let Some((kind, fd)) = self.attached.take() else {
-            return Ok(None);
-        };
-        Socket::new(kind, fd, self.state.id, &self.state.shared).map(Some)
+        self.carried.socket()
     }
 
     /// Answers the request with `payload` and a byte stream: everything
@@ -363,7 +419,7 @@ impl Request {
             tracing::debug!(request = %self.state.id, "request cancelled by the supervisor; response not sent");
             return Ok(());
         }
-        let bytes = match encode_payload(payload) {
+        let bytes = match encode_payload(self.state.shared.codec, payload) {
             Ok(bytes) => bytes,
             Err(e) => {
                 self.state
@@ -435,12 +491,12 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    /// [`WorkerError::Decode`] when the payload is not an encoding of `T` in the pool's codec.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         self.state.data()
     }
 
-    /// The payload as it arrived: the postcard encoding of the caller's value.
+    /// The payload as it arrived: the caller's value in the pool's codec.
     pub fn bytes(&self) -> &[u8] {
         &self.state.payload
     }
@@ -481,7 +537,7 @@ impl Request {
             tracing::debug!(request = %self.state.id, "request cancelled by the supervisor; response not sent");
             return Ok(());
         }
-        match encode_payload(payload) {
+        match encode_payload(self.state.shared.codec, payload) {
             Ok(bytes) => self.state.answer(Answer::Response(bytes)),
             Err(e) => {
                 let answered = self.state.answer(Answer::Failed(format!(
@@ -493,6 +549,16 @@ impl Request {
                 })
             }
         }
+    }
+
+    /// Answers the request with bytes already encoded in the pool's codec
+    /// (a proxy passing answers through, say); as [`Request::respond`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::respond`], but for encoding.
+    pub fn respond_bytes(self, payload: Vec<u8>) -> Result<(), WorkerError> {
+        self.state.answer(Answer::Response(payload))
     }
 
     /// Marks the request as done without a payload (the supervisor sees an `Ack`).
@@ -509,15 +575,6 @@ impl Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if let Some((FdKind::TcpStream | FdKind::UnixStream, _)) = &self.attached {
-            // A connection the handler never took closes here: tell the supervisor.
-            let id = self.state.id;
-            let _ = self
-                .state
-                .shared
-                .outbox
-                .push(&ToSupervisor::SocketClosed { id });
-        }
         let before = self.state.flags.fetch_or(DROPPED, Ordering::AcqRel);
         // Unanswered, and the handler already returned `Ok` without it: answer here.
         // While the handler runs, its task answers instead, with its outcome.
@@ -567,7 +624,7 @@ impl RequestInfo {
     ///
     /// # Errors
     ///
-    /// [`WorkerError::Decode`] when the payload is not a postcard encoding of `T`.
+    /// [`WorkerError::Decode`] when the payload is not an encoding of `T` in the pool's codec.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         self.state.data()
     }
@@ -625,6 +682,15 @@ pub(crate) fn cancel(shared: &Shared, id: Uuid) {
     shared.in_flight.answered();
     state.on_cancel.notify_waiters();
     tracing::debug!(request = %id, "request cancelled by the supervisor");
+}
+
+/// Answers a request for a call this worker did not announce: the
+/// supervisor fails it with `PoolError::NotHandled`.
+pub(crate) fn reject_not_handled(request: Request, call: u32) {
+    tracing::warn!(request = %request.id(), call, "request for a call this worker does not serve");
+    if let Err(e) = request.state.answer(Answer::NotHandled) {
+        tracing::debug!(request = %request.id(), error = %e, "NotHandled not sent");
+    }
 }
 
 /// Answers a request that arrived before any handler was registered.

@@ -10,7 +10,8 @@ use lpm_protocol::{FrameStream, ToSupervisor, ToWorker};
 use tokio::task::JoinHandle;
 
 use super::event::{self, Event};
-use super::request::{cancel, reject_duplicate, reject_unhandled, Request};
+use super::handshake::send_hello;
+use super::request::{cancel, reject_duplicate, reject_not_handled, reject_unhandled, Request};
 use super::soft_kill;
 use super::worker::{Reader, RequestHandler, Shared};
 use crate::WorkerError;
@@ -35,12 +36,24 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), WorkerError> {
         mut frames,
         backlog,
     } = shared.take_reader().ok_or(WorkerError::AlreadyRunning)?;
-    if shared.request_handler().is_none() {
+    let (names, calls) = shared.announce_calls();
+    if shared.request_handler().is_none() && calls.is_empty() {
         tracing::warn!("running without a request handler; requests will fail");
+    }
+    // The Hello goes first, before anything queued in the outbox.
+    let max_frame_len = lpm_protocol::max_frame_len_from_env();
+    if let Err(e) = send_hello(&stream, shared.codec, names, max_frame_len).await {
+        shared.emits.close();
+        shared.outbox.close();
+        return match e {
+            WorkerError::ChannelClosed => Ok(()),
+            other => Err(other),
+        };
     }
     let mut writer = Some(tokio::spawn(Arc::clone(&shared.outbox).write_all(stream)));
     let mut session = Session {
         shared: &shared,
+        calls,
         soft_kill: None,
     };
     let exit = session.serve(backlog, &mut frames, &mut writer).await;
@@ -74,6 +87,8 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), WorkerError> {
 /// The reader's state while serving.
 struct Session<'a> {
     shared: &'a Arc<Shared>,
+    /// Typed call handlers by number (from 1), as announced in the `Hello`.
+    calls: Arc<[RequestHandler]>,
     /// Set once a soft kill started: completes when the worker may stop.
     soft_kill: Option<BoxFuture<'static, ()>>,
 }
@@ -120,22 +135,19 @@ impl Session<'_> {
         for msg in batch {
             match msg {
                 ToWorker::Request(frame) => {
-                    let id = frame.id;
+                    let (id, call) = (frame.id, frame.call);
                     let Some(request) = Request::receive(frame, self.shared) else {
                         reject_duplicate(self.shared, id);
                         continue;
                     };
-                    match request_handler.get_or_insert_with(|| self.shared.request_handler()) {
-                        Some(spawn) => spawn(request),
-                        None => reject_unhandled(request),
-                    }
+                    self.dispatch(request, call, &mut request_handler);
                 }
                 ToWorker::RequestWithFd {
                     request: frame,
                     kind,
                     mut fd,
                 } => {
-                    let id = frame.id;
+                    let (id, call) = (frame.id, frame.call);
                     let Some(fd) = fd.take() else {
                         // The kernel dropped it: this process is out of descriptors.
                         let message = "the request's descriptor did not arrive: the worker is \
@@ -152,10 +164,7 @@ impl Session<'_> {
                         reject_duplicate(self.shared, id);
                         continue;
                     };
-                    match request_handler.get_or_insert_with(|| self.shared.request_handler()) {
-                        Some(spawn) => spawn(request),
-                        None => reject_unhandled(request),
-                    }
+                    self.dispatch(request, call, &mut request_handler);
                 }
                 ToWorker::EventWithFd {
                     name,
@@ -164,18 +173,20 @@ impl Session<'_> {
                     mut fd,
                 } => {
                     let handler = self.shared.event_handler(&name);
+                    let codec = self.shared.codec;
                     match fd.take() {
                         Some(fd) => {
                             event::dispatch(
                                 handler,
-                                Event::with_listener(name, payload, (kind, fd)),
+                                Event::with_listener(name, payload, codec, (kind, fd)),
                             );
                         }
-                        None => event::dispatch(handler, Event::new(name, payload)),
+                        None => event::dispatch(handler, Event::new(name, payload, codec)),
                     }
                 }
                 ToWorker::Event { name, payload } => {
-                    event::dispatch(self.shared.event_handler(&name), Event::new(name, payload));
+                    let event = Event::new(name, payload, self.shared.codec);
+                    event::dispatch(self.shared.event_handler(&event.name), event);
                 }
                 ToWorker::EmitReply { emit_id, outcome } => {
                     self.shared
@@ -212,6 +223,24 @@ impl Session<'_> {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+impl Session<'_> {
+    /// Hands a request to the handler of its call: `0` the untyped one
+    /// (looked up once per batch), `n` the `n`-th typed call announced.
+    fn dispatch(&self, request: Request, call: u32, untyped: &mut Option<Option<RequestHandler>>) {
+        let handler = match call {
+            0 => untyped
+                .get_or_insert_with(|| self.shared.request_handler())
+                .as_ref(),
+            n => self.calls.get(n as usize - 1),
+        };
+        match (handler, call) {
+            (Some(spawn), _) => spawn(request),
+            (None, 0) => reject_unhandled(request),
+            (None, n) => reject_not_handled(request, n),
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lpm_protocol::{
-    FrameSink, FrameStream, RequestFrame, Timestamp, ToSupervisor, ToWorker, DEFAULT_MAX_FRAME_LEN,
-    PROTOCOL_VERSION,
+    Codec, FrameSink, FrameStream, RequestFrame, Timestamp, ToSupervisor, ToWorker,
+    DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use serde::{Serialize, Serializer};
 use tokio::net::UnixStream;
@@ -35,6 +35,10 @@ struct Supervisor {
     sink: FrameSink,
     frames: FrameStream<ToSupervisor>,
     backlog: VecDeque<ToSupervisor>,
+    /// The calls the worker announced in its `Hello`, once it came.
+    calls: Option<Vec<String>>,
+    /// The codec the worker's `Hello` must name.
+    codec: Codec,
 }
 
 impl Supervisor {
@@ -46,6 +50,8 @@ impl Supervisor {
             frames: FrameStream::new(Arc::clone(&stream), DEFAULT_MAX_FRAME_LEN),
             stream,
             backlog: VecDeque::new(),
+            calls: None,
+            codec: Codec::Postcard,
         }
     }
 
@@ -63,18 +69,48 @@ impl Supervisor {
         assert_eq!(self.stream.try_write(bytes).unwrap(), bytes.len());
     }
 
-    /// The next message from the worker; fails the test if none comes.
+    /// The next message from the worker after its `Hello` (checked and
+    /// kept aside); fails the test if none comes.
     async fn recv(&mut self, what: &str) -> ToSupervisor {
-        if let Some(msg) = self.backlog.pop_front() {
-            return msg;
-        }
-        match within(what, self.frames.next_batch()).await {
-            Some(Ok(batch)) => {
-                self.backlog.extend(batch);
-                self.backlog.pop_front().expect("batches are never empty")
+        loop {
+            let msg = match self.backlog.pop_front() {
+                Some(msg) => msg,
+                None => match within(what, self.frames.next_batch()).await {
+                    Some(Ok(batch)) => {
+                        self.backlog.extend(batch);
+                        continue;
+                    }
+                    Some(Err(e)) => panic!("channel error while waiting for {what}: {e}"),
+                    None => panic!("the worker closed the channel while we waited for {what}"),
+                },
+            };
+            if let Some(msg) = self.past_hello(msg) {
+                return msg;
             }
-            Some(Err(e)) => panic!("channel error while waiting for {what}: {e}"),
-            None => panic!("the worker closed the channel while we waited for {what}"),
+        }
+    }
+
+    /// Checks and keeps aside the worker's `Hello`, which must come first;
+    /// any other message is handed back.
+    fn past_hello(&mut self, msg: ToSupervisor) -> Option<ToSupervisor> {
+        match (msg, &self.calls) {
+            (
+                ToSupervisor::Hello {
+                    version,
+                    pid,
+                    codec,
+                    calls,
+                },
+                None,
+            ) => {
+                assert_eq!(version, PROTOCOL_VERSION);
+                assert_eq!(pid, std::process::id());
+                assert_eq!(codec, self.codec);
+                self.calls = Some(calls);
+                None
+            }
+            (msg, None) => panic!("expected the worker's Hello first, got {msg:?}"),
+            (msg, Some(_)) => Some(msg),
         }
     }
 
@@ -82,7 +118,10 @@ impl Supervisor {
     async fn expect_eof(&mut self, what: &str) {
         loop {
             if let Some(msg) = self.backlog.pop_front() {
-                panic!("expected {what}, got {msg:?}");
+                if let Some(msg) = self.past_hello(msg) {
+                    panic!("expected {what}, got {msg:?}");
+                }
+                continue;
             }
             match within(what, self.frames.next_batch()).await {
                 Some(Ok(batch)) => self.backlog.extend(batch),
@@ -98,25 +137,22 @@ fn pair() -> (std::os::unix::net::UnixStream, Supervisor) {
     (ours, Supervisor::new(theirs))
 }
 
-/// A connected worker (handshake done) and the supervisor's end.
-async fn connected(slot: u32) -> (Worker, Supervisor) {
-    let (ours, mut sup) = pair();
-    sup.send(ToWorker::Hello {
+fn hello(slot: u32) -> ToWorker {
+    ToWorker::Hello {
         version: PROTOCOL_VERSION,
         slot,
-    })
-    .await;
+        codec: Codec::Postcard,
+    }
+}
+
+/// A connected worker (the supervisor's `Hello` read; the worker's comes
+/// when it runs, and `Supervisor::recv` checks it) and the supervisor's end.
+async fn connected(slot: u32) -> (Worker, Supervisor) {
+    let (ours, mut sup) = pair();
+    sup.send(hello(slot)).await;
     let worker = within("the handshake", Worker::connect(ours))
         .await
         .expect("handshake");
-    let hello = sup.recv("the worker's Hello").await;
-    assert_eq!(
-        hello,
-        ToSupervisor::Hello {
-            version: PROTOCOL_VERSION,
-            pid: std::process::id()
-        }
-    );
     (worker, sup)
 }
 
@@ -139,6 +175,7 @@ fn request_with_id<T: Serialize + ?Sized>(id: Uuid, payload: &T) -> (Uuid, ToWor
     let frame = RequestFrame {
         id,
         created_at: Timestamp::now(),
+        call: 0,
         payload: postcard::to_allocvec(payload).unwrap(),
     };
     (id, ToWorker::Request(frame))
@@ -214,6 +251,7 @@ async fn handshake_rejects_another_protocol_version() {
     sup.send(ToWorker::Hello {
         version: PROTOCOL_VERSION + 1,
         slot: 0,
+        codec: Codec::Postcard,
     })
     .await;
     let err = within("the handshake", Worker::connect(ours))
@@ -263,12 +301,7 @@ async fn handshake_fails_when_the_channel_closes_first() {
 async fn messages_in_the_same_read_as_hello_are_served() {
     let (ours, mut sup) = pair();
     let (id, req) = request("early");
-    sup.sink
-        .push(&ToWorker::Hello {
-            version: PROTOCOL_VERSION,
-            slot: 1,
-        })
-        .unwrap();
+    sup.sink.push(&hello(1)).unwrap();
     sup.sink.push(&req).unwrap();
     sup.sink.flush().await.unwrap();
     let worker = within("the handshake", Worker::connect(ours))
@@ -276,10 +309,6 @@ async fn messages_in_the_same_read_as_hello_are_served() {
         .unwrap();
     echo(&worker);
     let _run = spawn_run(&worker);
-    assert!(matches!(
-        sup.recv("Hello").await,
-        ToSupervisor::Hello { .. }
-    ));
     assert_response(sup.recv("the early response").await, id, "EARLY".to_owned());
 }
 
@@ -598,6 +627,7 @@ async fn requests_snapshot_shows_requests_in_flight_until_answered() {
     let frame = RequestFrame {
         id,
         created_at,
+        call: 0,
         payload: postcard::to_allocvec(&(42u32, "x".to_owned())).unwrap(),
     };
     sup.send(ToWorker::Request(frame)).await;
@@ -1511,4 +1541,156 @@ async fn throughput() {
         "{N} requests in {:?}: {rate:.0} requests/s",
         start.elapsed()
     );
+}
+
+// ---- typed calls -----------------------------------------------------------
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Double(u64);
+
+impl crate::Call for Double {
+    const NAME: &'static str = "double";
+    type Reply = u64;
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shout(String);
+
+impl crate::Call for Shout {
+    const NAME: &'static str = "shout";
+    type Reply = String;
+}
+
+fn typed_request<T: Serialize + ?Sized>(call: u32, payload: &T) -> (Uuid, ToWorker) {
+    let (id, request) = request(payload);
+    let ToWorker::Request(mut frame) = request else {
+        unreachable!()
+    };
+    frame.call = call;
+    (id, ToWorker::Request(frame))
+}
+
+fn typed(worker: &Worker) {
+    worker.handle(|Double(n): Double, _: super::CallContext| async move { Ok(n * 2) });
+    worker.handle(|Shout(s): Shout, _: super::CallContext| async move { Ok(s.to_uppercase()) });
+}
+
+#[tokio::test]
+async fn the_hello_announces_the_calls_in_registration_order() {
+    let (worker, mut sup) = connected(0).await;
+    typed(&worker);
+    // Registering a name again replaces its handler and keeps its number.
+    worker.handle(|Double(n): Double, _: super::CallContext| async move { Ok(n * 3) });
+    let _run = spawn_run(&worker);
+    let (id, req) = typed_request(1, &Double(7));
+    sup.send(req).await;
+    assert_response(sup.recv("the tripled answer").await, id, 21u64);
+    assert_eq!(
+        sup.calls.as_deref(),
+        Some(&["double".to_owned(), "shout".to_owned()][..])
+    );
+}
+
+#[tokio::test]
+async fn calls_are_routed_by_their_number_and_untyped_requests_to_on_request() {
+    let (worker, mut sup) = connected(0).await;
+    typed(&worker);
+    echo(&worker);
+    let _run = spawn_run(&worker);
+    let (a, req) = typed_request(2, &Shout("hi".into()));
+    sup.send(req).await;
+    assert_response(sup.recv("the shout").await, a, "HI".to_owned());
+    let (b, req) = typed_request(1, &Double(21));
+    sup.send(req).await;
+    assert_response(sup.recv("the double").await, b, 42u64);
+    let (c, req) = request("plain");
+    sup.send(req).await;
+    assert_response(sup.recv("the echo").await, c, "PLAIN".to_owned());
+}
+
+#[tokio::test]
+async fn a_call_number_the_worker_did_not_announce_is_answered_not_handled() {
+    let (worker, mut sup) = connected(0).await;
+    typed(&worker);
+    let _run = spawn_run(&worker);
+    let (id, req) = typed_request(3, &Double(1));
+    sup.send(req).await;
+    assert_eq!(
+        sup.recv("NotHandled").await,
+        ToSupervisor::NotHandled { id }
+    );
+    // The worker serves on.
+    let (id, req) = typed_request(1, &Double(1));
+    sup.send(req).await;
+    assert_response(sup.recv("the double").await, id, 2u64);
+}
+
+#[tokio::test]
+async fn a_call_whose_payload_does_not_decode_fails_naming_the_type() {
+    let (worker, mut sup) = connected(0).await;
+    typed(&worker);
+    let _run = spawn_run(&worker);
+    let (id, req) = typed_request(2, &7u8);
+    sup.send(req).await;
+    assert_failed(sup.recv("the failure").await, id, "Shout");
+}
+
+#[tokio::test]
+async fn a_pool_with_another_codec_is_refused_and_still_told_ours() {
+    let (ours, mut sup) = pair();
+    sup.send(ToWorker::Hello {
+        version: PROTOCOL_VERSION,
+        slot: 0,
+        codec: Codec::Json,
+    })
+    .await;
+    let err = within("the handshake", Worker::connect_with(ours, Codec::Postcard))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkerError::CodecMismatch {
+                ours: Codec::Postcard,
+                theirs: Codec::Json
+            }
+        ),
+        "{err:?}"
+    );
+    // Our Hello went out, so the supervisor can say why it kills us.
+    sup.expect_eof("the worker to hang up").await;
+    assert_eq!(sup.calls.as_deref(), Some(&[][..]));
+}
+
+#[tokio::test]
+async fn the_json_codec_decodes_and_encodes_payloads() {
+    let (ours, mut sup) = pair();
+    sup.codec = Codec::Json;
+    sup.send(ToWorker::Hello {
+        version: PROTOCOL_VERSION,
+        slot: 0,
+        codec: Codec::Json,
+    })
+    .await;
+    let worker = within("the handshake", Worker::connect_with(ours, Codec::Json))
+        .await
+        .unwrap();
+    assert_eq!(worker.codec(), Codec::Json);
+    typed(&worker);
+    let _run = spawn_run(&worker);
+    let id = Uuid::new_v4();
+    sup.send(ToWorker::Request(RequestFrame {
+        id,
+        created_at: Timestamp::now(),
+        call: 1,
+        payload: b"21".to_vec(),
+    }))
+    .await;
+    match sup.recv("the JSON answer").await {
+        ToSupervisor::Response { id: got, payload } => {
+            assert_eq!(got, id);
+            assert_eq!(payload, b"42");
+        }
+        other => panic!("expected a Response, got {other:?}"),
+    }
 }

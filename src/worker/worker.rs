@@ -5,10 +5,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
-use lpm_protocol::{FrameStream, ToSupervisor, ToWorker};
+use lpm_protocol::{Call, Codec, FrameStream, Query, ToSupervisor, ToWorker, Topic};
 use serde::Serialize;
 use tokio::net::UnixStream;
 
+use super::call::{serve_call, CallContext};
 use super::emit::{PendingEmits, Reply};
 use super::event::{Event, EventHandler, EventHandlers};
 use super::handshake::{greet, Greeted};
@@ -25,6 +26,8 @@ pub(crate) type RequestHandler = Arc<dyn Fn(Request) + Send + Sync>;
 /// Everything the handles, the run loop and the requests share.
 pub(crate) struct Shared {
     pub(crate) slot: u32,
+    /// The pool's payload codec (checked at the handshake).
+    pub(crate) codec: Codec,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) in_flight: InFlight,
     pub(crate) emits: PendingEmits,
@@ -38,6 +41,11 @@ pub(crate) struct Shared {
 #[derive(Default)]
 struct Handlers {
     request: Option<RequestHandler>,
+    /// Typed calls, by name, in registration order: the order is their
+    /// number on the wire (from 1), announced in the `Hello`.
+    calls: Vec<(&'static str, RequestHandler)>,
+    /// Set once `run` announced the calls: later ones cannot be reached.
+    announced: bool,
     events: EventHandlers,
     soft_kill: Option<SoftKillHook>,
 }
@@ -57,6 +65,20 @@ impl Shared {
 
     pub(crate) fn request_handler(&self) -> Option<RequestHandler> {
         self.handlers().request.clone()
+    }
+
+    /// Freezes the typed calls for the run loop: their names for the
+    /// `Hello`, and their handlers by number (from 1).
+    pub(crate) fn announce_calls(&self) -> (Vec<String>, Arc<[RequestHandler]>) {
+        let mut handlers = self.handlers();
+        handlers.announced = true;
+        let names = handlers
+            .calls
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
+        let by_number = handlers.calls.iter().map(|(_, h)| Arc::clone(h)).collect();
+        (names, by_number)
     }
 
     pub(crate) fn event_handler(&self, name: &str) -> Option<EventHandler> {
@@ -149,9 +171,25 @@ impl Worker {
         Self::connect(stream).await
     }
 
-    /// Connects over a given channel and does the handshake: sends `Hello`
-    /// with this protocol version and the process id, and waits for the
-    /// supervisor's `Hello` (which names the slot).
+    /// As [`Worker::from_env`], for a worker that only speaks `codec`
+    /// (rather than the pool's, from `LPM_CODEC`): a pool with another
+    /// codec is refused at the handshake with [`WorkerError::CodecMismatch`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::from_env`].
+    pub async fn from_env_with(codec: Codec) -> Result<Worker, WorkerError> {
+        let stream = lpm_protocol::inherited_channel().map_err(|e| WorkerError::NoChannel {
+            source: Box::new(e),
+        })?;
+        Self::connect_with(stream, codec).await
+    }
+
+    /// Connects over a given channel: waits for the supervisor's `Hello`
+    /// (which names the slot and the pool's codec) and checks it. The
+    /// worker's own `Hello`, with the calls it serves, goes out when
+    /// [`Worker::run`] starts. The payload codec is the one `LPM_CODEC`
+    /// names (the pool sets it), postcard without it.
     ///
     /// This is how tests run a worker in-process, over one end of
     /// [`UnixStream::pair`](std::os::unix::net::UnixStream::pair). Call it
@@ -161,9 +199,25 @@ impl Worker {
     /// # Errors
     ///
     /// * [`WorkerError::VersionMismatch`]: the supervisor speaks another protocol version.
+    /// * [`WorkerError::CodecMismatch`]: the pool uses another payload codec.
     /// * [`WorkerError::Handshake`]: the first message was not a `Hello`, or the channel closed first.
     /// * [`WorkerError::Channel`]: the socket failed.
     pub async fn connect(stream: std::os::unix::net::UnixStream) -> Result<Worker, WorkerError> {
+        let codec = Codec::from_env().map_err(|e| WorkerError::Handshake {
+            reason: e.to_string(),
+        })?;
+        Self::connect_with(stream, codec).await
+    }
+
+    /// As [`Worker::connect`], with the payload codec given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::connect`].
+    pub async fn connect_with(
+        stream: std::os::unix::net::UnixStream,
+        codec: Codec,
+    ) -> Result<Worker, WorkerError> {
         stream.set_nonblocking(true).map_err(WorkerError::channel)?;
         let stream = Arc::new(UnixStream::from_std(stream).map_err(WorkerError::channel)?);
         let max_frame_len = lpm_protocol::max_frame_len_from_env();
@@ -171,11 +225,12 @@ impl Worker {
             slot,
             frames,
             backlog,
-        } = greet(&stream, max_frame_len).await?;
+        } = greet(&stream, codec, max_frame_len).await?;
         tracing::debug!(slot, "connected to the supervisor");
         Ok(Worker {
             shared: Arc::new(Shared {
                 slot,
+                codec,
                 outbox: Arc::new(Outbox::new(max_frame_len)),
                 in_flight: InFlight::default(),
                 emits: PendingEmits::new(),
@@ -196,7 +251,120 @@ impl Worker {
         self.shared.slot
     }
 
-    /// Sets the request handler (replacing an earlier one).
+    /// The pool's payload codec.
+    pub fn codec(&self) -> Codec {
+        self.shared.codec
+    }
+
+    /// Serves call `C`: `handler` gets each decoded `C` with its
+    /// [`CallContext`] and returns the reply; the caller's
+    /// `pool.call(C { .. })` gets exactly that `C::Reply`.
+    ///
+    /// Register every call before [`Worker::run`]: the calls are announced
+    /// in the worker's `Hello` when it starts running, and the pool refuses
+    /// a call no worker announced ([`PoolError::NotHandled`](crate::PoolError::NotHandled)).
+    /// Registering `C::NAME` again replaces its handler. As with
+    /// [`Worker::on_request`], each call runs in its own task; an error or a
+    /// panic fails that call only, and a cancelled call's reply is not sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use lpm::worker::{CallContext, Worker};
+    /// use lpm::Call;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct CountPrimes { below: u64 }
+    ///
+    /// impl Call for CountPrimes {
+    ///     const NAME: &'static str = "count_primes";
+    ///     type Reply = u64;
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), lpm::WorkerError> {
+    /// let worker = Worker::from_env().await?;
+    /// worker.handle(|c: CountPrimes, _ctx: CallContext| async move {
+    ///     Ok((2..c.below).filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0)).count() as u64)
+    /// });
+    /// worker.ready();
+    /// worker.run().await
+    /// # }
+    /// ```
+    pub fn handle<C, F, Fut>(&self, handler: F)
+    where
+        C: Call,
+        F: Fn(C, CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<C::Reply, BoxError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let spawn: RequestHandler = Arc::new(move |request: Request| {
+            let handler = Arc::clone(&handler);
+            tokio::spawn(serve(request, move |request| serve_call(request, handler)));
+        });
+        let mut handlers = self.shared.handlers();
+        if handlers.announced {
+            tracing::warn!(
+                call = C::NAME,
+                "call registered after `Worker::run` started: it was not announced and \
+                 the pool will not send it"
+            );
+        }
+        match handlers.calls.iter_mut().find(|(name, _)| *name == C::NAME) {
+            Some(entry) => entry.1 = spawn,
+            None => handlers.calls.push((C::NAME, spawn)),
+        }
+    }
+
+    /// Handles the events `E` the pool publishes (`Pool::publish`), decoded;
+    /// an event that does not decode as `E` is logged and dropped. As
+    /// [`Worker::on_event`] for the name `E::NAME`.
+    pub fn subscribe<E, F, Fut>(&self, handler: F)
+    where
+        E: Topic,
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.on_event(E::NAME, move |event: Event| {
+            let handler = Arc::clone(&handler);
+            async move {
+                match event.data::<E>() {
+                    Ok(event) => handler(event).await,
+                    Err(e) => tracing::warn!(event = E::NAME, error = %e, "event dropped"),
+                }
+            }
+        });
+    }
+
+    /// Sends the event `E` to the pool's subscribers (they read it with
+    /// `CustomEvent::decode::<E>()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::emit`].
+    pub fn publish<E: Topic>(&self, event: &E) -> Result<(), WorkerError> {
+        self.emit(E::NAME, event)
+    }
+
+    /// Sends the query `Q` to the pool's subscribers and waits for their
+    /// answer (`CustomEvent::answer::<Q>(..)`), decoded as `Q::Reply`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::emit_with_reply`], and [`WorkerError::Decode`] when the
+    /// answer is not a `Q::Reply`.
+    pub fn ask<Q: Query>(
+        &self,
+        query: &Q,
+    ) -> impl Future<Output = Result<Q::Reply, WorkerError>> + Send + 'static {
+        let reply = self.emit_with_reply(Q::NAME, query);
+        async move { reply.await?.data() }
+    }
+
+    /// Sets the untyped request handler (replacing an earlier one): it
+    /// serves the requests enqueued without a call (`Pool::enqueue`,
+    /// `Enqueue::new`).
     ///
     /// Each request runs in its own tokio task, so the handler's future must
     /// be `Send`. The handler answers with [`Request::respond`] or
@@ -271,7 +439,7 @@ impl Worker {
     /// [`WorkerError::Encode`] or [`WorkerError::PayloadTooLarge`] when the payload
     /// cannot be sent, [`WorkerError::ChannelClosed`] once the worker stopped.
     pub fn emit<T: Serialize + ?Sized>(&self, name: &str, payload: &T) -> Result<(), WorkerError> {
-        let payload = encode_payload(payload)?;
+        let payload = encode_payload(self.shared.codec, payload)?;
         self.shared.outbox.push(&ToSupervisor::Emit {
             name: name.to_owned(),
             payload,
@@ -297,7 +465,7 @@ impl Worker {
         name: &str,
         payload: &T,
     ) -> impl Future<Output = Result<Reply, WorkerError>> + Send + 'static {
-        let encoded = encode_payload(payload);
+        let encoded = encode_payload(self.shared.codec, payload);
         let shared = Arc::clone(&self.shared);
         let name = name.to_owned();
         async move {
@@ -308,7 +476,7 @@ impl Worker {
                 payload,
                 reply_to: Some(waiting.id()),
             })?;
-            waiting.reply(&name).await
+            waiting.reply(&name, shared.codec).await
         }
     }
 

@@ -66,10 +66,13 @@ impl WorkerHandle {
     /// Queues the frame of an assigned request: `Request`, or `RequestWithFd`
     /// with its stream's pipe, its file or its socket.
     pub(super) fn push_request_frame(&mut self, pending: &mut Pending) -> Result<(), Error> {
+        let call = self
+            .call_number(pending.call.as_deref())
+            .ok_or_else(|| pending.not_handled())?;
         let Some(attachment) = pending.attachment.take() else {
             return self
                 .sink
-                .push_request(pending.id, pending.created_at, &pending.payload)
+                .push_request(pending.id, pending.created_at, call, &pending.payload)
                 .map_err(frame_error);
         };
         let what = attachment.what();
@@ -92,6 +95,7 @@ impl WorkerHandle {
             request: RequestFrame {
                 id: pending.id,
                 created_at: pending.created_at,
+                call,
                 payload: pending.payload.clone(),
             },
             kind,

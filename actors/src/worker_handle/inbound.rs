@@ -1,14 +1,17 @@
 //! What a worker sends: the handshake, answers, state changes and events.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use lpm_protocol::{RequestId, ToSupervisor, PROTOCOL_VERSION};
 
 use super::WorkerHandle;
+use crate::balancer::WorkerCalls;
 use crate::events::CustomEvent;
 use crate::health::WorkerState;
 use crate::request::Pending;
 use crate::supervisor::{Publish, WorkerReady};
-use crate::{Error, PoolEvent};
+use crate::{Error, KillReason, PoolEvent};
 
 impl WorkerHandle {
     /// Handles one message: `Ok(true)` when it freed a request slot, `Err` on a protocol violation.
@@ -20,12 +23,25 @@ impl WorkerHandle {
         let slot = self.id.slot;
         if !self.handshaken {
             return match msg {
-                ToSupervisor::Hello { version, pid } => {
+                ToSupervisor::Hello {
+                    version,
+                    pid,
+                    codec,
+                    calls,
+                } => {
                     if version != PROTOCOL_VERSION {
                         return Err(format!(
                             "worker speaks protocol version {version}, the supervisor {PROTOCOL_VERSION}; \
                              rebuild the worker against this lpm version"
                         ));
+                    }
+                    if codec != self.config.codec {
+                        let reason = KillReason::CodecMismatch {
+                            pool: self.config.codec,
+                            worker: codec,
+                        };
+                        self.kill_for(reason, ctx);
+                        return Ok(false);
                     }
                     if pid != self.pid {
                         tracing::debug!(
@@ -39,6 +55,7 @@ impl WorkerHandle {
                     if let Some(deadline) = self.handshake_deadline.take() {
                         ctx.cancel_future(deadline);
                     }
+                    self.learn_calls(calls);
                     self.start_heartbeat(ctx);
                     Ok(false)
                 }
@@ -91,7 +108,8 @@ impl WorkerHandle {
                 reply_to,
             } => {
                 let reply = reply_to.map(|id| (id, ctx.address().recipient()));
-                let event = CustomEvent::new(slot, self.pid, name, payload, reply);
+                let event =
+                    CustomEvent::new(slot, self.pid, name, payload, self.config.codec, reply);
                 self.supervisor.do_send(Publish(PoolEvent::Custom(event)));
                 false
             }
@@ -120,9 +138,43 @@ impl WorkerHandle {
                 self.on_socket_closed(id);
                 true
             }
+            ToSupervisor::NotHandled { id } => {
+                if let Some(p) = self.answered(&id)? {
+                    let error = p.not_handled();
+                    p.fail(error);
+                }
+                true
+            }
             ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
         };
         Ok(freed)
+    }
+
+    /// Numbers the worker's calls as its `Hello` listed them (from 1), and
+    /// tells the balancer which calls it serves.
+    fn learn_calls(&mut self, calls: Vec<String>) {
+        let names: Arc<[Box<str>]> = calls.into_iter().map(String::into_boxed_str).collect();
+        self.calls = names.iter().cloned().zip(1..).collect();
+        if self.calls.len() < names.len() {
+            tracing::warn!(
+                slot = self.id.slot,
+                pid = self.pid,
+                "worker listed a call name twice; the last number wins"
+            );
+        }
+        self.balancer.do_send(WorkerCalls {
+            id: self.id,
+            calls: names,
+        });
+    }
+
+    /// The number this worker gave `call` in its `Hello`, `0` for an
+    /// untyped request, or `None` when it does not serve the call.
+    pub(super) fn call_number(&self, call: Option<&str>) -> Option<u32> {
+        match call {
+            None => Some(0),
+            Some(name) => self.calls.get(name).copied(),
+        }
     }
 
     /// The request an answer is for: `None` for a stale answer of a cancelled

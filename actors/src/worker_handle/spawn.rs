@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::Stdio;
 
-use lpm_protocol::{IPC_FD, IPC_FD_ENV, MAX_FRAME_LEN_ENV};
+use lpm_protocol::{Codec, CODEC_ENV, IPC_FD, IPC_FD_ENV, MAX_FRAME_LEN_ENV};
 use tokio::process::{Child, Command};
 
 use crate::WorkerCommand;
@@ -26,7 +26,11 @@ pub(crate) struct Spawned {
 /// (even one the host left without close-on-exec), its own process group
 /// (so a hard kill reaches its own children too, and a terminal's Ctrl-C goes
 /// to the supervisor alone), and SIGKILL when the supervisor's thread dies.
-pub(crate) fn spawn_worker(command: &WorkerCommand, max_frame_len: usize) -> io::Result<Spawned> {
+pub(crate) fn spawn_worker(
+    command: &WorkerCommand,
+    max_frame_len: usize,
+    codec: Codec,
+) -> io::Result<Spawned> {
     // std creates both ends with CLOEXEC: no other child inherits them.
     let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()?;
     parent_end.set_nonblocking(true)?;
@@ -36,6 +40,7 @@ pub(crate) fn spawn_worker(command: &WorkerCommand, max_frame_len: usize) -> io:
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .env(IPC_FD_ENV, IPC_FD.to_string())
         .env(MAX_FRAME_LEN_ENV, max_frame_len.to_string())
+        .env(CODEC_ENV, codec.name())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

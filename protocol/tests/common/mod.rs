@@ -5,7 +5,8 @@
 
 use bytes::BytesMut;
 use lpm_protocol::{
-    encode_frame, Error, Fd, FdKind, FrameDecoder, RequestFrame, Timestamp, ToSupervisor, ToWorker,
+    encode_frame, Codec, Error, Fd, FdKind, FrameDecoder, RequestFrame, Timestamp, ToSupervisor,
+    ToWorker,
 };
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
@@ -49,11 +50,12 @@ pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
         ToSupervisor::ResponseWithStream { .. } => 10,
         ToSupervisor::StreamEnd { .. } => 11,
         ToSupervisor::SocketClosed { .. } => 12,
+        ToSupervisor::NotHandled { .. } => 13,
     }
 }
 
 /// Number of `ToSupervisor` variants.
-pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 13;
+pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 14;
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e000 | n)
@@ -65,19 +67,23 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
         ToWorker::Hello {
             version: lpm_protocol::PROTOCOL_VERSION,
             slot: 0,
+            codec: Codec::Postcard,
         },
         ToWorker::Hello {
             version: u16::MAX,
             slot: u32::MAX,
+            codec: Codec::Json,
         },
         ToWorker::Request(RequestFrame {
             id: id(1),
             created_at: Timestamp(1_700_000_000_123_456_789),
+            call: 0,
             payload: vec![2, b'h', b'i', 3],
         }),
         ToWorker::Request(RequestFrame {
             id: Uuid::nil(),
             created_at: Timestamp(0),
+            call: u32::MAX,
             payload: Vec::new(),
         }),
         ToWorker::Event {
@@ -107,6 +113,7 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
             request: RequestFrame {
                 id: id(7),
                 created_at: Timestamp(5),
+                call: 2,
                 payload: vec![1],
             },
             kind: FdKind::Pipe,
@@ -116,6 +123,7 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
             request: RequestFrame {
                 id: Uuid::nil(),
                 created_at: Timestamp(0),
+                call: 0,
                 payload: Vec::new(),
             },
             kind: FdKind::UnixStream,
@@ -136,6 +144,14 @@ pub(crate) fn every_to_supervisor() -> Vec<ToSupervisor> {
         ToSupervisor::Hello {
             version: lpm_protocol::PROTOCOL_VERSION,
             pid: 4242,
+            codec: Codec::Postcard,
+            calls: Vec::new(),
+        },
+        ToSupervisor::Hello {
+            version: lpm_protocol::PROTOCOL_VERSION,
+            pid: 1,
+            codec: Codec::Json,
+            calls: vec!["count_primes".into(), "ünïcode".into()],
         },
         ToSupervisor::Ready,
         ToSupervisor::Busy,
@@ -185,6 +201,7 @@ pub(crate) fn every_to_supervisor() -> Vec<ToSupervisor> {
             outcome: Err("reader failed".into()),
         },
         ToSupervisor::SocketClosed { id: id(11) },
+        ToSupervisor::NotHandled { id: id(12) },
     ]
 }
 
@@ -222,6 +239,10 @@ fn uuid() -> impl Strategy<Value = Uuid> {
     any::<[u8; 16]>().prop_map(Uuid::from_bytes)
 }
 
+fn codec() -> impl Strategy<Value = Codec> {
+    prop_oneof![Just(Codec::Postcard), Just(Codec::Json)]
+}
+
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..64)
 }
@@ -246,11 +267,16 @@ fn fd_kind() -> impl Strategy<Value = FdKind> {
 /// Any `ToWorker`.
 pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
     prop_oneof![
-        (any::<u16>(), any::<u32>()).prop_map(|(version, slot)| ToWorker::Hello { version, slot }),
-        (uuid(), any::<u64>(), bytes()).prop_map(|(id, t, payload)| {
+        (any::<u16>(), any::<u32>(), codec()).prop_map(|(version, slot, codec)| ToWorker::Hello {
+            version,
+            slot,
+            codec
+        }),
+        (uuid(), any::<u64>(), any::<u32>(), bytes()).prop_map(|(id, t, call, payload)| {
             ToWorker::Request(RequestFrame {
                 id,
                 created_at: Timestamp(t),
+                call,
                 payload,
             })
         }),
@@ -272,6 +298,7 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
                 request: RequestFrame {
                     id,
                     created_at: Timestamp(t),
+                    call: 1,
                     payload,
                 },
                 kind,
@@ -292,8 +319,12 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
 /// Any `ToSupervisor` without NaN in its stats.
 pub(crate) fn to_supervisor() -> impl Strategy<Value = ToSupervisor> {
     prop_oneof![
-        (any::<u16>(), any::<u32>())
-            .prop_map(|(version, pid)| ToSupervisor::Hello { version, pid }),
+        (any::<u16>(), any::<u32>()).prop_map(|(version, pid)| ToSupervisor::Hello {
+            version,
+            pid,
+            codec: Codec::Json,
+            calls: vec!["a".into(), String::new()],
+        }),
         Just(ToSupervisor::Ready),
         Just(ToSupervisor::Busy),
         (uuid(), bytes()).prop_map(|(id, payload)| ToSupervisor::Response { id, payload }),
@@ -320,5 +351,6 @@ pub(crate) fn to_supervisor() -> impl Strategy<Value = ToSupervisor> {
         )
             .prop_map(|(id, outcome)| ToSupervisor::StreamEnd { id, outcome }),
         uuid().prop_map(|id| ToSupervisor::SocketClosed { id }),
+        uuid().prop_map(|id| ToSupervisor::NotHandled { id }),
     ]
 }

@@ -22,6 +22,11 @@
 //!   after 400 ms without reading its channel meanwhile, so a `Cancel` sent
 //!   then is read only after that answer went out; answers a retry of the
 //!   same id at once. Each answer is the `String` `"first"` or `"retry"`.
+//! * `not-handled` (not hostile: legal): announces the call `echo` in its
+//!   `Hello` and answers every request `NotHandled`.
+//!
+//! Every `Hello` it sends announces the call `echo`; the behaving worker
+//! echoes requests of any call.
 //!
 //! After misbehaving it stalls (sleeps, reading nothing) until it is killed;
 //! `no-handshake`, `bad-version` and `silent` keep reading and ignore what comes.
@@ -30,7 +35,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use lpm_protocol::{
-    frame, inherited_channel, max_frame_len_from_env, RequestFrame, ToSupervisor, ToWorker,
+    frame, inherited_channel, max_frame_len_from_env, Codec, RequestFrame, ToSupervisor, ToWorker,
     PROTOCOL_VERSION,
 };
 
@@ -46,6 +51,9 @@ enum Mode {
     BadVersion,
     Silent,
     LateFirst,
+    /// Announces the call `echo` but answers every request `NotHandled`
+    /// (legal, if odd: the supervisor fails the request, not the worker).
+    NotHandled,
     /// Follows the protocol: the replacement of a hostile worker.
     Behave,
 }
@@ -62,6 +70,7 @@ impl Mode {
             "bad-version" => Mode::BadVersion,
             "silent" => Mode::Silent,
             "late-first" => Mode::LateFirst,
+            "not-handled" => Mode::NotHandled,
             "behave" => Mode::Behave,
             other => {
                 eprintln!("hostile_worker: unknown mode {other:?}");
@@ -142,7 +151,12 @@ fn main() {
     match mode {
         Mode::NoHandshake => channel.ignore_everything(),
         Mode::BadVersion => {
-            channel.send(&ToSupervisor::Hello { version: 999, pid });
+            channel.send(&ToSupervisor::Hello {
+                version: 999,
+                pid,
+                codec: Codec::Postcard,
+                calls: Vec::new(),
+            });
             channel.send(&ToSupervisor::Ready);
             channel.ignore_everything()
         }
@@ -150,6 +164,8 @@ fn main() {
             channel.send(&ToSupervisor::Hello {
                 version: PROTOCOL_VERSION,
                 pid,
+                codec: Codec::Postcard,
+                calls: vec!["echo".to_owned()],
             });
             channel.send(&ToSupervisor::Ready);
         }
@@ -159,6 +175,9 @@ fn main() {
     loop {
         match channel.recv() {
             ToWorker::Request(request) if mode == Mode::Behave => answer(&mut channel, &request),
+            ToWorker::Request(request) if mode == Mode::NotHandled => {
+                channel.send(&ToSupervisor::NotHandled { id: request.id });
+            }
             ToWorker::Request(request) if mode == Mode::LateFirst => {
                 let which = if seen.insert(request.id) {
                     std::thread::sleep(std::time::Duration::from_millis(400));
@@ -226,7 +245,11 @@ fn misbehave(mode: Mode, channel: &mut Channel, request: RequestFrame) -> ! {
             answer(channel, &request);
         }
         Mode::Silent => channel.ignore_everything(),
-        Mode::NoHandshake | Mode::BadVersion | Mode::LateFirst | Mode::Behave => {
+        Mode::NoHandshake
+        | Mode::BadVersion
+        | Mode::LateFirst
+        | Mode::NotHandled
+        | Mode::Behave => {
             unreachable!("{mode:?} does not misbehave on requests")
         }
     }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use lpm_protocol::{
-    inherited_channel, FrameSink, FrameStream, ToSupervisor, ToWorker, DEFAULT_MAX_FRAME_LEN,
-    PROTOCOL_VERSION,
+    inherited_channel, Codec, FrameSink, FrameStream, ToSupervisor, ToWorker,
+    DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -19,6 +19,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sink.push(&ToSupervisor::Hello {
         version: PROTOCOL_VERSION,
         pid: std::process::id(),
+        codec: Codec::Postcard,
+        calls: Vec::new(),
     })?;
     sink.push(&ToSupervisor::Ready)?;
     sink.flush().await?;
