@@ -9,7 +9,10 @@
 //!   read [`Pool::health`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
 //!   [`Pool::resize`], and stop with [`Pool::soft_kill`] or [`Pool::hard_kill`].
 //!   Every request resolves exactly once, with a [`Response`] or a
-//!   [`PoolError`] that says what happened.
+//!   [`PoolError`] that says what happened ([`PoolError::kind`] gives its
+//!   [`ErrorKind`], to match on or count). Health reports, events, kill
+//!   reports and errors implement `serde::Serialize`, so they can be
+//!   returned as JSON as they are.
 //! - **The worker** (in each child process): [`worker::Worker`] connects to
 //!   the supervisor over the channel it inherited and serves requests with an
 //!   async handler; see the [`worker`] module.
@@ -74,9 +77,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub use lpm_actors::{
     Balancer, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue, Error as PoolError,
-    EventStream, HardKill, Health, Heartbeat, KillReason, KillReport, Listener, Pool, PoolEvent,
-    RecycleReason, Resize, Response, ResponseStream, SignalPolicy, SoftKill, Strategy, Subscribe,
-    Supervisor, WorkerCommand, WorkerHandle, WorkerHealth, WorkerState,
+    ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason, KillReport, Listener, Pool,
+    PoolEvent, RecycleReason, Resize, Response, ResponseStream, SignalPolicy, SoftKill, Strategy,
+    Subscribe, Supervisor, WorkerCommand, WorkerHandle, WorkerHealth, WorkerState,
 };
 
 /// The environment variable that names a worker's IPC channel; set for every worker.
@@ -89,8 +92,8 @@ pub use lpm_protocol as protocol;
 pub mod prelude {
     pub use crate::worker::{Done, Event, Request, Worker};
     pub use crate::{
-        BoxError, Config, CustomEvent, Enqueue, KillReason, KillReport, Pool, PoolError, PoolEvent,
-        Response, WorkerCommand, WorkerError, WorkerHealth, WorkerState,
+        BoxError, Config, CustomEvent, Enqueue, ErrorKind, KillReason, KillReport, Pool, PoolError,
+        PoolEvent, Response, WorkerCommand, WorkerError, WorkerHealth, WorkerState,
     };
 }
 

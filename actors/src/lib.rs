@@ -84,7 +84,7 @@ mod worker_handle;
 
 pub use balancer::Balancer;
 pub use config::{Config, Heartbeat, SignalPolicy, Strategy, WorkerCommand};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use events::{CustomEvent, EventStream, PoolEvent};
 pub use health::{WorkerHealth, WorkerState};
 pub use pool::Pool;
