@@ -4,12 +4,15 @@
 //! The crate has two sides:
 //!
 //! - **The pool** (in the supervisor process): [`Pool`] starts a
-//!   [`Supervisor`] actor that owns a [`Balancer`] and one [`WorkerHandle`]
+//!   [`Supervisor`] actor that owns a [`Balancer`] and one `WorkerHandle`
 //!   per child. Enqueue requests with [`Pool::enqueue`] or [`Pool::send`],
 //!   read [`Pool::health`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
 //!   [`Pool::resize`], and stop with [`Pool::soft_kill`] or [`Pool::hard_kill`].
 //!   Every request resolves exactly once, with a [`Response`] or a
-//!   [`PoolError`] that says what happened.
+//!   [`PoolError`] that says what happened ([`PoolError::kind`] gives its
+//!   [`ErrorKind`], to match on or count). Health reports, events, kill
+//!   reports and errors implement `serde::Serialize`, so they can be
+//!   returned as JSON as they are.
 //! - **The worker** (in each child process): [`worker::Worker`] connects to
 //!   the supervisor over the channel it inherited and serves requests with an
 //!   async handler; see the [`worker`] module.
@@ -76,10 +79,10 @@ pub use lpm_protocol::{Call, Codec, Query, Topic};
 
 pub use lpm_actors::{
     Answer, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue,
-    Error as PoolError, EventStream, HardKill, Health, Heartbeat, KillReason, KillReport, Listener,
-    Pool, PoolEvent, Raw, RecycleReason, Resize, Response, ResponseStream, SignalPolicy, SoftKill,
-    Strategy, Subscribe, Supervisor, WithResponse, WorkerCommand, WorkerHandle, WorkerHealth,
-    WorkerState,
+    Error as PoolError, ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason,
+    KillReport, Listener, Pool, PoolEvent, Raw, RecycleReason, Resize, Response, ResponseStream,
+    SignalPolicy, SoftKill, Strategy, Subscribe, Supervisor, WithResponse, WorkerCommand,
+    WorkerHealth, WorkerState,
 };
 
 /// The environment variable that names a worker's IPC channel; set for every worker.
@@ -92,9 +95,9 @@ pub use lpm_protocol as protocol;
 pub mod prelude {
     pub use crate::worker::{CallContext, Done, Event, Request, Worker};
     pub use crate::{
-        BoxError, Call, Codec, Config, CustomEvent, Enqueue, KillReason, KillReport, Pool,
-        PoolError, PoolEvent, Query, Response, Topic, WorkerCommand, WorkerError, WorkerHealth,
-        WorkerState,
+        BoxError, Call, Codec, Config, CustomEvent, Enqueue, ErrorKind, KillReason, KillReport,
+        Pool, PoolError, PoolEvent, Query, Response, Topic, WorkerCommand, WorkerError,
+        WorkerHealth, WorkerState,
     };
 }
 

@@ -8,6 +8,10 @@ use lpm_protocol::Codec;
 ///
 /// Every enqueued request resolves exactly once: with a [`Response`](crate::Response)
 /// or with one of these.
+///
+/// [`Error::kind`] tells the variants apart without their details. With
+/// serde, an error serializes as `{"kind": "...", "message": "..."}`: its
+/// [`ErrorKind`] name and its `Display` text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -196,6 +200,158 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is: one kind per variant, without the
+/// details, from [`Error::kind`].
+///
+/// Cheap to copy, compare and hash, so callers can count or match outcomes
+/// (metric labels, retry decisions) without parsing `Debug` output.
+/// [`ErrorKind::as_str`] gives each kind a stable snake_case name, which is
+/// also what `Display` and `Serialize` write.
+///
+/// ```
+/// use lpm_actors::{Error, ErrorKind};
+///
+/// let e = Error::QueueFull { capacity: 8 };
+/// assert_eq!(e.kind(), ErrorKind::QueueFull);
+/// assert_eq!(e.kind().as_str(), "queue_full");
+/// assert_eq!(e.kind().to_string(), "queue_full");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::QueueFull`]: `"queue_full"`.
+    QueueFull,
+    /// [`Error::Timeout`]: `"timeout"`.
+    Timeout,
+    /// [`Error::WorkerDied`]: `"worker_died"`.
+    WorkerDied,
+    /// [`Error::WorkerKilled`]: `"worker_killed"`.
+    WorkerKilled,
+    /// [`Error::Quarantined`]: `"quarantined"`.
+    Quarantined,
+    /// [`Error::ShuttingDown`]: `"shutting_down"`.
+    ShuttingDown,
+    /// [`Error::Killed`]: `"killed"`.
+    Killed,
+    /// [`Error::Handler`]: `"handler"`.
+    Handler,
+    /// [`Error::Decode`]: `"decode"`.
+    Decode,
+    /// [`Error::Encode`]: `"encode"`.
+    Encode,
+    /// [`Error::PayloadTooLarge`]: `"payload_too_large"`.
+    PayloadTooLarge,
+    /// [`Error::NoWorkers`]: `"no_workers"`.
+    NoWorkers,
+    /// [`Error::PoolStopped`]: `"pool_stopped"`.
+    PoolStopped,
+    /// [`Error::RestartLimit`]: `"restart_limit"`.
+    RestartLimit,
+    /// [`Error::InvalidSize`]: `"invalid_size"`.
+    InvalidSize,
+    /// [`Error::AlreadyReplied`]: `"already_replied"`.
+    AlreadyReplied,
+    /// [`Error::WorkerGone`]: `"worker_gone"`.
+    WorkerGone,
+    /// [`Error::NotRetried`]: `"not_retried"` (the attempt's own error is in
+    /// its `cause`).
+    NotRetried,
+    /// [`Error::Descriptor`]: `"descriptor"`.
+    Descriptor,
+    /// [`Error::NotHandled`]: `"not_handled"`.
+    NotHandled,
+    /// [`Error::CodecMismatch`]: `"codec_mismatch"`.
+    CodecMismatch,
+}
+
+impl ErrorKind {
+    /// The kind's snake_case name, e.g. `"queue_full"`: stable across
+    /// releases, for metric labels and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::QueueFull => "queue_full",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::WorkerDied => "worker_died",
+            ErrorKind::WorkerKilled => "worker_killed",
+            ErrorKind::Quarantined => "quarantined",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::Killed => "killed",
+            ErrorKind::Handler => "handler",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Encode => "encode",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::NoWorkers => "no_workers",
+            ErrorKind::PoolStopped => "pool_stopped",
+            ErrorKind::RestartLimit => "restart_limit",
+            ErrorKind::InvalidSize => "invalid_size",
+            ErrorKind::AlreadyReplied => "already_replied",
+            ErrorKind::WorkerGone => "worker_gone",
+            ErrorKind::NotRetried => "not_retried",
+            ErrorKind::Descriptor => "descriptor",
+            ErrorKind::NotHandled => "not_handled",
+            ErrorKind::CodecMismatch => "codec_mismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    /// Writes [`ErrorKind::as_str`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// What kind of failure this is, without its details; see [`ErrorKind`].
+    ///
+    /// For [`Error::NotRetried`] it is [`ErrorKind::NotRetried`]; the failed
+    /// attempt's own kind is its `cause`'s.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::QueueFull { .. } => ErrorKind::QueueFull,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::WorkerDied { .. } => ErrorKind::WorkerDied,
+            Error::WorkerKilled { .. } => ErrorKind::WorkerKilled,
+            Error::Quarantined { .. } => ErrorKind::Quarantined,
+            Error::ShuttingDown => ErrorKind::ShuttingDown,
+            Error::Killed => ErrorKind::Killed,
+            Error::Handler { .. } => ErrorKind::Handler,
+            Error::Decode { .. } => ErrorKind::Decode,
+            Error::Encode { .. } => ErrorKind::Encode,
+            Error::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
+            Error::NoWorkers => ErrorKind::NoWorkers,
+            Error::PoolStopped => ErrorKind::PoolStopped,
+            Error::RestartLimit { .. } => ErrorKind::RestartLimit,
+            Error::InvalidSize { .. } => ErrorKind::InvalidSize,
+            Error::AlreadyReplied => ErrorKind::AlreadyReplied,
+            Error::WorkerGone => ErrorKind::WorkerGone,
+            Error::NotRetried { .. } => ErrorKind::NotRetried,
+            Error::Descriptor { .. } => ErrorKind::Descriptor,
+            Error::NotHandled { .. } => ErrorKind::NotHandled,
+            Error::CodecMismatch { .. } => ErrorKind::CodecMismatch,
+        }
+    }
+}
+
+/// `{"kind": "<ErrorKind::as_str>", "message": "<the Display text>"}`, e.g.
+/// `{"kind": "queue_full", "message": "request queue is full (8 waiting); ..."}`:
+/// a stable kind to switch on, and the sentence for people.
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Error", 2)?;
+        s.serialize_field("kind", &self.kind())?;
+        s.serialize_field("message", &self.to_string())?;
+        s.end()
+    }
+}
+
+/// Serializes a [`Duration`] as seconds (`f64`), the unit a JSON reader expects.
+pub(crate) fn secs<S: serde::Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(d.as_secs_f64())
+}
+
 /// Decodes a payload as `T`, with our error.
 pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
     codec: Codec,
@@ -215,4 +371,176 @@ pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(
     codec.encode(value).map_err(|e| Error::Encode {
         reason: format!("{codec}: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use super::{Error, ErrorKind};
+    use crate::KillReason;
+    use lpm_protocol::Codec;
+
+    /// The variant's name. An exhaustive match, so a new variant does not
+    /// compile until it is named here (and given an example in `one_of_each`).
+    fn variant_name(e: &Error) -> &'static str {
+        match e {
+            Error::QueueFull { .. } => "QueueFull",
+            Error::Timeout { .. } => "Timeout",
+            Error::WorkerDied { .. } => "WorkerDied",
+            Error::WorkerKilled { .. } => "WorkerKilled",
+            Error::Quarantined { .. } => "Quarantined",
+            Error::ShuttingDown => "ShuttingDown",
+            Error::Killed => "Killed",
+            Error::Handler { .. } => "Handler",
+            Error::Decode { .. } => "Decode",
+            Error::Encode { .. } => "Encode",
+            Error::PayloadTooLarge { .. } => "PayloadTooLarge",
+            Error::NoWorkers => "NoWorkers",
+            Error::PoolStopped => "PoolStopped",
+            Error::RestartLimit { .. } => "RestartLimit",
+            Error::InvalidSize { .. } => "InvalidSize",
+            Error::AlreadyReplied => "AlreadyReplied",
+            Error::WorkerGone => "WorkerGone",
+            Error::NotRetried { .. } => "NotRetried",
+            Error::Descriptor { .. } => "Descriptor",
+            Error::NotHandled { .. } => "NotHandled",
+            Error::CodecMismatch { .. } => "CodecMismatch",
+        }
+    }
+
+    /// Every variant once.
+    fn one_of_each() -> Vec<Error> {
+        vec![
+            Error::QueueFull { capacity: 8 },
+            Error::Timeout {
+                after: Duration::from_secs(1),
+                attempts: 2,
+            },
+            Error::WorkerDied {
+                slot: 0,
+                pid: 42,
+                retries_spent: 1,
+            },
+            Error::WorkerKilled {
+                slot: 1,
+                pid: 43,
+                reason: KillReason::ChannelFailed("broken pipe".into()),
+                retries_spent: 0,
+            },
+            Error::Quarantined {
+                id: uuid::Uuid::nil(),
+                attempts: 3,
+            },
+            Error::ShuttingDown,
+            Error::Killed,
+            Error::Handler {
+                message: "no".into(),
+                pid: 44,
+            },
+            Error::Decode {
+                type_name: "u32",
+                reason: "eof".into(),
+            },
+            Error::Encode {
+                reason: "too deep".into(),
+            },
+            Error::PayloadTooLarge { len: 10, max: 5 },
+            Error::NoWorkers,
+            Error::PoolStopped,
+            Error::RestartLimit {
+                slot: 2,
+                restarts: 5,
+            },
+            Error::InvalidSize { requested: 0 },
+            Error::AlreadyReplied,
+            Error::WorkerGone,
+            Error::NotRetried {
+                what: "stream",
+                cause: Box::new(Error::Killed),
+            },
+            Error::Descriptor {
+                what: "socket",
+                reason: "EMFILE".into(),
+            },
+            Error::NotHandled {
+                name: "count_primes".into(),
+            },
+            Error::CodecMismatch {
+                pool: Codec::Json,
+                payload: Codec::Postcard,
+            },
+        ]
+    }
+
+    fn snake_case(name: &str) -> String {
+        let mut out = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn kind_covers_every_variant_with_its_own_snake_case_name() {
+        let errors = one_of_each();
+        let variants: HashSet<_> = errors.iter().map(variant_name).collect();
+        assert_eq!(variants.len(), errors.len(), "one example per variant");
+        assert_eq!(errors.len(), 21, "every variant has an example");
+        let kinds: HashSet<ErrorKind> = errors.iter().map(Error::kind).collect();
+        assert_eq!(kinds.len(), errors.len(), "one kind per variant");
+        for e in &errors {
+            let kind = e.kind();
+            assert_eq!(kind.as_str(), snake_case(variant_name(e)), "{e:?}");
+            assert_eq!(kind.to_string(), kind.as_str());
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+            assert_eq!(format!("{kind:?}"), variant_name(e));
+        }
+    }
+
+    #[test]
+    fn not_retried_has_its_own_kind_and_its_cause_keeps_its_own() {
+        let e = Error::NotRetried {
+            what: "file",
+            cause: Box::new(Error::Timeout {
+                after: Duration::from_millis(5),
+                attempts: 1,
+            }),
+        };
+        assert_eq!(e.kind(), ErrorKind::NotRetried);
+        let Error::NotRetried { cause, .. } = &e else {
+            unreachable!()
+        };
+        assert_eq!(cause.kind(), ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn an_error_serializes_as_its_kind_and_message() {
+        let e = Error::QueueFull { capacity: 8 };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({
+                "kind": "queue_full",
+                "message": "request queue is full (8 waiting); retry later, add workers, \
+                            or raise `Config::queue_capacity`",
+            })
+        );
+        for e in one_of_each() {
+            assert_eq!(
+                serde_json::to_value(&e).unwrap(),
+                serde_json::json!({"kind": e.kind().as_str(), "message": e.to_string()})
+            );
+        }
+    }
 }

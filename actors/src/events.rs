@@ -15,7 +15,26 @@ use crate::error::{decode_payload, encode_payload};
 use crate::{Error, KillReport};
 
 /// Something that happened in the pool.
-#[derive(Debug, Clone, actix::Message)]
+///
+/// It serializes as an object tagged with the snake_case variant name as
+/// `event`, next to the variant's fields (a [`KillReason`](crate::KillReason)
+/// or [`RecycleReason`](crate::RecycleReason) as the object they serialize
+/// as); `Custom` and `Stopped` put the fields of their [`CustomEvent`] or
+/// [`KillReport`] there:
+///
+/// ```json
+/// {"event": "online"}
+/// {"event": "child_spawned", "slot": 0, "pid": 4242}
+/// {"event": "child_exited", "slot": 0, "pid": 4242, "code": null, "signal": 9, "stderr_tail": ["..."]}
+/// {"event": "worker_killed", "slot": 0, "pid": 4242, "reason": {"kind": "unresponsive", "silent_for": 1.5, "message": "..."}}
+/// {"event": "worker_recycled", "slot": 0, "pid": 4242, "successor": 4250, "reason": {"kind": "max_requests", "served": 1000, "message": "..."}}
+/// {"event": "restart_limit_reached", "slot": 0, "restarts": 5}
+/// {"event": "custom", "slot": 0, "pid": 4242, "name": "progress", "payload_len": 8, "wants_reply": false}
+/// {"event": "signal", "signal": 15}
+/// {"event": "stopped", "served": 6, "failed": 1, "killed": 0}
+/// ```
+#[derive(Debug, Clone, actix::Message, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[rtype(result = "()")]
 #[non_exhaustive]
 pub enum PoolEvent {
@@ -81,6 +100,19 @@ pub enum PoolEvent {
     Stopped(KillReport),
 }
 
+impl Serialize for CustomEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("CustomEvent", 5)?;
+        s.serialize_field("slot", &self.slot)?;
+        s.serialize_field("pid", &self.pid)?;
+        s.serialize_field("name", self.name())?;
+        s.serialize_field("payload_len", &self.payload.len())?;
+        s.serialize_field("wants_reply", &self.wants_reply())?;
+        s.end()
+    }
+}
+
 /// Delivers a reply to the worker that emitted an event.
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
@@ -94,6 +126,10 @@ pub(crate) struct DeliverReply {
 /// Clones share one reply: the first [`CustomEvent::reply`] wins. When the
 /// worker awaits a reply and every clone is dropped without one, the worker's
 /// `emit_with_reply` fails instead of waiting forever.
+///
+/// It serializes as what can be shown without knowing the payload's type:
+/// `{"slot": 0, "pid": 4242, "name": "progress", "payload_len": 8, "wants_reply": false}`
+/// (the payload's length in bytes, not the payload).
 #[derive(Debug, Clone)]
 pub struct CustomEvent {
     slot: usize,
@@ -290,5 +326,136 @@ impl Subscriber {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix::{Actor, Context, Handler};
+    use serde_json::json;
+
+    use super::*;
+    use crate::{KillReason, RecycleReason};
+
+    /// Stands in for the worker handle a reply goes to.
+    struct Sink;
+
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<DeliverReply> for Sink {
+        type Result = ();
+
+        fn handle(&mut self, _: DeliverReply, _: &mut Context<Self>) {}
+    }
+
+    fn json(event: &PoolEvent) -> serde_json::Value {
+        serde_json::to_value(event).unwrap()
+    }
+
+    #[test]
+    fn pool_events_serialize_tagged_with_their_name() {
+        assert_eq!(json(&PoolEvent::Online), json!({"event": "online"}));
+        assert_eq!(
+            json(&PoolEvent::ChildSpawned { slot: 0, pid: 42 }),
+            json!({"event": "child_spawned", "slot": 0, "pid": 42})
+        );
+        assert_eq!(
+            json(&PoolEvent::ChildExited {
+                slot: 1,
+                pid: 42,
+                code: None,
+                signal: Some(9),
+                stderr_tail: vec!["oops".into()],
+            }),
+            json!({"event": "child_exited", "slot": 1, "pid": 42, "code": null,
+                   "signal": 9, "stderr_tail": ["oops"]})
+        );
+        assert_eq!(
+            json(&PoolEvent::WorkerKilled {
+                slot: 0,
+                pid: 42,
+                reason: KillReason::Unresponsive {
+                    silent_for: Duration::from_secs(2),
+                },
+            }),
+            json!({"event": "worker_killed", "slot": 0, "pid": 42,
+                   "reason": {"kind": "unresponsive", "silent_for": 2.0,
+                              "message": "no heartbeat answer for 2s: the worker is hung"}})
+        );
+        assert_eq!(
+            json(&PoolEvent::WorkerRecycled {
+                slot: 0,
+                pid: 42,
+                successor: 43,
+                reason: RecycleReason::MaxRequests { served: 10 },
+            }),
+            json!({"event": "worker_recycled", "slot": 0, "pid": 42, "successor": 43,
+                   "reason": {"kind": "max_requests", "served": 10,
+                              "message": "served 10 requests (Config::max_requests)"}})
+        );
+        assert_eq!(
+            json(&PoolEvent::RestartLimitReached {
+                slot: 2,
+                restarts: 5
+            }),
+            json!({"event": "restart_limit_reached", "slot": 2, "restarts": 5})
+        );
+        assert_eq!(
+            json(&PoolEvent::Signal { signal: 15 }),
+            json!({"event": "signal", "signal": 15})
+        );
+        assert_eq!(
+            json(&PoolEvent::Stopped(KillReport {
+                served: 6,
+                failed: 1,
+                killed: 0,
+            })),
+            json!({"event": "stopped", "served": 6, "failed": 1, "killed": 0})
+        );
+    }
+
+    #[test]
+    fn a_custom_event_serializes_its_payload_length_not_its_payload() {
+        let event = CustomEvent::new(
+            3,
+            42,
+            "progress".into(),
+            vec![1, 2, 3, 4],
+            Codec::Postcard,
+            None,
+        );
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            json!({"slot": 3, "pid": 42, "name": "progress", "payload_len": 4,
+                   "wants_reply": false})
+        );
+        assert_eq!(
+            json(&PoolEvent::Custom(event)),
+            json!({"event": "custom", "slot": 3, "pid": 42, "name": "progress",
+                   "payload_len": 4, "wants_reply": false})
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_custom_event_that_awaits_a_reply_says_so() {
+        let sink = Sink.start().recipient();
+        let event = CustomEvent::new(
+            0,
+            42,
+            "ask".into(),
+            vec![0; 9],
+            Codec::Postcard,
+            Some((1, sink)),
+        );
+        assert_eq!(
+            json(&PoolEvent::Custom(event.clone())),
+            json!({"event": "custom", "slot": 0, "pid": 42, "name": "ask",
+                   "payload_len": 9, "wants_reply": true})
+        );
+        event.reply(&()).unwrap();
     }
 }

@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 /// Where a worker slot is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// It displays and serializes as its lower-case name ([`WorkerState::as_str`]):
+/// `"starting"`, `"ready"`, `"busy"`, `"draining"`, `"restarting"` or `"stopped"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WorkerState {
     /// Spawned, not yet ready.
@@ -20,8 +24,42 @@ pub enum WorkerState {
     Stopped,
 }
 
+impl WorkerState {
+    /// The state's lower-case name, e.g. `"ready"`: stable across releases,
+    /// for metric labels, logs and JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Ready => "ready",
+            WorkerState::Busy => "busy",
+            WorkerState::Draining => "draining",
+            WorkerState::Restarting => "restarting",
+            WorkerState::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerState {
+    /// Writes [`WorkerState::as_str`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Health of one worker slot.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serializes as an object with the fields below, under the same names,
+/// so a `/health` endpoint can answer `Json(pool.health().await?)` as is:
+/// `uptime` in seconds (a float), `state` as its name (see [`WorkerState`]),
+/// `stats` as an object of name to value (in the order the worker reported
+/// them), and `pid` as `null` while no process runs.
+///
+/// ```json
+/// {"slot": 0, "pid": 4242, "rss": 10485760, "cpu": 1.5, "in_flight": 2,
+///  "served": 120, "restarts": 0, "recycles": 0, "quarantined": 0,
+///  "uptime": 12.25, "state": "ready", "stats": {"heap": 1024.0}, "sockets": 0}
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct WorkerHealth {
     /// The slot.
@@ -44,11 +82,15 @@ pub struct WorkerHealth {
     /// Requests quarantined in this slot: each of their attempts killed a worker
     /// ([`Error::Quarantined`](crate::Error::Quarantined)).
     pub quarantined: u64,
-    /// How long the current process has run.
+    /// How long the current process has run (serialized in seconds).
+    #[serde(serialize_with = "crate::error::secs")]
     pub uptime: Duration,
     /// The slot's state.
     pub state: WorkerState,
-    /// Statistics the worker reported itself (`Worker::report_stats`).
+    /// Statistics the worker reported itself (`Worker::report_stats`)
+    /// (serialized as an object of name to value; a name reported twice
+    /// appears twice, and JSON readers keep the last).
+    #[serde(serialize_with = "stats_as_map")]
     pub stats: Vec<(String, f64)>,
     /// Connections handed to this worker ([`Enqueue::tcp`](crate::Enqueue::tcp))
     /// that it has not closed yet.
@@ -71,6 +113,86 @@ impl WorkerHealth {
             state,
             sockets: 0,
             stats: Vec::new(),
+        }
+    }
+}
+
+/// `[("heap", 1.0)]` as `{"heap": 1.0}`: what a JSON reader looks a statistic up by.
+fn stats_as_map<S: serde::Serializer>(
+    stats: &[(String, f64)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(stats.iter().map(|(name, value)| (name, value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn worker_health_serializes_with_uptime_in_seconds_and_stats_as_an_object() {
+        let mut h = WorkerHealth::down(1, 2, WorkerState::Ready);
+        h.pid = Some(4242);
+        h.rss = 10 << 20;
+        h.cpu = 1.5;
+        h.in_flight = 3;
+        h.served = 120;
+        h.recycles = 1;
+        h.quarantined = 4;
+        h.uptime = Duration::from_millis(12_250);
+        h.stats = vec![("heap".into(), 1024.0), ("hits".into(), 7.0)];
+        h.sockets = 5;
+        assert_eq!(
+            serde_json::to_value(&h).unwrap(),
+            json!({
+                "slot": 1,
+                "pid": 4242,
+                "rss": 10485760,
+                "cpu": 1.5,
+                "in_flight": 3,
+                "served": 120,
+                "restarts": 2,
+                "recycles": 1,
+                "quarantined": 4,
+                "uptime": 12.25,
+                "state": "ready",
+                "stats": {"heap": 1024.0, "hits": 7.0},
+                "sockets": 5,
+            })
+        );
+        // Stats keep the worker's order.
+        let text = serde_json::to_string(&h).unwrap();
+        assert!(
+            text.contains(r#""stats":{"heap":1024.0,"hits":7.0}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_slot_without_a_process_has_a_null_pid() {
+        let h = WorkerHealth::down(0, 5, WorkerState::Stopped);
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(v["pid"], json!(null));
+        assert_eq!(v["uptime"], json!(0.0));
+        assert_eq!(v["state"], json!("stopped"));
+        assert_eq!(v["stats"], json!({}));
+    }
+
+    #[test]
+    fn worker_state_displays_and_serializes_as_its_name() {
+        for (state, name) in [
+            (WorkerState::Starting, "starting"),
+            (WorkerState::Ready, "ready"),
+            (WorkerState::Busy, "busy"),
+            (WorkerState::Draining, "draining"),
+            (WorkerState::Restarting, "restarting"),
+            (WorkerState::Stopped, "stopped"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+            assert_eq!(serde_json::to_value(state).unwrap(), json!(name));
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The actors of lpm: a [`Supervisor`] that owns a [`Balancer`] and one
-//! [`WorkerHandle`] per child process.
+//! `WorkerHandle` (internal) per child process.
 //!
 //! Most code uses them through [`Pool`], a cheap handle that sends the typed
 //! messages below; the messages themselves are public for code that prefers
@@ -84,7 +84,7 @@ mod worker_handle;
 
 pub use balancer::{Answer, Balancer};
 pub use config::{Config, Heartbeat, SignalPolicy, Strategy, WorkerCommand};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use events::{CustomEvent, EventStream, PoolEvent};
 pub use health::{WorkerHealth, WorkerState};
 pub use lpm_protocol::{Call, Codec, Query, Topic};
@@ -96,4 +96,4 @@ pub use supervisor::{
     Broadcast, BroadcastListener, HardKill, Health, KillReport, Resize, SoftKill, Subscribe,
     Supervisor,
 };
-pub use worker_handle::WorkerHandle;
+// `WorkerHandle` is internal: nothing public can be sent to it.

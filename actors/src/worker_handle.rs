@@ -96,7 +96,7 @@ pub(crate) struct HandleConfig {
 
 /// Bridges one child process to the actors.
 #[derive(Debug)]
-pub struct WorkerHandle {
+pub(crate) struct WorkerHandle {
     id: WorkerId,
     pid: u32,
     config: HandleConfig,

@@ -1,14 +1,19 @@
 //! Every byte shown in WIRE.md is what the code produces: the worked
-//! examples, the fixed frames, the postcard rule examples and the variant
-//! tables are read from the document and checked against real encodings.
+//! examples, the fixed frames, the postcard rule examples, the varint
+//! enums and the variant tables (indexes, names and fields) are read from
+//! the document and checked against real encodings.
 
 mod common;
 
-use common::{every_to_supervisor, every_to_worker, to_supervisor_index, to_worker_index};
-use lpm_protocol::{
-    frame, RequestFrame, Timestamp, ToSupervisor, ToWorker, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+use common::{
+    every_to_supervisor, every_to_worker, to_supervisor_index, to_worker_index,
+    TO_SUPERVISOR_VARIANTS, TO_WORKER_VARIANTS,
 };
-use serde::Serialize;
+use lpm_protocol::{
+    frame, Call, Codec, FdKind, RequestFrame, Timestamp, ToSupervisor, ToWorker,
+    DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::fmt::Debug;
 use uuid::Uuid;
@@ -16,6 +21,23 @@ use uuid::Uuid;
 const WIRE: &str = include_str!("../WIRE.md");
 
 const EXAMPLE_ID: Uuid = Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8);
+
+const EXAMPLE_CREATED_AT: Timestamp = Timestamp(1_700_000_000_123_456_789);
+
+/// The typed call of examples 1 and 3.
+#[derive(Serialize, Deserialize)]
+struct CountPrimes {
+    below: u64,
+}
+
+/// Its answer.
+#[derive(Serialize, Deserialize)]
+struct Primes(u64);
+
+impl Call for CountPrimes {
+    const NAME: &'static str = "count_primes";
+    type Reply = Primes;
+}
 
 fn hex(bytes: &[u8]) -> String {
     bytes
@@ -53,45 +75,77 @@ fn example_bytes(heading: &str) -> Vec<u8> {
     bytes
 }
 
+/// Asserts WIRE.md shows `msg`'s frame as "is `hex`".
+fn shown_inline<T: Serialize>(msg: &T) {
+    let text = format!("is `{}`", hex(&encode(msg)));
+    assert!(WIRE.contains(&text), "WIRE.md lacks {text:?}");
+}
+
 #[test]
 fn example_1_worker_hello() {
     let msg = ToSupervisor::Hello {
         version: PROTOCOL_VERSION,
         pid: 4242,
+        codec: Codec::Json,
+        calls: vec![CountPrimes::NAME.into()],
     };
     assert_eq!(hex(&example_bytes("### Example 1")), hex(&encode(&msg)));
+
+    shown_inline(&ToWorker::Hello {
+        version: PROTOCOL_VERSION,
+        slot: 2,
+        codec: Codec::Json,
+    });
 }
 
 #[test]
-fn example_2_request_and_its_cancel() {
-    let payload = postcard::to_allocvec(&("hi".to_string(), -2i32)).unwrap();
+fn example_2_untyped_request_and_its_cancel() {
+    let payload = Codec::Postcard.encode(&("hi".to_string(), -2i32)).unwrap();
     let msg = ToWorker::Request(RequestFrame {
         id: EXAMPLE_ID,
-        created_at: Timestamp(1_700_000_000_123_456_789),
+        created_at: EXAMPLE_CREATED_AT,
+        call: 0,
         payload,
     });
     assert_eq!(hex(&example_bytes("### Example 2")), hex(&encode(&msg)));
 
-    let cancel = ToWorker::Cancel { id: EXAMPLE_ID };
-    let text = format!("is `{}`", hex(&encode(&cancel)));
-    assert!(WIRE.contains(&text), "WIRE.md lacks {text:?}");
+    shown_inline(&ToWorker::Cancel { id: EXAMPLE_ID });
 }
 
 #[test]
-fn example_3_emit_and_its_reply() {
+fn example_3_json_call_its_answer_and_not_handled() {
+    let payload = Codec::Json.encode(&CountPrimes { below: 100 }).unwrap();
+    assert_eq!(payload, br#"{"below":100}"#);
+    let msg = ToWorker::Request(RequestFrame {
+        id: EXAMPLE_ID,
+        created_at: EXAMPLE_CREATED_AT,
+        call: 1, // the first name in example 1's `calls`
+        payload,
+    });
+    assert_eq!(hex(&example_bytes("### Example 3")), hex(&encode(&msg)));
+
+    let answer = Codec::Json.encode(&Primes(25)).unwrap();
+    assert_eq!(answer, b"25");
+    shown_inline(&ToSupervisor::Response {
+        id: EXAMPLE_ID,
+        payload: answer,
+    });
+    shown_inline(&ToSupervisor::NotHandled { id: EXAMPLE_ID });
+}
+
+#[test]
+fn example_4_emit_and_its_reply() {
     let msg = ToSupervisor::Emit {
         name: "tick".into(),
         payload: Vec::new(),
         reply_to: Some(300),
     };
-    assert_eq!(hex(&example_bytes("### Example 3")), hex(&encode(&msg)));
+    assert_eq!(hex(&example_bytes("### Example 4")), hex(&encode(&msg)));
 
-    let reply = ToWorker::EmitReply {
+    shown_inline(&ToWorker::EmitReply {
         emit_id: 300,
         outcome: Ok(ByteBuf::from(vec![1])),
-    };
-    let text = format!("is `{}`", hex(&encode(&reply)));
-    assert!(WIRE.contains(&text), "WIRE.md lacks {text:?}");
+    });
 }
 
 #[test]
@@ -177,34 +231,196 @@ fn variant_name<T: Debug>(msg: &T) -> String {
         .collect()
 }
 
-#[test]
-fn variant_tables_match_the_enums() {
-    let to_worker = section("### `ToWorker`");
-    for msg in every_to_worker() {
-        let row = format!("| {} | `{}` |", to_worker_index(&msg), variant_name(&msg));
-        assert!(to_worker.contains(&row), "ToWorker table lacks {row:?}");
+/// The keys of every JSON object in `json`, in the order they are written.
+fn json_keys(json: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut text = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => text.extend(chars.next()),
+                '"' => break,
+                c => text.push(c),
+            }
+        }
+        if chars.peek() == Some(&':') {
+            keys.push(text);
+        }
     }
-    let to_supervisor = section("### `ToSupervisor`");
-    for msg in every_to_supervisor() {
-        let row = format!(
-            "| {} | `{}` |",
-            to_supervisor_index(&msg),
-            variant_name(&msg)
-        );
-        assert!(
-            to_supervisor.contains(&row),
-            "ToSupervisor table lacks {row:?}"
+    keys
+}
+
+/// The names of the fields `msg` puts on the wire, nested ones included, in
+/// wire order: serde_json writes the same fields in the same order as
+/// postcard (skipping the descriptor), but with their names.
+fn wire_field_names<T: Serialize>(msg: &T) -> Vec<String> {
+    let json = serde_json::to_string(msg).unwrap();
+    let mut keys = json_keys(&json);
+    if json.starts_with('{') {
+        keys.remove(0); // the variant's name
+    }
+    // `Ok`/`Err` are `Result` variants, not fields.
+    keys.retain(|k| k != "Ok" && k != "Err");
+    keys
+}
+
+/// The names before a `:` in a table's "Fields, in order" cell, nested ones
+/// included: `request: (id: Uuid, ..)` names `request`, then `id`.
+fn documented_field_names(cell: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (i, _) in cell.match_indices(':') {
+        let before = &cell[..i];
+        let start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |j| j + 1);
+        if start < i && !cell[i + 1..].starts_with(':') {
+            names.push(before[start..].to_owned());
+        }
+    }
+    names
+}
+
+/// Checks that `table` has one row per variant of `msgs` with its index,
+/// name and fields, and no other rows.
+fn check_table<T: Debug + Serialize>(
+    table: &str,
+    msgs: Vec<T>,
+    index: impl Fn(&T) -> u8,
+    variants: u8,
+) {
+    let rows = table
+        .lines()
+        .filter(|l| l.starts_with("| ") && l[2..].starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(rows, usize::from(variants), "rows in the table");
+    for msg in msgs {
+        let head = format!("| {} | `{}` | ", index(&msg), variant_name(&msg));
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&head))
+            .unwrap_or_else(|| panic!("the table lacks a row starting {head:?}"));
+        let fields = row[head.len()..].split(" | ").next().unwrap();
+        assert_eq!(
+            documented_field_names(fields),
+            wire_field_names(&msg),
+            "fields of {head:?} for {msg:?}"
         );
     }
 }
 
 #[test]
+fn variant_tables_match_the_enums() {
+    check_table(
+        section("### `ToWorker`"),
+        every_to_worker(),
+        to_worker_index,
+        TO_WORKER_VARIANTS,
+    );
+    check_table(
+        section("### `ToSupervisor`"),
+        every_to_supervisor(),
+        to_supervisor_index,
+        TO_SUPERVISOR_VARIANTS,
+    );
+}
+
+/// "`0` `Pipe`": each varint enum value shown with its variant's name
+/// (in running text, which may break a line between the two).
+#[test]
+fn varint_enums() {
+    let text = WIRE.split_whitespace().collect::<Vec<_>>().join(" ");
+    let kinds = [
+        FdKind::Pipe,
+        FdKind::File,
+        FdKind::TcpStream,
+        FdKind::UnixStream,
+        FdKind::TcpListener,
+        FdKind::UnixListener,
+    ];
+    let codecs = [Codec::Postcard, Codec::Json];
+    let shown = kinds
+        .iter()
+        .map(|k| (postcard::to_allocvec(k).unwrap(), format!("{k:?}")))
+        .chain(
+            codecs
+                .iter()
+                .map(|c| (postcard::to_allocvec(c).unwrap(), format!("{c:?}"))),
+        );
+    for (bytes, name) in shown {
+        let [value] = bytes[..] else {
+            panic!("{name} is not one byte: {bytes:?}")
+        };
+        let pair = format!("`{value}` `{name}`");
+        assert!(text.contains(&pair), "WIRE.md lacks {pair:?}");
+    }
+}
+
+#[test]
+fn codec_table() {
+    let table = section("## Payload codecs");
+    for codec in [Codec::Postcard, Codec::Json] {
+        let value = postcard::to_allocvec(&codec).unwrap()[0];
+        let row = format!("| `{value}` `{codec:?}` | `{}` | ", codec.name());
+        assert!(table.contains(&row), "the codec table lacks {row:?}");
+        assert_eq!(codec.name().parse::<Codec>().unwrap(), codec);
+    }
+    assert_eq!(
+        Codec::default(),
+        Codec::Postcard,
+        "WIRE.md calls postcard the default"
+    );
+    assert!(table.contains("**`LPM_CODEC`**"));
+    assert_eq!(lpm_protocol::CODEC_ENV, "LPM_CODEC");
+}
+
+#[test]
 fn documented_constants() {
-    assert_eq!(PROTOCOL_VERSION, 2);
-    assert!(WIRE.starts_with("# Wire format, version 2\n"));
+    assert_eq!(PROTOCOL_VERSION, 3);
+    assert!(WIRE.starts_with("# Wire format, version 3\n"));
     assert_eq!(lpm_protocol::IPC_FD, 3);
     assert_eq!(lpm_protocol::IPC_FD_ENV, "LPM_IPC_FD");
     assert_eq!(lpm_protocol::HEADER_LEN, 4);
     assert_eq!(DEFAULT_MAX_FRAME_LEN, 16_777_216);
     assert!(WIRE.contains("16 777 216 bytes"));
+}
+
+/// The numbers WIRE.md shows after `prefix`, wherever it shows one.
+fn numbers_after(prefix: &str) -> Vec<u16> {
+    WIRE.match_indices(prefix)
+        .filter_map(|(i, _)| {
+            let rest = &WIRE[i + prefix.len()..];
+            let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// The tables, the session, the examples and the Python worker name the
+/// current version wherever they name one.
+#[test]
+fn every_version_shown_is_the_current_one() {
+    let v = PROTOCOL_VERSION;
+    for (prefix, at_least) in [
+        ("version: ", 4), // the session diagram and example 1
+        ("protocol version (", 2),
+        ("equal to its own (", 1),
+        ("version == ", 1),
+        (" v", 1),
+    ] {
+        let shown = numbers_after(prefix);
+        assert!(shown.len() >= at_least, "{prefix:?} shown {shown:?}");
+        assert!(shown.iter().all(|&n| n == v), "{prefix:?} shown {shown:?}");
+    }
+    let hello =
+        format!("write_frame(b\"\\x00\" + varint({v}) + varint(os.getpid()) + varint(JSON)");
+    assert!(
+        WIRE.contains(&hello),
+        "the Python worker's Hello lacks {hello:?}"
+    );
+    let json = postcard::to_allocvec(&Codec::Json).unwrap()[0];
+    assert!(WIRE.contains(&format!("\nJSON = {json} ")));
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lpm::{PoolError, PoolEvent, WorkerState};
 use lpm_tests::{
     config, health, online, pids, process_alive, recv_or_fail, start, submit_all, test_worker,
-    wait_for_health, Op, DEADLINE, HOOK_DONE, HOOK_STARTED, HOOK_WORK,
+    wait_for_health, within, Op, ASK, DEADLINE, HOOK_DONE, HOOK_STARTED, HOOK_WORK,
 };
 
 /// A soft kill serves the requests in flight and the queued ones before the
@@ -85,6 +85,119 @@ async fn soft_kill_refuses_new_requests() {
         report,
         "a second kill reports the same"
     );
+}
+
+/// A soft kill starts when `soft_kill()` is called, not when its future is
+/// first polled: with the future left alone, the worker runs its soft-kill
+/// hook, shows as draining, and new requests are refused, while the request
+/// it holds (an `Ask` the test answers only then) keeps the kill from
+/// ending; awaiting the future afterwards gives the report.
+#[actix_rt::test]
+async fn a_soft_kill_starts_before_its_future_is_polled() {
+    let (pool, mut events) = start(test_worker!().arg("--soft-kill-hook"), config(1));
+    online(&pool).await;
+    let held = submit_all(&pool, [Op::Ask("may I finish?".into())]).await;
+    let PoolEvent::Custom(ask) = recv_or_fail(
+        &mut events,
+        "the Ask",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Custom(c) if c.name() == ASK),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    let kill = pool.soft_kill();
+    // Under way without a poll: the worker was told to finish and runs its hook.
+    recv_or_fail(
+        &mut events,
+        "the soft-kill hook starting",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Custom(c) if c.name() == HOOK_STARTED),
+    )
+    .await;
+    wait_for_health(&pool, "the worker draining", DEADLINE, |h| {
+        h[0].state == WorkerState::Draining
+    })
+    .await;
+    let refused = pool.enqueue(&Op::Pid).await;
+    assert_eq!(refused.map(|r| r.pid()), Err(PoolError::ShuttingDown));
+    // Let the held request finish; then the worker exits and the kill ends.
+    ask.reply(&"yes").expect("the worker awaits the reply");
+    let answer = within("the held request", held).await.remove(0);
+    assert_eq!(
+        answer.map(|r| r.data::<Result<String, String>>().unwrap()),
+        Ok(Ok("yes".to_owned()))
+    );
+    let report = within("the soft kill", kill)
+        .await
+        .expect("the pool is running");
+    assert_eq!(report.served, 1, "{report:?}");
+    assert_eq!(report.failed, 1, "the refused request: {report:?}");
+    assert_eq!(report.killed, 0, "the worker exited by itself: {report:?}");
+    recv_or_fail(
+        &mut events,
+        "Stopped",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Stopped(r) if *r == report),
+    )
+    .await;
+}
+
+/// A hard kill starts when `hard_kill()` is called, not when its future is
+/// first polled: with the future left alone, the pending requests fail with
+/// Killed and every worker is reaped, and the pool reports itself stopped;
+/// awaiting the future afterwards gives the same report.
+#[actix_rt::test]
+async fn a_hard_kill_starts_before_its_future_is_polled() {
+    let (pool, mut events) = start(test_worker!(), config(2).max_in_flight(1));
+    online(&pool).await;
+    let workers = pids(&health(&pool).await);
+    let answers = submit_all(
+        &pool,
+        (0..2).map(|i| Op::Sleep {
+            ms: 60_000,
+            reply: i,
+        }),
+    )
+    .await;
+    wait_for_health(&pool, "both workers hold a request", DEADLINE, |h| {
+        h.iter().all(|w| w.in_flight == 1)
+    })
+    .await;
+    let kill = pool.hard_kill();
+    // Under way, and done, without a poll: the requests fail, the workers
+    // exit and the pool says it stopped.
+    for r in within("the pending requests to fail", answers).await {
+        assert_eq!(r.map(|r| r.pid()), Err(PoolError::Killed));
+    }
+    let mut exited = Vec::new();
+    let stopped = recv_or_fail(&mut events, "Stopped", DEADLINE, |e| {
+        if let PoolEvent::ChildExited { pid, .. } = e {
+            exited.push(*pid);
+        }
+        matches!(e, PoolEvent::Stopped(_))
+    })
+    .await;
+    exited.sort_unstable();
+    let mut expected = workers.clone();
+    expected.sort_unstable();
+    assert_eq!(exited, expected, "every worker exited before Stopped");
+    for pid in &workers {
+        assert!(!process_alive(*pid), "worker {pid} is gone and reaped");
+    }
+    let refused = pool.enqueue(&Op::Pid).await;
+    assert_eq!(refused.map(|r| r.pid()), Err(PoolError::ShuttingDown));
+    let report = within("the hard kill", kill)
+        .await
+        .expect("the pool is running");
+    assert!(
+        matches!(stopped, PoolEvent::Stopped(r) if r == report),
+        "{stopped:?} {report:?}"
+    );
+    assert_eq!(report.served, 0, "{report:?}");
+    assert_eq!(report.failed, 2, "{report:?}");
+    assert_eq!(report.killed, 2, "{report:?}");
 }
 
 /// A worker's soft-kill hook runs, and the worker exits only after the hook

@@ -13,7 +13,9 @@ use crate::worker_handle::{Drain, Kill, SignalWorker};
 use crate::{Error, PoolEvent, SignalPolicy};
 
 /// What a kill ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// It serializes as `{"served": 6, "failed": 1, "killed": 0}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[non_exhaustive]
 pub struct KillReport {
     /// Requests answered over the pool's life.
@@ -227,4 +229,22 @@ pub(super) fn signals() -> impl futures::Stream<Item = i32> {
         listen(SignalKind::terminate()),
     )
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KillReport;
+
+    #[test]
+    fn kill_report_serializes_as_its_counts() {
+        let report = KillReport {
+            served: 6,
+            failed: 1,
+            killed: 2,
+        };
+        assert_eq!(
+            serde_json::to_value(report).unwrap(),
+            serde_json::json!({"served": 6, "failed": 1, "killed": 2})
+        );
+    }
 }
