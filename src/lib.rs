@@ -73,10 +73,10 @@ pub use error::WorkerError;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub use lpm_actors::{
-    Balancer, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue, Error as PoolError,
-    EventStream, HardKill, Health, Heartbeat, KillReason, KillReport, Listener, Pool, PoolEvent,
-    RecycleReason, Resize, Response, ResponseStream, SignalPolicy, SoftKill, Strategy, Subscribe,
-    Supervisor, WorkerCommand, WorkerHandle, WorkerHealth, WorkerState,
+    balance, Balancer, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue,
+    Error as PoolError, EventStream, HardKill, Health, Heartbeat, KillReason, KillReport, Listener,
+    Pool, PoolEvent, RecycleReason, Resize, Response, ResponseStream, SignalPolicy, SoftKill,
+    Strategy, Subscribe, Supervisor, WorkerCommand, WorkerHandle, WorkerHealth, WorkerState,
 };
 
 /// The environment variable that names a worker's IPC channel; set for every worker.
