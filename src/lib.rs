@@ -78,7 +78,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub use lpm_protocol::{Call, Codec, Query, Topic};
 
 pub use lpm_actors::{
-    Answer, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue,
+    balance, Answer, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue,
     Error as PoolError, ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason,
     KillReport, Listener, Pool, PoolEvent, Raw, RecycleReason, Resize, Response, ResponseStream,
     SignalPolicy, SoftKill, Strategy, Subscribe, Supervisor, WithResponse, WorkerCommand,

@@ -6,7 +6,6 @@
 
 mod answer;
 mod catalog;
-mod strategy;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use lpm_protocol::{Codec, RequestId};
 use tokio::sync::oneshot;
 
 use crate::alarm::Alarm;
+use crate::balance::{Balance, Candidate};
 use crate::health::WorkerState;
 use crate::id::WorkerId;
 use crate::request::{Body, Job};
@@ -25,7 +25,6 @@ use crate::worker_handle::Assign;
 use crate::{Config, Enqueue, Error};
 pub use answer::Answer;
 use catalog::Catalog;
-use strategy::{Candidate, Pick, Pressure};
 
 /// What [`Pool::send`](crate::Pool::send) hands over, through a channel
 /// rather than the mailbox.
@@ -168,7 +167,8 @@ pub struct Balancer {
     queue: VecDeque<Pending>,
     /// Keyed by worker, not slot: a recycled worker's successor serves beside it.
     workers: BTreeMap<WorkerId, Entry>,
-    pick: Box<dyn Pick + Send>,
+    /// The strategy: this pool's own instance (`Config::strategy`).
+    pick: Box<dyn Balance>,
     candidates: Vec<Candidate>,
     capacity: usize,
     max_in_flight: usize,
@@ -198,7 +198,7 @@ impl Balancer {
             submissions: Arc::new(std::sync::Mutex::new(submissions)),
             queue: VecDeque::new(),
             workers: BTreeMap::new(),
-            pick: strategy::from_config(config.strategy),
+            pick: config.strategy.instantiate(),
             candidates: Vec::new(),
             capacity: config.queue_capacity,
             max_in_flight: config.max_in_flight.max(1),
@@ -287,23 +287,36 @@ impl Balancer {
                 .filter(eligible)
                 .filter(|w| fewest_sockets.is_none_or(|n| w.load.sockets() == n))
                 .map(|w| Candidate {
-                    worker: w.id,
                     slot: w.id.slot,
-                    pressure: Pressure {
-                        in_flight: w.load.in_flight(),
-                        rss: w.rss,
-                    },
+                    generation: w.id.generation,
+                    in_flight: w.load.in_flight(),
+                    rss: w.rss,
+                    fds_in_flight: w.load.fds(),
+                    sockets: w.load.sockets(),
                 }),
         );
         if let Some(avoid) = avoid {
-            if self.candidates.iter().any(|c| c.slot != avoid) {
-                self.candidates.retain(|c| c.slot != avoid);
+            if self.candidates.iter().any(|c| c.slot() != avoid) {
+                self.candidates.retain(|c| c.slot() != avoid);
             }
         }
         if self.candidates.is_empty() {
             return None;
         }
-        Some(self.candidates[self.pick.pick(&self.candidates)].worker)
+        let picked = self.pick.pick(&self.candidates);
+        let picked = self.candidates.get(picked).unwrap_or_else(|| {
+            tracing::warn!(
+                picked,
+                candidates = self.candidates.len(),
+                strategy = ?self.pick,
+                "the balancing strategy picked an index out of range; taking the first candidate"
+            );
+            &self.candidates[0]
+        });
+        Some(WorkerId {
+            slot: picked.slot(),
+            generation: picked.generation(),
+        })
     }
 
     fn assign(&mut self, worker: WorkerId, mut pending: Pending, ctx: &mut Context<Self>) {
@@ -374,6 +387,13 @@ impl Balancer {
         let mut i = 0;
         let mut fds_blocked = false;
         while let Some(next) = self.queue.get(i) {
+            if next.is_abandoned() {
+                // Dropped before the pick: the strategy sees only dispatches.
+                if let Some(pending) = self.queue.remove(i) {
+                    pending.abandon();
+                }
+                continue;
+            }
             let need = next.fd_need();
             if fds_blocked && need != FdNeed::None {
                 i += 1;
@@ -390,10 +410,6 @@ impl Balancer {
             let Some(pending) = self.queue.remove(i) else {
                 break;
             };
-            if pending.is_abandoned() {
-                pending.abandon();
-                continue;
-            }
             self.assign(worker, pending, ctx);
         }
         self.counters.set_queued(self.queue.len());

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::balance::{Balance, CustomStrategy, LeastPressure, PowerOfTwoChoices, RoundRobin};
 use lpm_protocol::Codec;
 
 /// The program each worker runs, with its arguments, environment and directory.
@@ -76,21 +77,82 @@ impl WorkerCommand {
     }
 }
 
-/// How the balancer picks a worker for each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the balancer picks a worker for each request: a built-in, or your own
+/// [`Balance`] through [`Strategy::custom`]. See the [`balance`](crate::balance)
+/// module for what a strategy sees.
+///
+/// # Examples
+///
+/// ```
+/// use lpm_actors::{Config, Strategy};
+///
+/// let config = Config::default().workers(4).strategy(Strategy::RoundRobin);
+/// assert_eq!(config.strategy, Strategy::RoundRobin);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Strategy {
-    /// An idle worker first, else the least pressure: fewest in flight, then smallest RSS
-    /// (the seed's behaviour).
+    /// An idle worker first, else the least pressure: fewest in flight, then
+    /// smallest RSS (the seed's behaviour); [`LeastPressure`].
     #[default]
     LeastPressure,
-    /// Each ready worker in turn.
+    /// Each ready worker in turn; [`RoundRobin`].
     RoundRobin,
-    /// Two ready workers at random, the one under less pressure wins.
+    /// Two ready workers at random, the one under less pressure wins;
+    /// [`PowerOfTwoChoices`].
     PowerOfTwoChoices {
         /// Seed for the random choice, so runs can be repeated.
         seed: u64,
     },
+    /// Your own [`Balance`]; made by [`Strategy::custom`].
+    Custom(CustomStrategy),
+}
+
+impl Strategy {
+    /// Balances with your own [`Balance`].
+    ///
+    /// `strategy` is a prototype. A [`Config`] is `Clone` and may start
+    /// several pools, while a strategy picks through `&mut self`; so the
+    /// `Strategy` keeps the value you pass (shared, behind a lock, which is
+    /// why it need not be `Sync`) and each pool started with it gets its own
+    /// clone, made when the pool starts. State in plain fields (a cursor, a
+    /// random generator) is thus each pool's own; state behind an `Arc` in
+    /// it is shared by every clone, which is how a caller can watch what the
+    /// strategy does.
+    ///
+    /// # Examples
+    ///
+    /// Always the highest slot that can take the request:
+    ///
+    /// ```
+    /// use lpm_actors::balance::{Balance, Candidate};
+    /// use lpm_actors::{Config, Strategy};
+    ///
+    /// #[derive(Debug, Clone)]
+    /// struct HighestSlot;
+    ///
+    /// impl Balance for HighestSlot {
+    ///     fn pick(&mut self, candidates: &[Candidate]) -> usize {
+    ///         candidates.len() - 1
+    ///     }
+    /// }
+    ///
+    /// let config = Config::default().workers(4).strategy(Strategy::custom(HighestSlot));
+    /// assert!(matches!(config.strategy, Strategy::Custom(_)));
+    /// ```
+    pub fn custom(strategy: impl Balance + Clone) -> Self {
+        Strategy::Custom(CustomStrategy::new(strategy))
+    }
+
+    /// A fresh balancing instance for one pool.
+    pub(crate) fn instantiate(&self) -> Box<dyn Balance> {
+        match self {
+            Strategy::LeastPressure => Box::new(LeastPressure),
+            Strategy::RoundRobin => Box::<RoundRobin>::default(),
+            Strategy::PowerOfTwoChoices { seed } => Box::new(PowerOfTwoChoices::new(*seed)),
+            Strategy::Custom(custom) => custom.instantiate(),
+        }
+    }
 }
 
 /// What the supervisor does on SIGINT or SIGTERM.
@@ -156,7 +218,8 @@ pub struct Config {
     /// requests without a descriptor behind them go on to the workers.
     /// (Sockets a worker keeps serving after its `ack` do not count here.)
     pub max_fds_in_flight: usize,
-    /// How a worker is picked.
+    /// How a worker is picked: a built-in [`Strategy`], or your own
+    /// [`Balance`] with [`Strategy::custom`].
     pub strategy: Strategy,
     /// How long a soft kill waits for workers before SIGTERM.
     pub soft_kill_grace: Duration,

@@ -69,6 +69,7 @@
 //!   It shows up as a child of the host process for the host's whole life.
 
 mod alarm;
+pub mod balance;
 mod balancer;
 mod config;
 mod error;
