@@ -27,10 +27,12 @@ pub enum Error {
     /// No answer within the request's timeout, on every attempt made (the last
     /// one may have been spent waiting in the queue).
     #[error(
-        "no answer within {after:?} after {attempts} attempt(s); \
+        "request {id}: no answer within {after:?} after {attempts} attempt(s); \
          raise the timeout or look at why the workers are slow"
     )]
     Timeout {
+        /// The request (the id its worker saw).
+        id: lpm_protocol::RequestId,
         /// The per-attempt timeout.
         after: Duration,
         /// Attempts made (1 + retries spent).
@@ -38,10 +40,12 @@ pub enum Error {
     },
     /// The worker serving the request died and no retries were left.
     #[error(
-        "worker in slot {slot} (pid {pid}) died while serving the request, \
+        "worker in slot {slot} (pid {pid}) died while serving request {id}, \
          after {retries_spent} retries; see the worker's logs, or allow more retries"
     )]
     WorkerDied {
+        /// The request.
+        id: lpm_protocol::RequestId,
         /// Slot of the worker that died last.
         slot: usize,
         /// Its process id.
@@ -52,10 +56,12 @@ pub enum Error {
     /// The pool killed the worker serving the request for misbehaving (see
     /// [`KillReason`](crate::KillReason)) and no retries were left.
     #[error(
-        "worker in slot {slot} (pid {pid}) was killed while serving the request ({reason}), \
+        "worker in slot {slot} (pid {pid}) was killed while serving request {id} ({reason}), \
          after {retries_spent} retries; see the worker's logs, or allow more retries"
     )]
     WorkerKilled {
+        /// The request.
+        id: lpm_protocol::RequestId,
         /// Slot of the worker.
         slot: usize,
         /// Its process id.
@@ -84,8 +90,10 @@ pub enum Error {
     #[error("the pool was killed before the request was answered")]
     Killed,
     /// The worker's handler returned an error or panicked.
-    #[error("worker (pid {pid}) failed the request: {message}")]
+    #[error("worker (pid {pid}) failed request {id}: {message}")]
     Handler {
+        /// The request.
+        id: lpm_protocol::RequestId,
         /// The handler's message.
         message: String,
         /// The worker that ran it.
@@ -303,6 +311,21 @@ impl std::fmt::Display for ErrorKind {
 }
 
 impl Error {
+    /// The id of the request that failed, where the error is about one
+    /// request that reached a worker (the id its worker saw in
+    /// `Request::id`), so logs on both sides can be matched.
+    pub fn request_id(&self) -> Option<lpm_protocol::RequestId> {
+        match self {
+            Error::Timeout { id, .. }
+            | Error::WorkerDied { id, .. }
+            | Error::WorkerKilled { id, .. }
+            | Error::Quarantined { id, .. }
+            | Error::Handler { id, .. } => Some(*id),
+            Error::NotRetried { cause, .. } => cause.request_id(),
+            _ => None,
+        }
+    }
+
     /// What kind of failure this is, without its details; see [`ErrorKind`].
     ///
     /// For [`Error::NotRetried`] it is [`ErrorKind::NotRetried`]; the failed
@@ -415,15 +438,18 @@ mod tests {
         vec![
             Error::QueueFull { capacity: 8 },
             Error::Timeout {
+                id: uuid::Uuid::nil(),
                 after: Duration::from_secs(1),
                 attempts: 2,
             },
             Error::WorkerDied {
+                id: uuid::Uuid::nil(),
                 slot: 0,
                 pid: 42,
                 retries_spent: 1,
             },
             Error::WorkerKilled {
+                id: uuid::Uuid::nil(),
                 slot: 1,
                 pid: 43,
                 reason: KillReason::ChannelFailed("broken pipe".into()),
@@ -436,6 +462,7 @@ mod tests {
             Error::ShuttingDown,
             Error::Killed,
             Error::Handler {
+                id: uuid::Uuid::nil(),
                 message: "no".into(),
                 pid: 44,
             },
@@ -514,11 +541,14 @@ mod tests {
         let e = Error::NotRetried {
             what: "file",
             cause: Box::new(Error::Timeout {
+                id: uuid::Uuid::from_u128(7),
                 after: Duration::from_millis(5),
                 attempts: 1,
             }),
         };
         assert_eq!(e.kind(), ErrorKind::NotRetried);
+        assert_eq!(e.request_id(), Some(uuid::Uuid::from_u128(7)));
+        assert_eq!(Error::QueueFull { capacity: 1 }.request_id(), None);
         let Error::NotRetried { cause, .. } = &e else {
             unreachable!()
         };

@@ -693,6 +693,7 @@ impl Pending {
     /// The error for a timeout on the last attempt.
     pub(crate) fn timeout_error(&self) -> Error {
         Error::Timeout {
+            id: self.id,
             after: self.timeout.unwrap_or_default(),
             attempts: self.attempts,
         }

@@ -698,12 +698,14 @@ impl Handler<WorkerExited> for Supervisor {
             let retries_spent = pending.attempts - 1;
             let error = match &killed_for {
                 Some(reason) => Error::WorkerKilled {
+                    id: pending.id,
                     slot: id.slot,
                     pid,
                     reason: reason.clone(),
                     retries_spent,
                 },
                 None => Error::WorkerDied {
+                    id: pending.id,
                     slot: id.slot,
                     pid,
                     retries_spent,

@@ -73,7 +73,7 @@ pub enum ToWorker {
     Event {
         /// Event name.
         name: String,
-        /// Postcard-encoded payload.
+        /// The payload, in the pool's codec.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
@@ -116,7 +116,7 @@ pub enum ToWorker {
     EventWithFd {
         /// Event name.
         name: String,
-        /// Postcard-encoded payload.
+        /// The payload, in the pool's codec.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         /// What the descriptor is.
@@ -154,7 +154,7 @@ pub enum ToSupervisor {
     Response {
         /// Which request.
         id: RequestId,
-        /// Postcard-encoded answer.
+        /// The answer, in the pool's codec.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
@@ -174,7 +174,7 @@ pub enum ToSupervisor {
     Emit {
         /// Event name.
         name: String,
-        /// Postcard-encoded payload.
+        /// The payload, in the pool's codec.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         /// Set when the worker awaits a reply: the id to answer with [`ToWorker::EmitReply`].
@@ -195,7 +195,7 @@ pub enum ToSupervisor {
     ResponseWithStream {
         /// Which request.
         id: RequestId,
-        /// Postcard-encoded answer.
+        /// The answer, in the pool's codec.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         /// The pipe's read end (not in the body bytes).

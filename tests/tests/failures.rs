@@ -48,15 +48,20 @@ async fn without_retries_a_dead_worker_answers_worker_died() {
     let (pool, mut events) = start(test_worker!(), config(1));
     online(&pool).await;
     let pid = pids(&health(&pool).await)[0];
-    let answer = pool.enqueue(&Op::Exit(3)).await;
-    assert_eq!(
-        answer.map(|r| r.pid()),
-        Err(PoolError::WorkerDied {
-            slot: 0,
-            pid,
-            retries_spent: 0
-        })
+    let error = pool.enqueue(&Op::Exit(3)).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PoolError::WorkerDied {
+                slot: 0,
+                pid: p,
+                retries_spent: 0,
+                ..
+            } if p == pid
+        ),
+        "{error:?}"
     );
+    assert!(error.request_id().is_some(), "the error names its request");
     recv_or_fail(
         &mut events,
         "ChildExited of the worker",
@@ -126,14 +131,17 @@ async fn a_handler_error_fails_only_that_request() {
     let (pool, _events) = start(test_worker!(), config(1));
     online(&pool).await;
     let pid = pids(&health(&pool).await)[0];
-    let answer = pool.enqueue(&Op::Fail("no such user".into())).await;
-    assert_eq!(
-        answer.map(|r| r.pid()),
-        Err(PoolError::Handler {
-            message: "no such user".into(),
-            pid
-        })
+    let error = pool
+        .enqueue(&Op::Fail("no such user".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PoolError::Handler { message, pid: p, .. } if message == "no such user" && *p == pid),
+        "{error:?}"
     );
+    assert!(error
+        .to_string()
+        .contains(&error.request_id().unwrap().to_string()));
     let (next, _): (u32, _) = call(&pool, &Op::Pid).await;
     assert_eq!(next, pid, "the same worker serves the next request");
     pool.soft_kill().await.expect("the pool is running");
@@ -147,7 +155,9 @@ async fn a_handler_panic_fails_only_that_request() {
     let pid = pids(&health(&pool).await)[0];
     let answer = pool.enqueue(&Op::Panic("index out of range".into())).await;
     match answer {
-        Err(PoolError::Handler { message, pid: p }) => {
+        Err(PoolError::Handler {
+            message, pid: p, ..
+        }) => {
             assert_eq!(p, pid);
             assert!(message.contains("index out of range"), "{message}");
         }

@@ -126,6 +126,7 @@ async fn request_fails_with_worker_killed(hostile: &mut Hostile) -> (KillReason,
         pid: failed_pid,
         reason,
         retries_spent,
+        ..
     }) = answer
     else {
         panic!("expected WorkerKilled, got {answer:?}");
@@ -187,6 +188,7 @@ async fn a_truncated_frame_then_exit_is_a_death() {
                 slot: 0,
                 pid: p,
                 retries_spent: 0,
+                ..
             }) if p == pid
         ),
         "{answer:?}"
@@ -307,6 +309,29 @@ async fn a_wrong_protocol_version_is_a_protocol_violation() {
     let (reason, _, replacement) = hostile.killed(pid).await;
     let text = violation(&reason);
     assert!(text.contains("999"), "{text}");
+    online(&hostile.pool).await;
+    hostile.serves_with(replacement).await;
+    hostile.pool.soft_kill().await.expect("the pool is running");
+}
+
+/// A `Hello` that lists a call name twice (which number would it have?) is
+/// a protocol violation.
+#[actix_rt::test]
+async fn a_hello_that_lists_a_call_twice_is_a_protocol_violation() {
+    let mut hostile = Hostile::start("duplicate-calls", one_worker());
+    let spawned = recv_or_fail(
+        &mut hostile.events,
+        "the first ChildSpawned",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::ChildSpawned { slot: 0, .. }),
+    )
+    .await;
+    let PoolEvent::ChildSpawned { pid, .. } = spawned else {
+        unreachable!()
+    };
+    let (reason, _, replacement) = hostile.killed(pid).await;
+    let text = violation(&reason);
+    assert!(text.contains("twice"), "{text}");
     online(&hostile.pool).await;
     hostile.serves_with(replacement).await;
     hostile.pool.soft_kill().await.expect("the pool is running");

@@ -63,13 +63,7 @@ async fn timeout_answers_timeout_and_frees_the_worker() {
             reply: 0,
         })
         .await;
-    assert_eq!(
-        answer.map(|r| r.pid()),
-        Err(PoolError::Timeout {
-            after: timeout,
-            attempts: 1
-        })
-    );
+    assert_timeout(answer, timeout, 1);
     assert_eq!(health(&pool).await[0].in_flight, 0);
     // The worker still runs the old request; the pool must not count it.
     let (n, _): (Vec<u8>, _) = call(&pool, &Op::Echo(vec![7])).await;
@@ -92,13 +86,7 @@ async fn a_request_timeout_overrides_the_pool_default() {
     let answer = tokio::time::timeout(DEADLINE, pool.send(request))
         .await
         .expect("the request resolves");
-    assert_eq!(
-        answer.map(|r| r.pid()),
-        Err(PoolError::Timeout {
-            after: timeout,
-            attempts: 1
-        })
-    );
+    assert_timeout(answer, timeout, 1);
     pool.hard_kill().await.expect("the pool is running");
 }
 
@@ -173,13 +161,7 @@ async fn timeout_counts_every_attempt() {
             reply: 0,
         })
         .await;
-    assert_eq!(
-        answer.map(|r| r.pid()),
-        Err(PoolError::Timeout {
-            after: timeout,
-            attempts: 3
-        })
-    );
+    assert_timeout(answer, timeout, 3);
     pool.hard_kill().await.expect("the pool is running");
 }
 
@@ -217,7 +199,9 @@ async fn an_answer_above_max_frame_len_fails_the_request() {
         })
         .await;
     match answer {
-        Err(PoolError::Handler { message, pid: p }) => {
+        Err(PoolError::Handler {
+            message, pid: p, ..
+        }) => {
             assert_eq!(p, pid);
             assert!(message.contains("frame limit"), "{message}");
         }
@@ -267,4 +251,21 @@ async fn a_request_may_wait_for_room_instead_of_queue_full() {
     assert_eq!(queued.data::<Vec<u8>>().unwrap(), [1]);
     assert_eq!(waited.data::<Vec<u8>>().unwrap(), [2]);
     pool.hard_kill().await.expect("the pool is running");
+}
+
+/// Fails the test unless `answer` is a timeout after `attempts` attempts of
+/// `after` each, naming its request.
+#[track_caller]
+fn assert_timeout(answer: Result<lpm::Response, PoolError>, after: Duration, attempts: u32) {
+    match answer {
+        Err(PoolError::Timeout {
+            after: a,
+            attempts: n,
+            id,
+        }) => {
+            assert_eq!((a, n), (after, attempts));
+            assert!(!id.is_nil());
+        }
+        other => panic!("expected a Timeout after {attempts} attempt(s), got {other:?}"),
+    }
 }

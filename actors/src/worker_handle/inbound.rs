@@ -55,7 +55,7 @@ impl WorkerHandle {
                     if let Some(deadline) = self.handshake_deadline.take() {
                         ctx.cancel_future(deadline);
                     }
-                    self.learn_calls(calls);
+                    self.learn_calls(calls)?;
                     self.start_heartbeat(ctx);
                     Ok(false)
                 }
@@ -80,6 +80,7 @@ impl WorkerHandle {
             ToSupervisor::Failed { id, message } => {
                 if let Some(p) = self.answered(&id)? {
                     p.fail(Error::Handler {
+                        id,
                         message,
                         pid: self.pid,
                     });
@@ -151,21 +152,19 @@ impl WorkerHandle {
     }
 
     /// Numbers the worker's calls as its `Hello` listed them (from 1), and
-    /// tells the balancer which calls it serves.
-    fn learn_calls(&mut self, calls: Vec<String>) {
+    /// tells the balancer which calls it serves; `Err` when a name is listed
+    /// twice (which number would it have?).
+    fn learn_calls(&mut self, calls: Vec<String>) -> Result<(), String> {
         let names: Arc<[Box<str>]> = calls.into_iter().map(String::into_boxed_str).collect();
         self.calls = names.iter().cloned().zip(1..).collect();
         if self.calls.len() < names.len() {
-            tracing::warn!(
-                slot = self.id.slot,
-                pid = self.pid,
-                "worker listed a call name twice; the last number wins"
-            );
+            return Err("its Hello lists a call name twice".to_owned());
         }
         self.balancer.do_send(WorkerCalls {
             id: self.id,
             calls: names,
         });
+        Ok(())
     }
 
     /// The number this worker gave `call` in its `Hello`, `0` for an

@@ -16,6 +16,7 @@
 //! * `duplicate`: the right `Response`, then a second one for the same id;
 //! * `no-handshake`: never sends `Hello` (from the start);
 //! * `bad-version`: sends `Hello` with version 999 (from the start);
+//! * `duplicate-calls`: its `Hello` lists the call `echo` twice (from the start);
 //! * `silent`: from the first request on, sends nothing at all (no answer,
 //!   no `Pong`), but keeps reading its channel.
 //! * `late-first` (not hostile: slow): answers a request's first attempt
@@ -49,6 +50,7 @@ enum Mode {
     Duplicate,
     NoHandshake,
     BadVersion,
+    DuplicateCalls,
     Silent,
     LateFirst,
     /// Announces the call `echo` but answers every request `NotHandled`
@@ -68,6 +70,7 @@ impl Mode {
             "duplicate" => Mode::Duplicate,
             "no-handshake" => Mode::NoHandshake,
             "bad-version" => Mode::BadVersion,
+            "duplicate-calls" => Mode::DuplicateCalls,
             "silent" => Mode::Silent,
             "late-first" => Mode::LateFirst,
             "not-handled" => Mode::NotHandled,
@@ -150,12 +153,16 @@ fn main() {
 
     match mode {
         Mode::NoHandshake => channel.ignore_everything(),
-        Mode::BadVersion => {
+        Mode::BadVersion | Mode::DuplicateCalls => {
+            let (version, calls) = match mode {
+                Mode::BadVersion => (999, Vec::new()),
+                _ => (PROTOCOL_VERSION, vec!["echo".to_owned(), "echo".to_owned()]),
+            };
             channel.send(&ToSupervisor::Hello {
-                version: 999,
+                version,
                 pid,
                 codec: Codec::Postcard,
-                calls: Vec::new(),
+                calls,
             });
             channel.send(&ToSupervisor::Ready);
             channel.ignore_everything()
@@ -247,6 +254,7 @@ fn misbehave(mode: Mode, channel: &mut Channel, request: RequestFrame) -> ! {
         Mode::Silent => channel.ignore_everything(),
         Mode::NoHandshake
         | Mode::BadVersion
+        | Mode::DuplicateCalls
         | Mode::LateFirst
         | Mode::NotHandled
         | Mode::Behave => {
