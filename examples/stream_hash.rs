@@ -1,8 +1,9 @@
 //! Stream hash: a file goes to a worker as the request's byte stream; the
 //! worker answers its SHA-256 and streams back a transformed copy.
 //!
-//! What it shows: byte streams both ways. The supervisor sends the file
-//! twice, the two ways a request can carry bytes:
+//! What it shows: byte streams both ways, with a typed call (`HashAndXor`,
+//! which answers a `Digest`). The supervisor sends the file twice, the two
+//! ways a call can carry bytes:
 //!
 //! 1. [`Enqueue::file`](lpm::Enqueue::file) with a `std::fs::File`: the open
 //!    file itself goes to the worker as a descriptor, with no copy through
@@ -11,13 +12,15 @@
 //!    `tokio::fs::File`, but an HTTP body or a socket goes the same way): the
 //!    supervisor pumps it into a pipe at the pace the worker reads.
 //!
-//! The worker reads the stream with `Request::stream`, hashes it while
-//! reading, XORs every byte with a key the request names, and answers with
-//! `respond_with_stream`: the digest as the payload, the copy as the
-//! response stream. The supervisor reads that with `Response::take_stream`,
-//! checks the worker's digest, the copy's length and its SHA-256 against
-//! what it computed itself, and prints both digests and the throughput. It
-//! soft-kills the pool and exits 0, or non-zero on any mismatch.
+//! The worker's handler reads the stream with `CallContext::stream`, hashes
+//! it while reading, XORs every byte with a key the call names, hands the
+//! copy to `CallContext::stream_reply` and returns the digest: the digest is
+//! the reply, the copy the response stream. The supervisor asks for the
+//! whole response ([`Enqueue::with_response`](lpm::Enqueue::with_response)),
+//! reads the copy with `Response::take_stream`, checks the worker's digest,
+//! the copy's length and its SHA-256 against what it computed itself, and
+//! prints both digests and the throughput. It soft-kills the pool and exits
+//! 0, or non-zero on any mismatch.
 //!
 //! ```text
 //! cargo run --example stream_hash                  # an 8 MiB temporary file
@@ -32,8 +35,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lpm::worker::{Request, Worker};
-use lpm::{Config, Enqueue, Pool, WorkerCommand};
+use lpm::worker::{CallContext, Worker};
+use lpm::{Call, Config, Enqueue, Pool, WorkerCommand};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -47,17 +50,23 @@ const CHUNK: usize = 64 * 1024;
 
 type BoxError = Box<dyn Error>;
 
-/// The request: hash the stream, send back a copy with every byte XOR `key`.
+/// The call: hash the stream, send back a copy with every byte XOR `key`.
 #[derive(Serialize, Deserialize)]
 struct HashAndXor {
     key: u8,
 }
 
-/// What the worker read: the payload of its answer.
+/// What the worker read: its reply (the copy follows as the response stream).
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Digest {
     len: u64,
     sha256: String,
+}
+
+/// The call's wire name, and the reply type it promises.
+impl Call for HashAndXor {
+    const NAME: &'static str = "hash_and_xor";
+    type Reply = Digest;
 }
 
 fn main() -> Result<(), BoxError> {
@@ -98,7 +107,7 @@ async fn supervisor_main(path: &Path, original: &Digest, copy: &Digest) -> Resul
     let outcome = async {
         // 1. The open file as its own descriptor: nothing is pumped.
         let file = std::fs::File::open(path)?;
-        let request = Enqueue::new(&HashAndXor { key: KEY })?.file(file);
+        let request = Enqueue::call(HashAndXor { key: KEY }).file(file);
         run(
             "std::fs::File, own descriptor",
             &pool,
@@ -114,7 +123,7 @@ async fn supervisor_main(path: &Path, original: &Digest, copy: &Digest) -> Resul
         // to the blocking pool: a bigger buffer makes it 2 to 3 times faster.
         let reader = tokio::fs::File::open(path).await?;
         let reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
-        let request = Enqueue::new(&HashAndXor { key: KEY })?.stream(reader);
+        let request = Enqueue::call(HashAndXor { key: KEY }).stream(reader);
         run("AsyncRead, pumped", &pool, request, original, copy).await
     }
     .await;
@@ -127,17 +136,18 @@ async fn supervisor_main(path: &Path, original: &Digest, copy: &Digest) -> Resul
     outcome
 }
 
-/// Sends one request, reads the copy back and checks everything.
+/// Sends one call, reads the copy back and checks everything.
 async fn run(
     how: &str,
     pool: &Pool,
-    request: Enqueue,
+    request: Enqueue<HashAndXor>,
     original: &Digest,
     copy: &Digest,
 ) -> Result<(), BoxError> {
     let started = Instant::now();
-    let response = pool.send(request).await?;
-    let hashed: Digest = response.data()?;
+    // The reply alone would be `pool.send(request)`; the copy comes with the
+    // whole `Response`.
+    let (hashed, response) = pool.send(request.with_response()).await?;
     let stream = response
         .take_stream()
         .ok_or("the worker answered without a stream")?;
@@ -186,21 +196,23 @@ async fn hash(mut reader: impl AsyncRead + Unpin) -> std::io::Result<Digest> {
 #[tokio::main]
 async fn worker_main() -> Result<(), BoxError> {
     let worker = Worker::from_env().await?;
-    worker.on_request(hash_and_xor);
+    worker.handle(hash_and_xor);
     worker.ready();
     worker.run().await?;
     Ok(())
 }
 
-/// Hashes the request's stream while reading it and writes the XORed copy
-/// to a spool file, then answers the digest with the copy as the stream.
+/// Hashes the call's stream while reading it and writes the XORed copy to a
+/// spool file, then replies the digest with the copy as the response stream.
 ///
-/// The answer's payload goes out before its stream, and the digest is known
-/// only once the whole input is read: so the copy waits in an unlinked
-/// temporary file (memory stays bounded by one chunk, whatever the size).
-async fn hash_and_xor(mut req: Request) -> Result<(), lpm::BoxError> {
-    let HashAndXor { key } = req.data()?;
-    let mut input = req.stream()?.ok_or("the request carries no stream")?;
+/// The reply goes out before its stream, and the digest is known only once
+/// the whole input is read: so the copy waits in an unlinked temporary file
+/// (memory stays bounded by one chunk, whatever the size).
+async fn hash_and_xor(
+    HashAndXor { key }: HashAndXor,
+    mut ctx: CallContext,
+) -> Result<Digest, lpm::BoxError> {
+    let mut input = ctx.stream()?.ok_or("the call carries no stream")?;
     let mut spool = tokio::fs::File::from_std(spool_file()?);
     let mut hasher = Sha256::new();
     let mut len = 0;
@@ -217,12 +229,11 @@ async fn hash_and_xor(mut req: Request) -> Result<(), lpm::BoxError> {
     }
     spool.flush().await?;
     spool.rewind().await?;
-    let digest = Digest {
+    ctx.stream_reply(spool);
+    Ok(Digest {
         len,
         sha256: hex(&hasher.finalize()),
-    };
-    req.respond_with_stream(&digest, spool)?;
-    Ok(())
+    })
 }
 
 /// A read-write file in the temp dir with no name: it is gone once closed.

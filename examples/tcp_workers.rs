@@ -1,15 +1,17 @@
 //! TCP workers: the supervisor accepts TCP connections and hands each one to
 //! a worker process, which serves it from then on.
 //!
-//! What it shows: socket handoff. The supervisor binds 127.0.0.1, accepts,
-//! and sends every accepted `TcpStream` to the pool with
-//! [`Enqueue::tcp`](lpm::Enqueue::tcp); the descriptor travels to a worker
-//! over its channel (`SCM_RIGHTS`) and the supervisor keeps no copy. The
-//! worker takes it with `Request::socket`, `ack`s the request at once (the
-//! supervisor's `send` resolves with the worker's pid) and keeps serving the
-//! connection in a task of its own: a greeting line, then every line echoed
-//! back upper-cased after the worker's pid. New connections go to the worker
-//! holding the fewest sockets, which the health table shows.
+//! What it shows: socket handoff with a typed call. The supervisor binds
+//! 127.0.0.1, accepts, and sends every accepted `TcpStream` to the pool as a
+//! `TakeConnection` call with [`Enqueue::tcp`](lpm::Enqueue::tcp); the
+//! descriptor travels to a worker over its channel (`SCM_RIGHTS`) and the
+//! supervisor keeps no copy. The worker's handler takes it with
+//! `CallContext::socket`, spawns a task that serves the connection from then
+//! on (a greeting line, then every line echoed back upper-cased after the
+//! worker's pid), and returns at once: its reply, `Taken`, names the
+//! worker's pid, so the supervisor's `send` resolves as soon as the
+//! connection is the worker's. New connections go to the worker holding the
+//! fewest sockets, which the health table shows.
 //!
 //! By default the example is its own client, so it runs to completion
 //! unattended: it opens 20 connections at once, checks every answer, prints
@@ -38,8 +40,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lpm::worker::{Request, Socket, Worker};
-use lpm::{Config, Enqueue, Pool, PoolEvent, WorkerCommand, WorkerHealth};
+use lpm::worker::{CallContext, Socket, Worker};
+use lpm::{Call, Config, Enqueue, Pool, PoolEvent, WorkerCommand, WorkerHealth};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -56,10 +58,22 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 type BoxError = Box<dyn Error>;
 
-/// The request that carries a connection: the payload says whose it is.
+/// The call that carries a connection: the payload says whose it is.
 #[derive(Serialize, Deserialize)]
-struct Connection {
+struct TakeConnection {
     peer: String,
+}
+
+/// The worker's reply once the connection is its own: which worker it is.
+#[derive(Serialize, Deserialize)]
+struct Taken {
+    pid: u32,
+}
+
+/// The call's wire name, and the reply type it promises.
+impl Call for TakeConnection {
+    const NAME: &'static str = "take_connection";
+    type Reply = Taken;
 }
 
 /// A handed-off connection: the client's address and the worker that took it.
@@ -158,13 +172,18 @@ async fn accept_loop(pool: Pool, listener: TcpListener, handoffs: mpsc::Unbounde
 
 /// Sends the connection to the pool; answers the pid of the worker that took it.
 async fn hand_off(pool: &Pool, conn: TcpStream, peer: SocketAddr) -> Result<u32, BoxError> {
-    let request = Enqueue::new(&Connection {
+    let call = TakeConnection {
         peer: peer.to_string(),
-    })?
-    .tcp(conn.into_std()?);
-    let response = pool.send(request).await?;
-    // The worker acked: the connection is its own now.
-    Ok(response.pid())
+    };
+    // The connection travels with the call; `with_response` adds the
+    // `Response`, to check the worker's word against the pool's.
+    let request = Enqueue::call(call).tcp(conn.into_std()?).with_response();
+    let (Taken { pid }, response) = pool.send(request).await?;
+    // The worker replied: the connection is its own now.
+    if pid != response.pid() {
+        return Err(format!("worker pid {} replied that it is pid {pid}", response.pid()).into());
+    }
+    Ok(pid)
 }
 
 /// The client side: connects, checks, prints, closes.
@@ -178,7 +197,7 @@ async fn self_test(
     let clients: Vec<Client> = clients.into_iter().collect::<Result<_, _>>()?;
     let elapsed = started.elapsed();
 
-    // What the supervisor saw: which worker acked each connection.
+    // What the supervisor saw: which worker took each connection.
     let mut handed = HashMap::new();
     while handed.len() < CLIENTS {
         let (peer, pid) = handoffs.recv().await.ok_or("the accept loop stopped")??;
@@ -187,12 +206,12 @@ async fn self_test(
 
     let mut per_worker: BTreeMap<u32, usize> = BTreeMap::new();
     for c in &clients {
-        let acked_by = handed
+        let taken_by = handed
             .get(&c.local)
             .ok_or_else(|| format!("no handoff for {}", c.local))?;
-        if *acked_by != c.pid {
+        if *taken_by != c.pid {
             return Err(format!(
-                "connection {} was handed to pid {acked_by} but served by pid {}",
+                "connection {} was handed to pid {taken_by} but served by pid {}",
                 c.local, c.pid
             )
             .into());
@@ -291,24 +310,31 @@ fn print_health(health: &[WorkerHealth]) {
 #[tokio::main]
 async fn worker_main() -> Result<(), BoxError> {
     let worker = Worker::from_env().await?;
-    worker.on_request(take_connection);
+    worker.handle(take_connection);
     worker.ready();
     worker.run().await?;
     Ok(())
 }
 
-/// Takes the connection a request carries, acks the request and serves the
-/// connection in its own task: the worker takes further requests meanwhile.
-async fn take_connection(mut req: Request) -> Result<(), lpm::BoxError> {
-    let Connection { peer } = req.data()?;
-    let socket = req.socket()?.ok_or("the request carries no connection")?;
-    req.ack();
+/// Takes the connection the call carries, serves it in a task of its own and
+/// replies at once: the worker takes further calls meanwhile.
+///
+/// A typed call has no `ack` (its reply is the handler's return value), so
+/// the handler hands the connection to a task and returns; the reply goes out
+/// when it does.
+async fn take_connection(
+    TakeConnection { peer }: TakeConnection,
+    mut ctx: CallContext,
+) -> Result<Taken, lpm::BoxError> {
+    let socket = ctx.socket()?.ok_or("the call carries no connection")?;
     tokio::spawn(async move {
         // A client that resets the connection is its own business.
         let _ = serve_connection(socket, &peer).await;
         // Dropping the socket closes it and tells the supervisor.
     });
-    Ok(())
+    Ok(Taken {
+        pid: std::process::id(),
+    })
 }
 
 /// The line protocol: a greeting, then each line upper-cased after our pid.

@@ -21,15 +21,28 @@
 //! # Examples
 //!
 //! ```no_run
-//! use lpm_actors::{Config, Pool, WorkerCommand};
+//! use lpm_actors::{Call, Config, Pool, WorkerCommand};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// A call: its wire name, and the type its worker answers with.
+//! #[derive(Serialize, Deserialize)]
+//! struct Shout(String);
+//!
+//! impl Call for Shout {
+//!     const NAME: &'static str = "shout";
+//!     type Reply = String;
+//! }
 //!
 //! #[actix::main]
 //! async fn main() -> Result<(), lpm_actors::Error> {
 //!     let pool = Pool::start(WorkerCommand::new("./my-worker"), Config::default().workers(4));
 //!     pool.online().await?;
+//!     let answer: String = pool.call(Shout("hello".into())).await?;
+//!     println!("{answer}");
+//!     // Untyped: any payload, decoded by the caller.
 //!     let answer: String = pool.enqueue(&"hello").await?.data()?;
 //!     println!("{answer}");
-//!     pool.soft_kill().await;
+//!     pool.soft_kill().await?;
 //!     Ok(())
 //! }
 //! ```

@@ -61,7 +61,8 @@ impl fmt::Debug for Attachment {
 /// [retry rule](crate#streams-and-sockets)).
 impl<B: crate::Body> Enqueue<B> {
     /// Sends `reader`'s bytes to the worker as the request's stream
-    /// (the worker's `Request::stream`), which ends when `reader` ends.
+    /// (the worker's `CallContext::stream`, or `Request::stream` when untyped),
+    /// which ends when `reader` ends.
     ///
     /// The worker's handle pumps the reader into a pipe at the pace the
     /// worker reads it: memory stays bounded by the pipe and a 64 KiB buffer.
@@ -91,9 +92,11 @@ impl<B: crate::Body> Enqueue<B> {
         self
     }
 
-    /// Hands a TCP connection to the worker (its `Request::socket`). The
-    /// supervisor keeps no copy once it is sent; the worker `ack`s the
-    /// request and serves the connection as long as it likes. Socket requests
+    /// Hands a TCP connection to the worker (its `CallContext::socket`, or
+    /// `Request::socket` when untyped). The supervisor keeps no copy once it
+    /// is sent; the worker answers the request at once (an untyped worker
+    /// `ack`s it) and serves the connection in a task of its own as long as
+    /// it likes. Socket requests
     /// go to the worker holding the fewest sockets. A tokio stream converts
     /// with `tokio::net::TcpStream::into_std`.
     #[must_use]

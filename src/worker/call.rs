@@ -73,7 +73,9 @@ impl CallContext {
         self.carried.stream()
     }
 
-    /// Takes the connection the caller handed over with the call; see [`Request::socket`].
+    /// Takes the connection the caller handed over with the call; see
+    /// [`Request::socket`]. Serve it in a task of your own and return the
+    /// reply at once (say, the worker's pid): there is no typed `ack`.
     ///
     /// # Errors
     ///

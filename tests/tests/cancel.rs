@@ -101,9 +101,12 @@ async fn a_stale_answer_never_answers_the_retry() {
     let worker = lpm::WorkerCommand::new(env!("CARGO_BIN_EXE_hostile_worker")).arg("late-first");
     let (pool, mut events) = start(worker, config(1));
     online(&pool).await;
+    // The worker sleeps 600 ms on the first attempt: it times out at 400 ms,
+    // and the retry (deadline 800 ms) is answered at about 600 ms, so each
+    // step has 200 ms of margin on a loaded machine.
     let request = lpm::Enqueue::new(&"x")
         .unwrap()
-        .timeout(Duration::from_millis(200))
+        .timeout(Duration::from_millis(400))
         .retries(1);
     let answer = tokio::time::timeout(DEADLINE, pool.send(request))
         .await

@@ -20,7 +20,7 @@
 //! * `silent`: from the first request on, sends nothing at all (no answer,
 //!   no `Pong`), but keeps reading its channel.
 //! * `late-first` (not hostile: slow): answers a request's first attempt
-//!   after 400 ms without reading its channel meanwhile, so a `Cancel` sent
+//!   after 600 ms without reading its channel meanwhile, so a `Cancel` sent
 //!   then is read only after that answer went out; answers a retry of the
 //!   same id at once. Each answer is the `String` `"first"` or `"retry"`.
 //! * `not-handled` (not hostile: legal): announces the call `echo` in its
@@ -187,7 +187,7 @@ fn main() {
             }
             ToWorker::Request(request) if mode == Mode::LateFirst => {
                 let which = if seen.insert(request.id) {
-                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    std::thread::sleep(std::time::Duration::from_millis(600));
                     "first"
                 } else {
                     "retry"
