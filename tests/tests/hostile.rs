@@ -295,30 +295,20 @@ async fn no_handshake_is_killed_at_the_spawn_timeout() {
 /// A Hello with another protocol version.
 #[actix_rt::test]
 async fn a_wrong_protocol_version_is_a_protocol_violation() {
-    let mut hostile = Hostile::start("bad-version", one_worker());
-    let spawned = recv_or_fail(
-        &mut hostile.events,
-        "the first ChildSpawned",
-        DEADLINE,
-        |e| matches!(e, PoolEvent::ChildSpawned { slot: 0, .. }),
-    )
-    .await;
-    let PoolEvent::ChildSpawned { pid, .. } = spawned else {
-        unreachable!()
-    };
-    let (reason, _, replacement) = hostile.killed(pid).await;
-    let text = violation(&reason);
-    assert!(text.contains("999"), "{text}");
-    online(&hostile.pool).await;
-    hostile.serves_with(replacement).await;
-    hostile.pool.soft_kill().await.expect("the pool is running");
+    a_bad_hello_is_a_protocol_violation("bad-version", "999").await;
 }
 
 /// A `Hello` that lists a call name twice (which number would it have?) is
 /// a protocol violation.
 #[actix_rt::test]
 async fn a_hello_that_lists_a_call_twice_is_a_protocol_violation() {
-    let mut hostile = Hostile::start("duplicate-calls", one_worker());
+    a_bad_hello_is_a_protocol_violation("duplicate-calls", "twice").await;
+}
+
+/// The first worker of a `mode` whose `Hello` is wrong is killed for a
+/// violation that says `why`; its replacement serves.
+async fn a_bad_hello_is_a_protocol_violation(mode: &str, why: &str) {
+    let mut hostile = Hostile::start(mode, one_worker());
     let spawned = recv_or_fail(
         &mut hostile.events,
         "the first ChildSpawned",
@@ -331,7 +321,7 @@ async fn a_hello_that_lists_a_call_twice_is_a_protocol_violation() {
     };
     let (reason, _, replacement) = hostile.killed(pid).await;
     let text = violation(&reason);
-    assert!(text.contains("twice"), "{text}");
+    assert!(text.contains(why), "{text}");
     online(&hostile.pool).await;
     hostile.serves_with(replacement).await;
     hostile.pool.soft_kill().await.expect("the pool is running");
