@@ -1,73 +1,142 @@
 //! lpm supervises a pool of worker child processes and spreads requests
 //! across them by load, on actix.
 //!
-//! The crate has two sides:
+//! The crate has two sides, each behind a cargo feature of its own (both on
+//! by default, see [Features](#features)):
 //!
-//! - **The pool** (in the supervisor process): [`Pool`] starts a
-//!   [`Supervisor`] actor that owns a [`Balancer`] and one `WorkerHandle`
-//!   per child. Enqueue requests with [`Pool::enqueue`] or [`Pool::send`],
-//!   read [`Pool::health`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
-//!   [`Pool::resize`], and stop with [`Pool::soft_kill`] or [`Pool::hard_kill`].
-//!   Every request resolves exactly once, with a [`Response`] or a
-//!   [`PoolError`] that says what happened ([`PoolError::kind`] gives its
-//!   [`ErrorKind`], to match on or count). Health reports, events, kill
-//!   reports and errors implement `serde::Serialize`, so they can be
-//!   returned as JSON as they are.
-//! - **The worker** (in each child process): [`worker::Worker`] connects to
-//!   the supervisor over the channel it inherited and serves requests with an
-//!   async handler; see the [`worker`] module.
+#![cfg_attr(
+    feature = "pool",
+    doc = r#"
+- **The pool** (in the supervisor process, feature `pool`): [`Pool`] starts a
+  [`Supervisor`] actor that owns a [`Balancer`] and one `WorkerHandle`
+  per child. Enqueue requests with [`Pool::enqueue`] or [`Pool::send`],
+  read [`Pool::health`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
+  [`Pool::resize`], and stop with [`Pool::soft_kill`] or [`Pool::hard_kill`].
+  Every request resolves exactly once, with a [`Response`] or a
+  [`PoolError`] that says what happened ([`PoolError::kind`] gives its
+  [`ErrorKind`], to match on or count). Health reports, events, kill
+  reports and errors implement `serde::Serialize`, so they can be
+  returned as JSON as they are.
+"#
+)]
+#![cfg_attr(
+    not(feature = "pool"),
+    doc = r#"
+- **The pool** (in the supervisor process, feature `pool`, off in this
+  build): `Pool`, `Config`, `PoolError` and the actors they run on.
+"#
+)]
+#![cfg_attr(
+    feature = "worker",
+    doc = r#"
+- **The worker** (in each child process, feature `worker`): [`worker::Worker`]
+  connects to the supervisor over the channel it inherited and serves
+  requests with an async handler; see the [`worker`] module.
+"#
+)]
+#![cfg_attr(
+    not(feature = "worker"),
+    doc = r#"
+- **The worker** (in each child process, feature `worker`, off in this
+  build): the runtime in `lpm::worker`.
+"#
+)]
 //!
 //! The wire format between them is [`lpm_protocol`]'s, documented byte by
 //! byte so workers can be written in other languages.
 //!
+//! # Features
+//!
+//! - `pool` (default): the supervisor side, on actix (it pulls in actix,
+//!   sysinfo and the `lpm-actors` crate).
+//! - `worker` (default): the worker runtime, `lpm::worker`, on tokio only.
+//!
+//! A worker binary needs only its side, and then links no actix:
+//!
+//! ```toml
+//! [dependencies]
+//! lpm = { version = "0.1", default-features = false, features = ["worker"] }
+//! ```
+//!
+//! The shared items ([`Call`], [`Codec`], [`Query`], [`Topic`],
+//! [`IPC_FD_ENV`], [`protocol`]) are there with either feature.
+//!
 //! # Examples
 //!
-//! The supervisor side, inside an actix System:
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use lpm::prelude::*;
-//!
-//! #[actix::main]
-//! async fn main() -> Result<(), PoolError> {
-//!     let pool = Pool::start(
-//!         WorkerCommand::new("./my-worker"),
-//!         Config::default().workers(4).timeout(Duration::from_secs(5)),
-//!     );
-//!     pool.online().await?;
-//!     let doubled: u64 = pool.enqueue(&21u64).await?.data()?;
-//!     assert_eq!(doubled, 42);
-//!     pool.soft_kill().await.expect("the pool is running");
-//!     Ok(())
-//! }
-//! ```
-//!
-//! The worker it runs:
-//!
-//! ```no_run
-//! use lpm::prelude::*;
-//!
-//! #[tokio::main]
-//! async fn main() -> Result<(), lpm::WorkerError> {
-//!     let worker = Worker::from_env().await?;
-//!     worker.on_request(|req: Request| async move {
-//!         let n: u64 = req.data()?;
-//!         req.respond(&(n * 2))?;
-//!         Ok(())
-//!     });
-//!     worker.ready();
-//!     worker.run().await
-//! }
-//! ```
+#![cfg_attr(
+    feature = "pool",
+    doc = r#"
+The supervisor side, inside an actix System:
+
+```no_run
+use std::time::Duration;
+use lpm::prelude::*;
+
+#[actix::main]
+async fn main() -> Result<(), PoolError> {
+    let pool = Pool::start(
+        WorkerCommand::new("./my-worker"),
+        Config::default().workers(4).timeout(Duration::from_secs(5)),
+    );
+    pool.online().await?;
+    let doubled: u64 = pool.enqueue(&21u64).await?.data()?;
+    assert_eq!(doubled, 42);
+    pool.soft_kill().await.expect("the pool is running");
+    Ok(())
+}
+```
+"#
+)]
+#![cfg_attr(
+    feature = "worker",
+    doc = r#"
+The worker side, a binary the pool runs:
+
+```no_run
+use lpm::prelude::*;
+
+#[tokio::main]
+async fn main() -> Result<(), lpm::WorkerError> {
+    let worker = Worker::from_env().await?;
+    worker.on_request(|req: Request| async move {
+        let n: u64 = req.data()?;
+        req.respond(&(n * 2))?;
+        Ok(())
+    });
+    worker.ready();
+    worker.run().await
+}
+```
+"#
+)]
 //!
 //! # Platform
 //!
 //! Linux only: the pool relies on `PR_SET_PDEATHSIG`, process groups and
 //! `/proc`, and the channel on Unix socketpairs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Link definitions for the pool items the worker's docs mention: to the
+/// items themselves when the pool is built, to the crate's Features section
+/// when it is not. Used after an empty `///` line (a link definition cannot
+/// interrupt a paragraph): `#[doc = pool_links!("Enqueue::stream")]`.
+#[cfg(all(feature = "worker", feature = "pool"))]
+macro_rules! pool_links {
+    ($($item:literal),+) => { concat!($("[`", $item, "`]: crate::", $item, "\n"),+) };
+}
+#[cfg(all(feature = "worker", not(feature = "pool")))]
+macro_rules! pool_links {
+    ($($item:literal),+) => { concat!($("[`", $item, "`]: crate#features", "\n"),+) };
+}
+
+#[cfg(feature = "worker")]
 mod error;
+#[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub mod worker;
 
+#[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub use error::WorkerError;
 
 /// A boxed error: what request handlers return.
@@ -77,6 +146,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub use lpm_protocol::{Call, Codec, Query, Topic};
 
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use lpm_actors::{
     balance, Answer, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue,
     Error as PoolError, ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason,
@@ -91,17 +162,26 @@ pub use lpm_protocol::IPC_FD_ENV;
 /// The wire protocol crate, for workers that speak it directly.
 pub use lpm_protocol as protocol;
 
-/// The names most programs need, on both sides.
+/// The names most programs need, on both sides (each half with its feature).
 pub mod prelude {
-    pub use crate::worker::{CallContext, Done, Event, Request, Worker};
+    pub use crate::{BoxError, Call, Codec, Query, Topic};
+
+    #[cfg(feature = "pool")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
     pub use crate::{
-        BoxError, Call, Codec, Config, CustomEvent, Enqueue, ErrorKind, KillReason, KillReport,
-        Pool, PoolError, PoolEvent, Query, Response, Topic, WorkerCommand, WorkerError,
-        WorkerHealth, WorkerState,
+        Config, CustomEvent, Enqueue, ErrorKind, KillReason, KillReport, Pool, PoolError,
+        PoolEvent, Response, WorkerCommand, WorkerHealth, WorkerState,
     };
+
+    #[cfg(feature = "worker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
+    pub use crate::worker::{CallContext, Done, Event, Request, Worker};
+    #[cfg(feature = "worker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
+    pub use crate::WorkerError;
 }
 
-// The README's examples compile as doc tests.
+// The README's examples compile as doc tests; they use both sides.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "pool", feature = "worker"))]
 pub struct ReadmeDoctests;

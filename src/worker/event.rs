@@ -55,12 +55,14 @@ impl Event {
     }
 
     /// Takes the listening socket the supervisor broadcast with this event
-    /// ([`Pool::broadcast_listener`](crate::Pool::broadcast_listener)); the
-    /// first call gets it, later ones `Ok(None)`.
+    /// ([`Pool::broadcast_listener`]); the first call gets it, later ones
+    /// `Ok(None)`.
     ///
     /// # Errors
     ///
     /// [`WorkerError::Descriptor`] when it cannot be made a tokio listener.
+    ///
+    #[doc = pool_links!("Pool::broadcast_listener")]
     pub fn listener(&self) -> Result<Option<Listener>, WorkerError> {
         let Some(slot) = &self.listener else {
             return Ok(None);

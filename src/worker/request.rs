@@ -329,20 +329,21 @@ impl Request {
     }
 
     /// Takes the byte stream the caller sent with the request
-    /// ([`Enqueue::stream`](crate::Enqueue::stream) or
-    /// [`Enqueue::file`](crate::Enqueue::file)); `Ok(None)` if it has none or
-    /// it was taken already. It ends when the caller's reader ended.
+    /// ([`Enqueue::stream`] or [`Enqueue::file`]); `Ok(None)` if it has none
+    /// or it was taken already. It ends when the caller's reader ended.
     ///
     /// # Errors
     ///
     /// [`WorkerError::Descriptor`] when it cannot be made a tokio reader.
+    ///
+    #[doc = pool_links!("Enqueue::stream", "Enqueue::file")]
     pub fn stream(&mut self) -> Result<Option<RequestStream>, WorkerError> {
         self.carried.stream()
     }
 
     /// Takes the connection the supervisor handed over with the request
-    /// ([`Enqueue::tcp`](crate::Enqueue::tcp), [`Enqueue::unix`](crate::Enqueue::unix));
-    /// `Ok(None)` if it has none or it was taken already.
+    /// ([`Enqueue::tcp`], [`Enqueue::unix`]); `Ok(None)` if it has none or it
+    /// was taken already.
     ///
     /// The connection is this worker's: [`ack`](Request::ack) the request and
     /// keep serving it in a task of your own. Dropping the [`Socket`] closes
@@ -376,13 +377,15 @@ impl Request {
     /// });
     /// # }
     /// ```
+    ///
+    #[doc = pool_links!("Enqueue::tcp", "Enqueue::unix")]
     pub fn socket(&mut self) -> Result<Option<Socket>, WorkerError> {
         self.carried.socket()
     }
 
     /// Answers the request with `payload` and a byte stream: everything
     /// `reader` yields until its end reaches the caller's
-    /// [`Response::take_stream`](crate::Response::take_stream).
+    /// [`Response::take_stream`].
     ///
     /// The stream is written by a task of its own, through a pipe, at the
     /// pace the caller reads it. The request counts as in flight (and holds
@@ -410,6 +413,8 @@ impl Request {
     /// });
     /// # }
     /// ```
+    ///
+    #[doc = pool_links!("Response::take_stream")]
     pub fn respond_with_stream<T, R>(self, payload: &T, reader: R) -> Result<(), WorkerError>
     where
         T: Serialize + ?Sized,

@@ -262,7 +262,7 @@ impl Worker {
     ///
     /// Register every call before [`Worker::run`]: the calls are announced
     /// in the worker's `Hello` when it starts running, and the pool refuses
-    /// a call no worker announced ([`PoolError::NotHandled`](crate::PoolError::NotHandled)).
+    /// a call no worker announced ([`PoolError::NotHandled`]).
     /// Registering `C::NAME` again replaces its handler. As with
     /// [`Worker::on_request`], each call runs in its own task; an error or a
     /// panic fails that call only, and a cancelled call's reply is not sent.
@@ -291,6 +291,8 @@ impl Worker {
     /// worker.run().await
     /// # }
     /// ```
+    ///
+    #[doc = pool_links!("PoolError::NotHandled")]
     pub fn handle<C, F, Fut>(&self, handler: F)
     where
         C: Call,
