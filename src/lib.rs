@@ -9,7 +9,9 @@
     doc = r#"
 - **The pool** (in the supervisor process, feature `pool`): [`Pool`] starts a
   [`Supervisor`] actor that owns a [`Balancer`] and one `WorkerHandle`
-  per child. Enqueue requests with [`Pool::enqueue`] or [`Pool::send`],
+  per child. Call workers with [`Pool::call`] (a typed [`Call`]: its
+  reply type is checked by the compiler), or [`Pool::send`] with
+  per-request options, or [`Pool::enqueue`] for untyped payloads;
   read [`Pool::health`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
   [`Pool::resize`], and stop with [`Pool::soft_kill`] or [`Pool::hard_kill`].
   Every request resolves exactly once, with a [`Response`] or a
@@ -31,7 +33,8 @@
     doc = r#"
 - **The worker** (in each child process, feature `worker`): [`worker::Worker`]
   connects to the supervisor over the channel it inherited and serves
-  requests with an async handler; see the [`worker`] module.
+  typed calls (`Worker::handle`) and untyped requests (`Worker::on_request`)
+  with async handlers; see the [`worker`] module.
 "#
 )]
 #![cfg_attr(
@@ -63,12 +66,29 @@
 //!
 //! # Examples
 //!
+//! A call, declared once where both sides can use it: its wire name and
+//! the type its worker answers with.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Double(pub u64);
+//!
+//! impl lpm::Call for Double {
+//!     const NAME: &'static str = "double";
+//!     type Reply = u64;
+//! }
+//! ```
+//!
 #![cfg_attr(
     feature = "pool",
     doc = r#"
 The supervisor side, inside an actix System:
 
 ```no_run
+# #[derive(serde::Serialize, serde::Deserialize)] pub struct Double(pub u64);
+# impl lpm::Call for Double { const NAME: &'static str = "double"; type Reply = u64; }
 use std::time::Duration;
 use lpm::prelude::*;
 
@@ -79,9 +99,9 @@ async fn main() -> Result<(), PoolError> {
         Config::default().workers(4).timeout(Duration::from_secs(5)),
     );
     pool.online().await?;
-    let doubled: u64 = pool.enqueue(&21u64).await?.data()?;
+    let doubled: u64 = pool.call(Double(21)).await?;
     assert_eq!(doubled, 42);
-    pool.soft_kill().await.expect("the pool is running");
+    pool.soft_kill().await?;
     Ok(())
 }
 ```
@@ -93,11 +113,15 @@ async fn main() -> Result<(), PoolError> {
 The worker side, a binary the pool runs:
 
 ```no_run
+# #[derive(serde::Serialize, serde::Deserialize)] pub struct Double(pub u64);
+# impl lpm::Call for Double { const NAME: &'static str = "double"; type Reply = u64; }
 use lpm::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), lpm::WorkerError> {
     let worker = Worker::from_env().await?;
+    worker.handle(|Double(n): Double, _: CallContext| async move { Ok(n * 2) });
+    // Untyped requests (`pool.enqueue(&T)`) go to this one.
     worker.on_request(|req: Request| async move {
         let n: u64 = req.data()?;
         req.respond(&(n * 2))?;
@@ -159,8 +183,19 @@ pub use lpm_actors::{
 /// The environment variable that names a worker's IPC channel; set for every worker.
 pub use lpm_protocol::IPC_FD_ENV;
 
-/// The wire protocol crate, for workers that speak it directly.
-pub use lpm_protocol as protocol;
+/// What a worker that speaks the wire protocol itself (in place of
+/// [`worker`](crate#features)) needs: the messages, the framing, the
+/// channel it inherited, and the byte-level description in [`protocol::wire`].
+/// The helpers lpm uses inside (id maps, descriptor queues, pipes) stay in
+/// `lpm-protocol`.
+pub mod protocol {
+    pub use lpm_protocol::{
+        encode_frame, frame, inherited_channel, max_frame_len_from_env, wire, CarriesFd, Codec,
+        Error, Fd, FdKind, FrameDecoder, FrameSink, FrameStream, RequestFrame, RequestId,
+        Timestamp, ToSupervisor, ToWorker, CODEC_ENV, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, IPC_FD,
+        IPC_FD_ENV, MAX_FRAME_LEN_ENV, PROTOCOL_VERSION,
+    };
+}
 
 /// The names most programs need, on both sides (each half with its feature).
 pub mod prelude {

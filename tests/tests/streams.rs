@@ -239,7 +239,7 @@ async fn a_partly_consumed_stream_is_never_resent() {
 async fn a_descriptor_of_the_wrong_kind_fails_with_a_typed_error() {
     let pool = start_stream_pool(command(), Config::default()).await;
     // A pipe is not a connection.
-    let (r, _w) = lpm::protocol::pipe().unwrap();
+    let (r, _w) = lpm_protocol::pipe().unwrap();
     let not_a_socket = std::os::unix::net::UnixStream::from(r);
     let request = Enqueue::new(&StreamOp::Serve).unwrap().unix(not_a_socket);
     let err = within("the refused request", pool.send(request))
