@@ -1,9 +1,11 @@
 //! The runtime of a worker process: the child side of an lpm pool.
 //!
 //! A worker binary connects to its supervisor with [`Worker::from_env`],
-//! registers an async request handler with [`Worker::on_request`] (and,
-//! optionally, handlers for named events and for soft kill), says
-//! [`Worker::ready`], and hands control to [`Worker::run`].
+//! registers one async handler per typed call with [`Worker::handle`] (and,
+//! optionally, an untyped one with [`Worker::on_request`], handlers for
+//! events with [`Worker::subscribe`] or [`Worker::on_event`], and one for
+//! soft kill), says [`Worker::ready`], and hands control to [`Worker::run`],
+//! whose `Hello` tells the pool which calls it serves.
 //!
 //! # How it runs
 //!
@@ -22,11 +24,22 @@
 //! # Examples
 //!
 //! ```no_run
-//! use lpm::worker::{Request, Worker};
+//! use lpm::worker::{CallContext, Request, Worker};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Double(u64);
+//!
+//! impl lpm::Call for Double {
+//!     const NAME: &'static str = "double";
+//!     type Reply = u64;
+//! }
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), lpm::WorkerError> {
 //!     let worker = Worker::from_env().await?;
+//!     worker.handle(|Double(n): Double, _: CallContext| async move { Ok(n * 2) });
+//!     // Requests enqueued without a call (`pool.enqueue(&T)`).
 //!     worker.on_request(|req: Request| async move {
 //!         let n: u64 = req.data()?;
 //!         req.respond(&(n * 2))?;
