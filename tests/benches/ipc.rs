@@ -9,7 +9,9 @@
 //! - `LPM_BENCH_QUICK=1`: a short run, to check that the benchmark works
 //!   (its figures are noisy). Without `--bench` in its arguments (under
 //!   `cargo test --benches`), the benchmark always makes the quick run.
-//! - `LPM_BENCH_ONLY=r1,r2,r2u,w1,w2,r1c,w1c`: run only these workloads (profiling).
+//! - `LPM_BENCH_ONLY=r1,r2,r2u,w1,w2,w2t,w2tv,w2j,w2tj,r1c,w1c`: run only
+//!   these workloads (profiling, or `w2,w2t,w2j` for the typed-call and codec
+//!   ratios alone).
 //! - `LPM_BENCH_WORKERS=runtime,raw`: run the lpm workloads only against
 //!   these workers.
 //! - `LPM_BENCH_ROUNDS=n`: rounds per workload (default 3, quick 1). The
@@ -25,6 +27,20 @@
 //! - W1: lpm, one worker, sequential `Pool::enqueue` round trips: p50/p99.
 //! - W2: lpm, two workers, 256 requests in flight: requests/s (the caller's
 //!   loop runs on the actix thread, like a handler in an actix app).
+//!   Untyped: `Pool::enqueue` of the bytes (`serde_bytes`), postcard.
+//! - W2t: W2 with typed calls, `Pool::call(Echo(..))` (a `Call` named
+//!   "echo" that `bench_echo` serves with `Worker::handle`). The caller's
+//!   call and reply types hold the bytes inline (`ByteArray<64>`), so the
+//!   caller allocates nothing W2 does not and W2t/W2 is the typed-call
+//!   path's own cost: call numbers on the frame, the handler lookup, the
+//!   decode of the reply into `C::Reply`. The payload bytes are W2's.
+//! - W2tv: W2t with `ByteBuf` (a `Vec`) as call and reply type, as
+//!   `bench_echo` declares it: W2tv/W2t is what heap-held types add on the
+//!   caller's side (a copy into the call, an allocation for the reply).
+//! - W2j: W2 with the JSON codec (`Config::codec(Codec::Json)`; the worker
+//!   follows it): the same `serde_bytes` value, which JSON writes as an
+//!   array of numbers (257 bytes instead of postcard's 65), so W2j/W2 is
+//!   what JSON costs for the same Rust value. W2tj: W2t with JSON.
 //! - R1c, W1c: R1 and W1 again with the benchmark and its children on one
 //!   CPU. Sequential round trips across CPUs mostly measure the machine's
 //!   cross-CPU wake-up cost (large and noisy on virtual machines); on one CPU
@@ -32,11 +48,21 @@
 //!
 //! W1 and W2 run against `bench_echo` (the lpm worker runtime) and against
 //! `raw_echo` (a worker on the bare protocol), so the runtime's share shows.
+//! The W2 variants (W2t, W2tv, W2j, W2tj) run against `bench_echo` only
+//! (`raw_echo` serves no typed calls and speaks postcard only); the table
+//! gives each one's rate, and its supervisor and worker CPU per request,
+//! against W2 of the same run: the ratio of the median rounds, and the
+//! median of the ratios of each round to W2's round (`paired`, steadier on
+//! a noisy machine). Their order within a round rotates from round to round.
+//! Rounds of one workload vary by 10% and more on a shared 2-CPU machine:
+//! to resolve a few percent, run `LPM_BENCH_ONLY=w2,w2t` with 10 rounds or
+//! more, several times (the JSON has every round's rate and CPU).
 //! No figure is asserted; every loop is bounded by a count and a time.
 
 use std::alloc::{GlobalAlloc, Layout, System as SystemAlloc};
 use std::cell::Cell;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -49,8 +75,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use lpm::{Config, Pool, PoolError, Response, SignalPolicy, WorkerCommand};
-use serde_bytes::Bytes;
+use lpm::{Call, Codec, Config, Pool, PoolError, Response, SignalPolicy, WorkerCommand};
+use serde::{Deserialize, Serialize};
+use serde_bytes::{ByteArray, ByteBuf, Bytes};
 
 /// Bytes in every message and request payload.
 const MSG_LEN: usize = 64;
@@ -208,6 +235,8 @@ impl Costs {
 struct Latency {
     /// p50 of every round (µs); this figure is the median round.
     rounds: Vec<f64>,
+    /// The costs of every round, in the order they ran.
+    round_costs: Vec<Costs>,
     samples: usize,
     errors: u64,
     p50_us: f64,
@@ -226,6 +255,7 @@ impl Latency {
         };
         Self {
             rounds: Vec::new(),
+            round_costs: Vec::new(),
             samples: ns.len(),
             errors,
             p50_us: percentile(&ns, 50.0) / 1e3,
@@ -239,8 +269,10 @@ impl Latency {
 /// Throughput with a window of operations in flight.
 #[derive(Debug, Clone, Default)]
 struct Throughput {
-    /// Rate of every round; this figure is the median round.
+    /// Rate of every round, in the order they ran; this figure is the median round.
     rounds: Vec<f64>,
+    /// The costs of every round, in the order they ran.
+    round_costs: Vec<Costs>,
     ops: u64,
     secs: f64,
     per_sec: f64,
@@ -263,7 +295,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// A figure measured in rounds: the value the median is taken by.
 trait Figure {
     fn key(&self) -> f64;
-    fn set_rounds(&mut self, rounds: Vec<f64>);
+    fn costs(&self) -> Costs;
+    fn set_rounds(&mut self, rounds: Vec<f64>, costs: Vec<Costs>);
     fn rounds(&self) -> &[f64];
 }
 
@@ -271,8 +304,12 @@ impl Figure for Latency {
     fn key(&self) -> f64 {
         self.p50_us
     }
-    fn set_rounds(&mut self, rounds: Vec<f64>) {
+    fn costs(&self) -> Costs {
+        self.costs
+    }
+    fn set_rounds(&mut self, rounds: Vec<f64>, costs: Vec<Costs>) {
         self.rounds = rounds;
+        self.round_costs = costs;
     }
     fn rounds(&self) -> &[f64] {
         &self.rounds
@@ -283,8 +320,12 @@ impl Figure for Throughput {
     fn key(&self) -> f64 {
         self.per_sec
     }
-    fn set_rounds(&mut self, rounds: Vec<f64>) {
+    fn costs(&self) -> Costs {
+        self.costs
+    }
+    fn set_rounds(&mut self, rounds: Vec<f64>, costs: Vec<Costs>) {
         self.rounds = rounds;
+        self.round_costs = costs;
     }
     fn rounds(&self) -> &[f64] {
         &self.rounds
@@ -309,10 +350,29 @@ fn median_round<T: Figure>(name: &str, runs: Vec<Result<T, String>>) -> Option<R
         return first_error.map(Err);
     }
     let values: Vec<f64> = good.iter().map(Figure::key).collect();
+    let costs: Vec<Costs> = good.iter().map(Figure::costs).collect();
     good.sort_by(|a, b| a.key().total_cmp(&b.key()));
     let mut median = good.swap_remove(good.len() / 2);
-    median.set_rounds(values);
+    median.set_rounds(values, costs);
     Some(Ok(median))
+}
+
+/// The median of `a[i] / b[i]` over the rounds: rounds of one workload
+/// paired with the same rounds of another, so that a slow stretch of the
+/// machine weighs on both sides of each ratio. `None` unless both have the
+/// same number of rounds (a failed round breaks the pairing).
+fn paired_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.is_empty() || a.len() != b.len() {
+        return None;
+    }
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    Some(if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    })
 }
 
 /// The spread of the rounds: (max - min) / median, in percent.
@@ -621,6 +681,7 @@ fn raw_throughput(p: &Params, batched: bool) -> io::Result<Throughput> {
     let secs = after.at.duration_since(before.at).as_secs_f64();
     Ok(Throughput {
         rounds: Vec::new(),
+        round_costs: Vec::new(),
         ops,
         secs,
         per_sec: if secs > 0.0 { ops as f64 / secs } else { 0.0 },
@@ -714,13 +775,124 @@ impl WorkerKind {
     }
 }
 
+/// W2 and its variants: how the caller sends its requests, in which codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum W2Variant {
+    /// W2: `Pool::enqueue` of the bytes, postcard.
+    Untyped,
+    /// W2t: `Pool::call(Echo)`, the bytes held inline, postcard.
+    Typed,
+    /// W2tv: `Pool::call(EchoVec)`, the bytes in a `Vec`, postcard.
+    TypedVec,
+    /// W2j: W2 with the JSON codec.
+    Json,
+    /// W2tj: W2t with the JSON codec.
+    TypedJson,
+}
+
+impl W2Variant {
+    const ALL: [W2Variant; 5] = [
+        W2Variant::Untyped,
+        W2Variant::Typed,
+        W2Variant::TypedVec,
+        W2Variant::Json,
+        W2Variant::TypedJson,
+    ];
+
+    /// Its name in `LPM_BENCH_ONLY`.
+    fn key(self) -> &'static str {
+        match self {
+            W2Variant::Untyped => "w2",
+            W2Variant::Typed => "w2t",
+            W2Variant::TypedVec => "w2tv",
+            W2Variant::Json => "w2j",
+            W2Variant::TypedJson => "w2tj",
+        }
+    }
+
+    /// Its name in the report.
+    fn name(self) -> &'static str {
+        match self {
+            W2Variant::Untyped => "W2",
+            W2Variant::Typed => "W2t",
+            W2Variant::TypedVec => "W2tv",
+            W2Variant::Json => "W2j",
+            W2Variant::TypedJson => "W2tj",
+        }
+    }
+
+    /// What it sends, for the report.
+    fn what(self) -> &'static str {
+        match self {
+            W2Variant::Untyped => "untyped, postcard",
+            W2Variant::Typed => "typed, postcard",
+            W2Variant::TypedVec => "typed ByteBuf, postcard",
+            W2Variant::Json => "untyped, JSON",
+            W2Variant::TypedJson => "typed, JSON",
+        }
+    }
+
+    /// Its key in the JSON results.
+    fn json_key(self) -> &'static str {
+        match self {
+            W2Variant::Untyped => "w2_throughput",
+            W2Variant::Typed => "w2t_throughput_typed",
+            W2Variant::TypedVec => "w2tv_throughput_typed_bytebuf",
+            W2Variant::Json => "w2j_throughput_json",
+            W2Variant::TypedJson => "w2tj_throughput_typed_json",
+        }
+    }
+
+    fn codec(self) -> Codec {
+        match self {
+            W2Variant::Json | W2Variant::TypedJson => Codec::Json,
+            _ => Codec::Postcard,
+        }
+    }
+
+    /// Whether it can run against `kind`: `raw_echo` serves no typed call
+    /// and announces postcard only.
+    fn runs_on(self, kind: WorkerKind) -> bool {
+        self == W2Variant::Untyped || kind == WorkerKind::Runtime
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The typed echo as W2t's caller declares it: the wire name and encoding
+/// of `bench_echo`'s `Echo(ByteBuf)` (bytes: a length and the bytes in
+/// postcard, an array of numbers in JSON), the bytes held inline.
+#[derive(Serialize, Deserialize)]
+struct Echo(ByteArray<MSG_LEN>);
+
+impl Call for Echo {
+    const NAME: &'static str = "echo";
+    type Reply = ByteArray<MSG_LEN>;
+}
+
+/// The same call with `bench_echo`'s own types, the bytes in a `Vec` (W2tv).
+#[derive(Serialize, Deserialize)]
+struct EchoVec(ByteBuf);
+
+impl Call for EchoVec {
+    const NAME: &'static str = "echo";
+    type Reply = ByteBuf;
+}
+
 /// Starts a pool of `workers` and waits (bounded) until it is online.
-async fn start_pool(kind: WorkerKind, workers: usize) -> Result<(Pool, Vec<u32>), String> {
+async fn start_pool(
+    kind: WorkerKind,
+    workers: usize,
+    codec: Codec,
+) -> Result<(Pool, Vec<u32>), String> {
     let config = Config::default()
         .workers(workers)
         .max_in_flight(4 * WINDOW)
         .queue_capacity(1 << 20)
-        .on_signal(SignalPolicy::Ignore);
+        .on_signal(SignalPolicy::Ignore)
+        .codec(codec);
     let pool = Pool::start(WorkerCommand::new(kind.bin()), config);
     match tokio::time::timeout(STEP_TIMEOUT, pool.online()).await {
         Ok(Ok(())) => {}
@@ -753,9 +925,11 @@ async fn stop_pool(pool: &Pool) {
     }
 }
 
-/// The postcard encoding of the payload: what an echo must answer.
-fn encoded_payload(payload: &[u8]) -> Vec<u8> {
-    postcard::to_stdvec(Bytes::new(payload)).expect("bytes always encode")
+/// The payload's encoding in `codec`: what an echo must answer.
+fn encoded_payload(codec: Codec, payload: &[u8]) -> Vec<u8> {
+    codec
+        .encode(Bytes::new(payload))
+        .expect("bytes always encode")
 }
 
 fn is_echo(result: &Result<Response, PoolError>, expected: &[u8]) -> bool {
@@ -764,9 +938,9 @@ fn is_echo(result: &Result<Response, PoolError>, expected: &[u8]) -> bool {
 
 /// W1: sequential round trips through a one-worker pool.
 async fn lpm_latency(kind: WorkerKind, p: &Params) -> Result<Latency, String> {
-    let (pool, pids) = start_pool(kind, 1).await?;
+    let (pool, pids) = start_pool(kind, 1, Codec::Postcard).await?;
     let payload = [0xA5u8; MSG_LEN];
-    let expected = encoded_payload(&payload);
+    let expected = encoded_payload(Codec::Postcard, &payload);
     let run = async {
         let mut errors = 0;
         for _ in 0..p.warm_iters {
@@ -795,95 +969,161 @@ async fn lpm_latency(kind: WorkerKind, p: &Params) -> Result<Latency, String> {
     result.map_err(|_| format!("W1 {} did not finish within {bound:?}", kind.key()))
 }
 
-/// One timed request.
-async fn timed(pool: &Pool, payload: &[u8]) -> (u64, Result<Response, PoolError>) {
+/// One timed untyped request (W2, W2j): its time, and whether it came back right.
+async fn timed(pool: &Pool, payload: &[u8], expected: &[u8]) -> (u64, bool) {
     let start = Instant::now();
     let r = pool.enqueue(Bytes::new(payload)).await;
-    (start.elapsed().as_nanos() as u64, r)
+    (start.elapsed().as_nanos() as u64, is_echo(&r, expected))
 }
 
-/// W2: `WINDOW` requests in flight over a two-worker pool.
-async fn lpm_throughput(kind: WorkerKind, p: &Params) -> Result<Throughput, String> {
-    let (pool, pids) = start_pool(kind, 2).await?;
+/// One timed typed call, the bytes inline (W2t, W2tj).
+async fn timed_call(pool: &Pool, payload: &[u8; MSG_LEN]) -> (u64, bool) {
+    let start = Instant::now();
+    let r = pool.call(Echo(ByteArray::new(*payload))).await;
+    let ns = start.elapsed().as_nanos() as u64;
+    (ns, matches!(r, Ok(back) if back.into_array() == *payload))
+}
+
+/// One timed typed call, the bytes in a `Vec` (W2tv).
+async fn timed_call_vec(pool: &Pool, payload: &[u8]) -> (u64, bool) {
+    let start = Instant::now();
+    let r = pool.call(EchoVec(ByteBuf::from(payload))).await;
+    let ns = start.elapsed().as_nanos() as u64;
+    (ns, matches!(r, Ok(back) if back.as_slice() == payload))
+}
+
+/// W2 and its variants: `WINDOW` requests in flight over a two-worker pool.
+async fn lpm_throughput(
+    kind: WorkerKind,
+    variant: W2Variant,
+    p: &Params,
+) -> Result<Throughput, String> {
+    let codec = variant.codec();
+    let (pool, pids) = start_pool(kind, 2, codec).await?;
     let payload = [0xA5u8; MSG_LEN];
-    let expected = encoded_payload(&payload);
+    let expected = encoded_payload(codec, &payload);
+    // One loop, monomorphised per kind of request: no dynamic call per request.
     let run = async {
-        let mut in_flight = FuturesUnordered::new();
-        for _ in 0..WINDOW {
-            in_flight.push(timed(&pool, &payload));
-        }
-        let start = Instant::now();
-        let warm_end = start + p.lpm_warm;
-        let end = warm_end + p.lpm_measure;
-        let mut before: Option<Snapshot> = None;
-        let mut after: Option<Snapshot> = None;
-        let mut ops = 0u64;
-        let mut errors = 0u64;
-        let mut samples = Vec::new();
-        while let Some((ns, r)) = in_flight.next().await {
-            let now = Instant::now();
-            errors += u64::from(!is_echo(&r, &expected));
-            if now < end {
-                if before.is_some() {
-                    ops += 1;
-                    samples.push(ns);
-                } else if now >= warm_end {
-                    before = Some(Snapshot::take(&pids));
-                }
-                in_flight.push(timed(&pool, &payload));
-            } else if after.is_none() {
-                after = Some(Snapshot::take(&pids));
+        match variant {
+            W2Variant::Untyped | W2Variant::Json => {
+                window(p, &pids, || timed(&pool, &payload, &expected)).await
             }
-        }
-        let after = after.unwrap_or_else(|| Snapshot::take(&pids));
-        let before = before.unwrap_or(after);
-        let secs = after.at.duration_since(before.at).as_secs_f64();
-        let lat = Latency::from_samples(samples, 0, Costs::default());
-        Throughput {
-            rounds: Vec::new(),
-            ops,
-            secs,
-            per_sec: if secs > 0.0 { ops as f64 / secs } else { 0.0 },
-            errors,
-            p50_us: Some(lat.p50_us),
-            p99_us: Some(lat.p99_us),
-            costs: Costs::between(&before, &after, ops),
+            W2Variant::Typed | W2Variant::TypedJson => {
+                window(p, &pids, || timed_call(&pool, &payload)).await
+            }
+            W2Variant::TypedVec => window(p, &pids, || timed_call_vec(&pool, &payload)).await,
         }
     };
     let bound = p.lpm_warm + p.lpm_measure + STEP_TIMEOUT;
     let result = tokio::time::timeout(bound, run).await;
     stop_pool(&pool).await;
-    result.map_err(|_| format!("W2 {} did not finish within {bound:?}", kind.key()))
+    result.map_err(|_| {
+        format!(
+            "{} {} did not finish within {bound:?}",
+            variant.name(),
+            kind.key()
+        )
+    })
+}
+
+/// Keeps `WINDOW` requests made by `next` in flight: warm-up, then the
+/// measured stretch, then the drain.
+async fn window<F, Fut>(p: &Params, pids: &[u32], mut next: F) -> Throughput
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (u64, bool)>,
+{
+    let mut in_flight = FuturesUnordered::new();
+    for _ in 0..WINDOW {
+        in_flight.push(next());
+    }
+    let start = Instant::now();
+    let warm_end = start + p.lpm_warm;
+    let end = warm_end + p.lpm_measure;
+    let mut before: Option<Snapshot> = None;
+    let mut after: Option<Snapshot> = None;
+    let mut ops = 0u64;
+    let mut errors = 0u64;
+    let mut samples = Vec::new();
+    while let Some((ns, echoed)) = in_flight.next().await {
+        let now = Instant::now();
+        errors += u64::from(!echoed);
+        if now < end {
+            if before.is_some() {
+                ops += 1;
+                samples.push(ns);
+            } else if now >= warm_end {
+                before = Some(Snapshot::take(pids));
+            }
+            in_flight.push(next());
+        } else if after.is_none() {
+            after = Some(Snapshot::take(pids));
+        }
+    }
+    let after = after.unwrap_or_else(|| Snapshot::take(pids));
+    let before = before.unwrap_or(after);
+    let secs = after.at.duration_since(before.at).as_secs_f64();
+    let lat = Latency::from_samples(samples, 0, Costs::default());
+    Throughput {
+        rounds: Vec::new(),
+        round_costs: Vec::new(),
+        ops,
+        secs,
+        per_sec: if secs > 0.0 { ops as f64 / secs } else { 0.0 },
+        errors,
+        p50_us: Some(lat.p50_us),
+        p99_us: Some(lat.p99_us),
+        costs: Costs::between(&before, &after, ops),
+    }
 }
 
 #[derive(Debug, Default)]
 struct LpmFigures {
     latency: Option<Result<Latency, String>>,
-    throughput: Option<Result<Throughput, String>>,
+    /// W2 and its variants, by `W2Variant::index`.
+    throughput: [Option<Result<Throughput, String>>; W2Variant::ALL.len()],
     /// W1 on one CPU.
     latency_one_cpu: Option<Result<Latency, String>>,
 }
 
-/// The rounds of W1, W2 and W1c for one worker kind.
+impl LpmFigures {
+    fn w2(&self, variant: W2Variant) -> &Option<Result<Throughput, String>> {
+        &self.throughput[variant.index()]
+    }
+}
+
+/// The rounds of W1, W2 (and its variants) and W1c for one worker kind.
 #[derive(Debug, Default)]
 struct LpmRuns {
     latency: Vec<Result<Latency, String>>,
-    throughput: Vec<Result<Throughput, String>>,
+    throughput: [Vec<Result<Throughput, String>>; W2Variant::ALL.len()],
     latency_one_cpu: Vec<Result<Latency, String>>,
 }
 
 impl LpmRuns {
-    /// One round of W1, W2 and W1c, each in a fresh actix System.
-    fn round(&mut self, kind: WorkerKind, p: &Params) {
+    /// One round (`round` counts from 1) of W1, W2 and its variants, and
+    /// W1c, each in a fresh actix System. The W2 variants take turns going
+    /// first, so that none always runs right after another.
+    fn round(&mut self, kind: WorkerKind, p: &Params, round: usize) {
         if p.runs("w1") {
             eprintln!("  W1 {} ...", kind.key());
             let run = actix_rt::System::new().block_on(lpm_latency(kind, p));
             self.latency.push(run);
         }
-        if p.runs("w2") {
-            eprintln!("  W2 {} ...", kind.key());
-            let run = actix_rt::System::new().block_on(lpm_throughput(kind, p));
-            self.throughput.push(run);
+        let variants: Vec<W2Variant> = W2Variant::ALL
+            .into_iter()
+            .filter(|v| v.runs_on(kind) && p.runs(v.key()))
+            .collect();
+        for i in 0..variants.len() {
+            let variant = variants[(i + round - 1) % variants.len()];
+            eprintln!(
+                "  {} {} ({}) ...",
+                variant.name(),
+                kind.key(),
+                variant.what()
+            );
+            let run = actix_rt::System::new().block_on(lpm_throughput(kind, variant, p));
+            self.throughput[variant.index()].push(run);
         }
         if p.runs("w1c") {
             eprintln!("  W1c {} (one CPU) ...", kind.key());
@@ -893,13 +1133,26 @@ impl LpmRuns {
         }
     }
 
-    fn medians(self, kind: WorkerKind) -> LpmFigures {
+    fn medians(mut self, kind: WorkerKind) -> LpmFigures {
         let k = kind.key();
         LpmFigures {
             latency: median_round(&format!("W1 {k}"), self.latency),
-            throughput: median_round(&format!("W2 {k}"), self.throughput),
+            throughput: W2Variant::ALL.map(|v| {
+                let runs = std::mem::take(&mut self.throughput[v.index()]);
+                median_round(&format!("{} {k}", v.name()), runs)
+            }),
             latency_one_cpu: median_round(&format!("W1c {k}"), self.latency_one_cpu),
         }
+    }
+
+    /// Whether any of these workloads runs against `kind`.
+    fn any(kind: WorkerKind, p: &Params) -> bool {
+        p.uses(kind)
+            && (p.runs("w1")
+                || p.runs("w1c")
+                || W2Variant::ALL
+                    .iter()
+                    .any(|v| v.runs_on(kind) && p.runs(v.key())))
     }
 }
 
@@ -1044,6 +1297,14 @@ fn throughput_json(r: &Option<Result<Throughput, String>>) -> Json {
             ("p50_us", t.p50_us.map_or(Json::Null, num)),
             ("p99_us", t.p99_us.map_or(Json::Null, num)),
             ("costs", costs_json(&t.costs)),
+            (
+                "parent_cpu_us_per_op_of_each_round",
+                Json::Arr(t.round_costs.iter().map(|c| num(c.parent_cpu_us)).collect()),
+            ),
+            (
+                "child_cpu_us_per_op_of_each_round",
+                Json::Arr(t.round_costs.iter().map(|c| num(c.child_cpu_us)).collect()),
+            ),
         ]),
     }
 }
@@ -1052,11 +1313,16 @@ fn throughput_json(r: &Option<Result<Throughput, String>>) -> Json {
 struct Row {
     workload: String,
     lpm: Option<f64>,
-    raw: Option<f64>,
+    /// The figure compared with: the raw baseline's, or W2's for its variants.
+    base: Option<f64>,
+    /// What `base` is.
+    base_is: &'static str,
     unit: &'static str,
-    /// `lpm / raw`: for latency, how many times slower; for throughput,
-    /// the fraction of the raw rate.
+    /// `lpm / base`: for latency, how many times slower; for throughput,
+    /// the fraction of the baseline's rate; for CPU, how many times more.
     ratio: Option<f64>,
+    /// The same ratio per round, paired (see `paired_ratio`), the median of them.
+    paired: Option<f64>,
     ratio_note: &'static str,
 }
 
@@ -1076,9 +1342,11 @@ fn latency_rows(
         rows.push(Row {
             workload: format!("{workload} {what} {label}"),
             lpm,
-            raw,
+            base: raw,
+            base_is: "raw socketpair",
             unit: "us",
             ratio: lpm.zip(raw).map(|(l, r)| l / r),
+            paired: None,
             ratio_note: "lpm/raw (x slower)",
         });
     }
@@ -1132,18 +1400,67 @@ impl Results {
                     ok(&self.r1c),
                 );
             }
-            let w2 = ok(&f.throughput);
-            if f.throughput.is_some() {
+            let w2 = ok(f.w2(W2Variant::Untyped));
+            if f.w2(W2Variant::Untyped).is_some() {
                 for (what, raw) in [("R2 batched", r2), ("R2u 1 write/msg", r2u)] {
                     let lpm = w2.map(|t| t.per_sec);
                     let raw = raw.map(|t| t.per_sec);
                     rows.push(Row {
                         workload: format!("W2 throughput, {name} vs {what}"),
                         lpm,
-                        raw,
+                        base: raw,
+                        base_is: "raw socketpair",
                         unit: "req/s",
                         ratio: lpm.zip(raw).map(|(l, r)| l / r),
+                        paired: None,
                         ratio_note: "lpm/raw (fraction)",
+                    });
+                }
+            }
+            // The variants against W2 of the same run: rate, and supervisor CPU per request.
+            for variant in W2Variant::ALL.into_iter().skip(1) {
+                if f.w2(variant).is_none() {
+                    continue;
+                }
+                let v = ok(f.w2(variant));
+                let n = variant.name();
+                type Pick = fn(&Throughput) -> f64;
+                type PickRounds = fn(&Throughput) -> Vec<f64>;
+                for (what, unit, pick, rounds, note) in [
+                    (
+                        "throughput",
+                        "req/s",
+                        (|t: &Throughput| t.per_sec) as Pick,
+                        (|t: &Throughput| t.rounds.clone()) as PickRounds,
+                        "W2x/W2 (fraction)",
+                    ),
+                    (
+                        "supervisor CPU/req",
+                        "us",
+                        |t: &Throughput| t.costs.parent_cpu_us,
+                        |t: &Throughput| t.round_costs.iter().map(|c| c.parent_cpu_us).collect(),
+                        "W2x/W2 (x CPU)",
+                    ),
+                    (
+                        "worker CPU/req",
+                        "us",
+                        |t: &Throughput| t.costs.child_cpu_us,
+                        |t: &Throughput| t.round_costs.iter().map(|c| c.child_cpu_us).collect(),
+                        "W2x/W2 (x CPU)",
+                    ),
+                ] {
+                    let (lpm, base) = (v.map(pick), w2.map(pick));
+                    rows.push(Row {
+                        workload: format!("{n} {what}, {name} vs W2"),
+                        lpm,
+                        base,
+                        base_is: "W2 of this run",
+                        unit,
+                        ratio: lpm.zip(base).map(|(l, b)| l / b),
+                        paired: v
+                            .zip(w2)
+                            .and_then(|(v, w2)| paired_ratio(&rounds(v), &rounds(w2))),
+                        ratio_note: note,
                     });
                 }
             }
@@ -1162,22 +1479,31 @@ impl Results {
             m.kernel
         );
         println!("payload {MSG_LEN} B; W2/R2 window {WINDOW} in flight; W2 uses 2 workers");
+        println!(
+            "encoded payload: postcard {} B, JSON {} B (serde_bytes in JSON is an array of numbers)",
+            encoded_payload(Codec::Postcard, &[0xA5; MSG_LEN]).len(),
+            encoded_payload(Codec::Json, &[0xA5; MSG_LEN]).len()
+        );
         println!();
         println!(
-            "{:<48} {:>14} {:>14} {:>8}  ratio is",
-            "workload", "lpm", "raw", "ratio"
+            "{:<48} {:>14} {:>14} {:>8} {:>8}  ratio is",
+            "workload", "lpm", "baseline", "ratio", "paired"
         );
-        println!("{}", "-".repeat(108));
+        println!("{}", "-".repeat(117));
         for row in self.rows() {
             println!(
-                "{:<48} {:>14} {:>14} {:>8}  {}",
+                "{:<48} {:>14} {:>14} {:>8} {:>8}  {}",
                 row.workload,
                 fmt_opt(row.lpm, row.unit),
-                fmt_opt(row.raw, row.unit),
+                fmt_opt(row.base, row.unit),
                 row.ratio.map_or("-".to_owned(), |r| format!("{r:.3}")),
+                row.paired.map_or("-".to_owned(), |r| format!("{r:.3}")),
                 row.ratio_note
             );
         }
+        println!(
+            "(ratio: of the median rounds; paired: the median over rounds of each round's ratio)"
+        );
         println!();
         println!(
             "details ({} round(s) per workload, median round shown; spread = (max-min)/median of the rounds'",
@@ -1187,7 +1513,7 @@ impl Results {
         println!("reader) / of the worker or echo processes; ctxsw = this process's context switches; allocs = on the");
         println!("measuring thread, for lpm the actix thread that runs every actor and the calling loop)");
         println!(
-            "{:<30} {:>12} {:>7} {:>9} {:>9} {:>7} {:>11} {:>10} {:>9} {:>8}",
+            "{:<36} {:>12} {:>7} {:>9} {:>9} {:>7} {:>11} {:>10} {:>9} {:>8}",
             "figure",
             "value",
             "spread",
@@ -1201,9 +1527,9 @@ impl Results {
         );
         let lat = |name: &str, r: &Option<Result<Latency, String>>| match r {
             None => {}
-            Some(Err(e)) => println!("{name:<30} FAILED: {e}"),
+            Some(Err(e)) => println!("{name:<36} FAILED: {e}"),
             Some(Ok(l)) => println!(
-                "{:<30} {:>12} {:>7} {:>9.2} {:>9.2} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
+                "{:<36} {:>12} {:>7} {:>9.2} {:>9.2} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
                 name,
                 format!("{} rt", l.samples),
                 fmt_spread(l),
@@ -1218,9 +1544,9 @@ impl Results {
         };
         let thr = |name: &str, r: &Option<Result<Throughput, String>>| match r {
             None => {}
-            Some(Err(e)) => println!("{name:<30} FAILED: {e}"),
+            Some(Err(e)) => println!("{name:<36} FAILED: {e}"),
             Some(Ok(t)) => println!(
-                "{:<30} {:>12} {:>7} {:>9} {:>9} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
+                "{:<36} {:>12} {:>7} {:>9} {:>9} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
                 name,
                 format!("{:.0}/s", t.per_sec),
                 fmt_spread(t),
@@ -1240,7 +1566,11 @@ impl Results {
         for (kind, f) in &self.lpm {
             lat(&format!("W1 {}", kind.label()), &f.latency);
             lat(&format!("W1c {}, 1 CPU", kind.key()), &f.latency_one_cpu);
-            thr(&format!("W2 {}", kind.label()), &f.throughput);
+            thr(&format!("W2 {}", kind.label()), f.w2(W2Variant::Untyped));
+            for variant in W2Variant::ALL.into_iter().skip(1) {
+                let name = format!("{} {}, {}", variant.name(), kind.key(), variant.what());
+                thr(&name, f.w2(variant));
+            }
         }
         println!();
     }
@@ -1252,13 +1582,16 @@ impl Results {
             .lpm
             .iter()
             .map(|(kind, f)| {
-                Json::Obj(vec![
+                let mut fields = vec![
                     ("worker", Json::Str(kind.key().to_owned())),
                     ("binary", Json::Str(kind.label().to_owned())),
                     ("w1_latency", latency_json(&f.latency)),
-                    ("w2_throughput", throughput_json(&f.throughput)),
-                    ("w1c_latency_one_cpu", latency_json(&f.latency_one_cpu)),
-                ])
+                ];
+                for variant in W2Variant::ALL {
+                    fields.push((variant.json_key(), throughput_json(f.w2(variant))));
+                }
+                fields.push(("w1c_latency_one_cpu", latency_json(&f.latency_one_cpu)));
+                Json::Obj(fields)
             })
             .collect();
         let rows = self
@@ -1269,8 +1602,10 @@ impl Results {
                     ("workload", Json::Str(r.workload)),
                     ("unit", Json::Str(r.unit.to_owned())),
                     ("lpm", r.lpm.map_or(Json::Null, num)),
-                    ("raw", r.raw.map_or(Json::Null, num)),
+                    ("baseline", r.base.map_or(Json::Null, num)),
+                    ("baseline_is", Json::Str(r.base_is.to_owned())),
                     ("ratio", r.ratio.map_or(Json::Null, num)),
+                    ("paired_ratio", r.paired.map_or(Json::Null, num)),
                     ("ratio_is", Json::Str(r.ratio_note.to_owned())),
                 ])
             })
@@ -1289,6 +1624,14 @@ impl Results {
                 Json::Obj(vec![
                     ("quick", Json::Bool(p.quick)),
                     ("payload_bytes", num(MSG_LEN as f64)),
+                    (
+                        "payload_bytes_postcard",
+                        num(encoded_payload(Codec::Postcard, &[0xA5; MSG_LEN]).len() as f64),
+                    ),
+                    (
+                        "payload_bytes_json",
+                        num(encoded_payload(Codec::Json, &[0xA5; MSG_LEN]).len() as f64),
+                    ),
                     ("window", num(WINDOW as f64)),
                     ("rounds", num(p.rounds as f64)),
                     ("latency_iters", num(p.latency_iters as f64)),
@@ -1337,7 +1680,7 @@ fn main() {
 
     let kinds: Vec<WorkerKind> = [WorkerKind::Runtime, WorkerKind::Raw]
         .into_iter()
-        .filter(|&k| params.uses(k) && ["w1", "w2", "w1c"].iter().any(|w| params.runs(w)))
+        .filter(|&k| LpmRuns::any(k, &params))
         .collect();
     let (mut r1, mut r1c, mut r2, mut r2u) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut lpm_runs: Vec<(WorkerKind, LpmRuns)> =
@@ -1361,7 +1704,7 @@ fn main() {
             r2u.push(lift(raw_throughput(&params, false)));
         }
         for (kind, runs) in &mut lpm_runs {
-            runs.round(*kind, &params);
+            runs.round(*kind, &params, round);
         }
     }
     let r1 = median_round("R1", r1);
