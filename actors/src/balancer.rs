@@ -24,7 +24,8 @@ use crate::request::{Counters, FdNeed, Load, LoadGuard, Pending, Reply};
 use crate::worker_handle::Assign;
 use crate::{Config, Enqueue, Error};
 pub use answer::Answer;
-use catalog::Catalog;
+pub(crate) use catalog::CallId;
+use catalog::{Catalog, Numbers};
 
 /// What [`Pool::send`](crate::Pool::send) hands over, through a channel
 /// rather than the mailbox.
@@ -146,8 +147,8 @@ struct Entry {
     state: WorkerState,
     rss: u64,
     batch: Vec<Pending>,
-    /// The calls it serves, once it said hello.
-    calls: Option<Arc<[Box<str>]>>,
+    /// Its numbers for the calls it serves, once it said hello.
+    calls: Option<Numbers>,
 }
 
 impl Entry {
@@ -218,7 +219,7 @@ impl Balancer {
 
     fn admit(&mut self, id: RequestId, job: Job, reply: Reply, ctx: &mut Context<Self>) {
         let may_wait = job.options.wait_for_room;
-        let pending = Pending::new(
+        let mut pending = Pending::new(
             id,
             job,
             self.default_timeout,
@@ -233,10 +234,11 @@ impl Balancer {
         if self.down {
             return pending.fail(Error::NoWorkers);
         }
-        if !self.catalog.may_serve(pending.call.as_deref()) {
+        let Ok(call_id) = self.catalog.admit(pending.call.as_deref()) else {
             let error = pending.not_handled();
             return pending.fail(error);
-        }
+        };
+        pending.call_id = call_id;
         if self.queue.is_empty() {
             if let Some(worker) = self.pick_worker(None, pending.fd_need()) {
                 return self.assign(worker, pending, ctx);
@@ -329,6 +331,7 @@ impl Balancer {
             load.count_fd();
         }
         pending.load = Some(load);
+        pending.wire_call = wire_call(&self.catalog, worker.calls.as_ref(), &pending);
         worker.batch.push(pending);
         if !self.flush_scheduled {
             self.flush_scheduled = true;
@@ -630,14 +633,25 @@ impl Handler<WorkerCalls> for Balancer {
             return;
         };
         let first = self.catalog.is_empty();
-        self.catalog.add(&msg.calls);
-        if let Some(old) = entry.calls.replace(msg.calls) {
+        let numbers = self.catalog.add(&msg.calls);
+        if let Some(old) = entry.calls.replace(numbers) {
             self.catalog.remove(&old);
         }
         if first {
             self.fail_unserved();
         }
     }
+}
+
+/// The number `worker` gave the request's call (`0` untyped), or `None`
+/// when it does not serve it: an index, no hashing, for calls admitted once
+/// a worker said what it serves; a lookup by name for those queued before.
+fn wire_call(catalog: &Catalog, worker: Option<&Numbers>, pending: &Pending) -> Option<u32> {
+    let Some(name) = pending.call.as_deref() else {
+        return Some(0);
+    };
+    let id = pending.call_id.or_else(|| catalog.id(name))?;
+    worker?.get(id)
 }
 
 impl Balancer {
@@ -654,7 +668,7 @@ impl Balancer {
         let (unserved, kept): (VecDeque<Pending>, VecDeque<Pending>) = self
             .queue
             .drain(..)
-            .partition(|p| !self.catalog.may_serve(p.call.as_deref()));
+            .partition(|p| self.catalog.admit(p.call.as_deref()).is_err());
         self.queue = kept;
         for p in unserved {
             let error = p.not_handled();

@@ -510,6 +510,11 @@ pub(crate) struct Pending {
     pub(crate) created_at: Timestamp,
     /// The call it is for; `None` for an untyped request.
     pub(crate) call: Option<CallName>,
+    /// The call's pool-wide id, once a worker announced it.
+    pub(crate) call_id: Option<crate::balancer::CallId>,
+    /// The number the assigned worker gave the call (`0` untyped); `None`
+    /// when it does not serve it. Set at each assignment.
+    pub(crate) wire_call: Option<u32>,
     pub(crate) payload: Vec<u8>,
     /// The pool's codec, which its response is decoded with.
     codec: Codec,
@@ -552,6 +557,8 @@ impl Pending {
             id,
             created_at: Timestamp::now(),
             call,
+            call_id: None,
+            wire_call: None,
             payload,
             codec,
             timeout,

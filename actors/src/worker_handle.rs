@@ -118,8 +118,6 @@ pub(crate) struct WorkerHandle {
     rss: u64,
     cpu: f32,
     stats: Vec<(String, f64)>,
-    /// The calls the worker serves, by name, with the number its `Hello` gave each.
-    calls: HashMap<Box<str>, u32>,
     sampler: Sampler,
     sampling: Option<SpawnHandle>,
     handshake_deadline: Option<SpawnHandle>,
@@ -181,7 +179,6 @@ impl WorkerHandle {
             rss: 0,
             cpu: 0.0,
             stats: Vec::new(),
-            calls: HashMap::new(),
             sampler: Sampler::new(pid),
             sampling: None,
             handshake_deadline: None,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lpm_protocol::Call;
@@ -15,12 +15,6 @@ use super::fds::{RequestStream, Socket};
 use super::request::{Carried, Request};
 use crate::{BoxError, WorkerError};
 
-type Reader = Box<dyn AsyncRead + Send + Unpin + 'static>;
-
-/// Where a handler leaves the byte stream to answer with, for the runtime
-/// to send after the reply.
-type StreamBack = Arc<Mutex<Option<Reader>>>;
-
 /// What a typed call's handler may know and take besides the call itself:
 /// its id, its cancellation, the stream or connection it carries, and a
 /// byte stream to answer with.
@@ -29,7 +23,6 @@ type StreamBack = Arc<Mutex<Option<Reader>>>;
 /// everything else a [`Request`] offers is here.
 pub struct CallContext {
     carried: Carried,
-    stream_back: StreamBack,
 }
 
 impl CallContext {
@@ -88,7 +81,7 @@ impl CallContext {
     /// from the `Response` (`Enqueue::call(..).with_response()`); see
     /// [`Request::respond_with_stream`]. A later call replaces the reader.
     pub fn stream_reply(&self, reader: impl AsyncRead + Send + Unpin + 'static) {
-        *self.stream_back.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(reader));
+        self.carried.state().set_stream_reply(Box::new(reader));
     }
 }
 
@@ -112,14 +105,11 @@ where
     Fut: Future<Output = Result<C::Reply, BoxError>>,
 {
     let call: C = request.data()?;
-    let stream_back = StreamBack::default();
     let context = CallContext {
         carried: request.take_carried(),
-        stream_back: Arc::clone(&stream_back),
     };
     let reply = handler(call, context).await?;
-    let stream = stream_back.lock().unwrap_or_else(|e| e.into_inner()).take();
-    match stream {
+    match request.take_stream_reply() {
         Some(reader) => request.respond_with_stream(&reply, reader)?,
         None => request.respond(&reply)?,
     }

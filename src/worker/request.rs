@@ -31,7 +31,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use futures::FutureExt;
@@ -60,8 +60,14 @@ pub(crate) struct RequestState {
     flags: AtomicU8,
     /// Wakes [`Request::cancelled`] futures when `CANCELLED` is set.
     on_cancel: Notify,
+    /// The byte stream a typed call's handler answers with
+    /// ([`CallContext::stream_reply`](super::CallContext::stream_reply)).
+    stream_reply: Mutex<Option<Reader>>,
     shared: Arc<Shared>,
 }
+
+/// A byte stream to answer with.
+pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin + 'static>;
 
 impl fmt::Debug for RequestState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,6 +106,19 @@ impl RequestState {
                 })
                 .map(drop)
         })
+    }
+
+    /// Sets (or replaces) the byte stream to answer with.
+    pub(crate) fn set_stream_reply(&self, reader: Reader) {
+        *self.stream_reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
+    }
+
+    /// Takes the byte stream to answer with, if the handler set one.
+    pub(crate) fn take_stream_reply(&self) -> Option<Reader> {
+        self.stream_reply
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Whether the supervisor cancelled the request.
@@ -298,6 +317,7 @@ impl Request {
             payload: frame.payload,
             flags: AtomicU8::new(0),
             on_cancel: Notify::new(),
+            stream_reply: Mutex::new(None),
             shared: Arc::clone(shared),
         });
         let carried = Carried {
@@ -318,6 +338,11 @@ impl Request {
     /// Whether the request carries a connection ([`Request::socket`]).
     pub fn has_socket(&self) -> bool {
         self.carried.has_socket()
+    }
+
+    /// Takes the byte stream a typed call's handler set to answer with.
+    pub(crate) fn take_stream_reply(&self) -> Option<Reader> {
+        self.state.take_stream_reply()
     }
 
     /// Takes the descriptor out, for a [`CallContext`](super::CallContext).

@@ -66,9 +66,8 @@ impl WorkerHandle {
     /// Queues the frame of an assigned request: `Request`, or `RequestWithFd`
     /// with its stream's pipe, its file or its socket.
     pub(super) fn push_request_frame(&mut self, pending: &mut Pending) -> Result<(), Error> {
-        let call = self
-            .call_number(pending.call.as_deref())
-            .ok_or_else(|| pending.not_handled())?;
+        // A worker of this pool that lacks a call others serve.
+        let call = pending.wire_call.ok_or_else(|| pending.not_handled())?;
         let Some(attachment) = pending.attachment.take() else {
             return self
                 .sink

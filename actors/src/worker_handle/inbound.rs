@@ -1,5 +1,6 @@
 //! What a worker sends: the handshake, answers, state changes and events.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -151,13 +152,13 @@ impl WorkerHandle {
         Ok(freed)
     }
 
-    /// Numbers the worker's calls as its `Hello` listed them (from 1), and
-    /// tells the balancer which calls it serves; `Err` when a name is listed
-    /// twice (which number would it have?).
+    /// Tells the balancer which calls the worker serves, numbered as its
+    /// `Hello` listed them (from 1); `Err` when a name is listed twice
+    /// (which number would it have?).
     fn learn_calls(&mut self, calls: Vec<String>) -> Result<(), String> {
         let names: Arc<[Box<str>]> = calls.into_iter().map(String::into_boxed_str).collect();
-        self.calls = names.iter().cloned().zip(1..).collect();
-        if self.calls.len() < names.len() {
+        let distinct: HashSet<&str> = names.iter().map(|n| &**n).collect();
+        if distinct.len() < names.len() {
             return Err("its Hello lists a call name twice".to_owned());
         }
         self.balancer.do_send(WorkerCalls {
@@ -165,15 +166,6 @@ impl WorkerHandle {
             calls: names,
         });
         Ok(())
-    }
-
-    /// The number this worker gave `call` in its `Hello`, `0` for an
-    /// untyped request, or `None` when it does not serve the call.
-    pub(super) fn call_number(&self, call: Option<&str>) -> Option<u32> {
-        match call {
-            None => Some(0),
-            Some(name) => self.calls.get(name).copied(),
-        }
     }
 
     /// The request an answer is for: `None` for a stale answer of a cancelled
