@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::balancer::{Balancer, Submission};
 use crate::error::encode_payload;
 use crate::events::EventStream;
-use crate::request::{Body, Counters};
+use crate::request::{Body, Counters, Raw};
 use crate::supervisor::{Abandoned, StartKill, SubscribeStream, WhenOnline};
 use crate::{
     Broadcast, Config, Enqueue, Error, Health, KillReport, Resize, Response, Subscribe, Supervisor,
@@ -29,19 +29,23 @@ impl Drop for Owner {
     }
 }
 
-/// Cancels a request whose caller stops waiting before its answer.
-struct CancelOnDrop<'a> {
+/// A request handed to the balancer, waiting for its answer; dropped before
+/// the answer, it cancels the request.
+struct Submitted<'a> {
     submit: &'a mpsc::UnboundedSender<Submission>,
     id: Option<RequestId>,
+    rx: oneshot::Receiver<Result<Response, Error>>,
 }
 
-impl CancelOnDrop<'_> {
-    fn disarm(mut self) {
+impl Submitted<'_> {
+    async fn answer<B: Body>(mut self) -> Result<B::Output, Error> {
+        let result = (&mut self.rx).await.unwrap_or(Err(Error::PoolStopped));
         self.id = None;
+        B::output(result?)
     }
 }
 
-impl Drop for CancelOnDrop<'_> {
+impl Drop for Submitted<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
             let _ = self.submit.send(Submission::Cancel(id));
@@ -161,8 +165,11 @@ impl Pool {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn call<C: Call>(&self, call: C) -> Result<C::Reply, Error> {
-        self.send(Enqueue::call(call)).await
+    pub fn call<C: Call>(
+        &self,
+        call: C,
+    ) -> impl Future<Output = Result<C::Reply, Error>> + Send + '_ {
+        self.send(Enqueue::call(call))
     }
 
     /// Enqueues an untyped `payload`, encoded in the pool's codec, with the
@@ -172,41 +179,49 @@ impl Pool {
     /// # Errors
     ///
     /// Any request error: see [`Error`].
-    pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Response, Error> {
-        self.send(Enqueue::encoded(self.codec, payload)?).await
+    pub fn enqueue<T: Serialize + ?Sized>(
+        &self,
+        payload: &T,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        let submitted = Enqueue::encoded(self.codec, payload).and_then(|r| self.submit(r));
+        async move { submitted?.answer::<Raw>().await }
     }
 
     /// Enqueues a request with its own options: a typed call
     /// ([`Enqueue::call`], answering `C::Reply`) or untyped bytes
     /// ([`Enqueue::new`], answering the [`Response`]).
     ///
-    /// Dropping the returned future cancels the request: a queued one is
-    /// removed, an in-flight one frees its worker's slot at once and the
-    /// worker's `Request::cancelled()` fires.
+    /// The request is queued when `send` is called; dropping the returned
+    /// future (polled or not) cancels it: a queued one is removed, an
+    /// in-flight one frees its worker's slot at once and the worker's
+    /// `Request::cancelled()` fires.
     ///
     /// # Errors
     ///
     /// Any request error: see [`Error`].
-    pub async fn send<B: Body>(&self, request: Enqueue<B>) -> Result<B::Output, Error> {
+    pub fn send<B: Body>(
+        &self,
+        request: Enqueue<B>,
+    ) -> impl Future<Output = Result<B::Output, Error>> + Send + '_ {
+        let submitted = self.submit(request);
+        async move { submitted?.answer::<B>().await }
+    }
+
+    /// Encodes the request and hands it to the balancer at once, so the
+    /// future that waits for its answer holds little.
+    fn submit<B: Body>(&self, request: Enqueue<B>) -> Result<Submitted<'_>, Error> {
         let job = request.into_job(self.codec)?;
         let (reply, rx) = oneshot::channel();
         let id = RequestId::new_v4();
-        if self
-            .submit
+        self.submit
             .send(Submission::Request { id, job, reply })
-            .is_err()
-        {
-            return Err(Error::PoolStopped);
-        }
-        let cancel_on_drop = CancelOnDrop {
+            .map_err(|_| Error::PoolStopped)?;
+        Ok(Submitted {
             submit: &self.submit,
             id: Some(id),
-        };
-        let result = rx.await.unwrap_or(Err(Error::PoolStopped));
-        cancel_on_drop.disarm();
-        B::output(result?)
+            rx,
+        })
     }
-
     /// An actix recipient for requests of one body type, so an actor of
     /// yours can hold it and forward to the pool. The pool's [`Balancer`]
     /// handles the message; a caller that stops waiting cancels it, as

@@ -119,3 +119,32 @@ async fn a_stale_answer_never_answers_the_retry() {
     assert!(killed.is_none(), "{killed:?}");
     pool.soft_kill().await.expect("the pool is running");
 }
+
+/// A request is queued when `send`/`enqueue` is called, not when its future
+/// is first polled, and dropping a future that was never polled still
+/// cancels its request (its worker's slot is freed).
+#[actix_rt::test]
+async fn a_request_is_queued_when_sent_and_cancelled_when_dropped_unpolled() {
+    let (pool, _events) = start(test_worker!(), config(1).max_in_flight(1));
+    online(&pool).await;
+    let first = pool.enqueue(&Op::Now);
+    let second = pool.enqueue(&Op::Now);
+    // Polled in the other order, they are still served in the order sent.
+    let (second, first) = futures::join!(second, first);
+    let at = |r: Result<lpm::Response, PoolError>| {
+        r.expect("served").data::<std::time::SystemTime>().unwrap()
+    };
+    assert!(at(first) <= at(second), "served out of order");
+
+    let unpolled = pool.enqueue(&Op::AwaitCancel);
+    lpm_tests::wait_until("the worker holds the request", DEADLINE, || {
+        let pool = pool.clone();
+        async move { lpm_tests::health(&pool).await[0].in_flight == 1 }
+    })
+    .await;
+    drop(unpolled);
+    // Its one slot is free again: the next request is served.
+    let (_pid, _): (u32, _) = lpm_tests::within("the next request", call(&pool, &Op::Pid)).await;
+    let report = pool.soft_kill().await.expect("the pool is running");
+    assert_eq!(report.failed, 0, "a cancelled request counts as neither");
+}
