@@ -27,7 +27,11 @@
 //! - W1: lpm, one worker, sequential `Pool::enqueue` round trips: p50/p99.
 //! - W2: lpm, two workers, 256 requests in flight: requests/s (the caller's
 //!   loop runs on the actix thread, like a handler in an actix app).
-//!   Untyped: `Pool::enqueue` of the bytes (`serde_bytes`), postcard.
+//!   Untyped: `Pool::enqueue` of the bytes (`serde_bytes`), postcard; the
+//!   caller compares the answer's bytes without decoding them.
+//! - W2d: W2 where the caller decodes each answer (`Response::data`), as
+//!   any caller that reads its answer does: W2t/W2d is what the typed form
+//!   adds over the untyped one used the same way.
 //! - W2t: W2 with typed calls, `Pool::call(Echo(..))` (a `Call` named
 //!   "echo" that `bench_echo` serves with `Worker::handle`). The caller's
 //!   call and reply types hold the bytes inline (`ByteArray<64>`), so the
@@ -48,7 +52,7 @@
 //!
 //! W1 and W2 run against `bench_echo` (the lpm worker runtime) and against
 //! `raw_echo` (a worker on the bare protocol), so the runtime's share shows.
-//! The W2 variants (W2t, W2tv, W2j, W2tj) run against `bench_echo` only
+//! The W2 variants (W2d, W2t, W2tv, W2j, W2tj) run against `bench_echo` only
 //! (`raw_echo` serves no typed calls and speaks postcard only); the table
 //! gives each one's rate, and its supervisor and worker CPU per request,
 //! against W2 of the same run: the ratio of the median rounds, and the
@@ -780,6 +784,9 @@ impl WorkerKind {
 enum W2Variant {
     /// W2: `Pool::enqueue` of the bytes, postcard.
     Untyped,
+    /// W2d: W2, and the caller decodes each answer (`Response::data`), as a
+    /// typed call does: the like-for-like baseline of W2t.
+    UntypedDecoded,
     /// W2t: `Pool::call(Echo)`, the bytes held inline, postcard.
     Typed,
     /// W2tv: `Pool::call(EchoVec)`, the bytes in a `Vec`, postcard.
@@ -791,8 +798,9 @@ enum W2Variant {
 }
 
 impl W2Variant {
-    const ALL: [W2Variant; 5] = [
+    const ALL: [W2Variant; 6] = [
         W2Variant::Untyped,
+        W2Variant::UntypedDecoded,
         W2Variant::Typed,
         W2Variant::TypedVec,
         W2Variant::Json,
@@ -803,6 +811,7 @@ impl W2Variant {
     fn key(self) -> &'static str {
         match self {
             W2Variant::Untyped => "w2",
+            W2Variant::UntypedDecoded => "w2d",
             W2Variant::Typed => "w2t",
             W2Variant::TypedVec => "w2tv",
             W2Variant::Json => "w2j",
@@ -814,6 +823,7 @@ impl W2Variant {
     fn name(self) -> &'static str {
         match self {
             W2Variant::Untyped => "W2",
+            W2Variant::UntypedDecoded => "W2d",
             W2Variant::Typed => "W2t",
             W2Variant::TypedVec => "W2tv",
             W2Variant::Json => "W2j",
@@ -825,6 +835,7 @@ impl W2Variant {
     fn what(self) -> &'static str {
         match self {
             W2Variant::Untyped => "untyped, postcard",
+            W2Variant::UntypedDecoded => "untyped, answer decoded, postcard",
             W2Variant::Typed => "typed, postcard",
             W2Variant::TypedVec => "typed ByteBuf, postcard",
             W2Variant::Json => "untyped, JSON",
@@ -836,6 +847,7 @@ impl W2Variant {
     fn json_key(self) -> &'static str {
         match self {
             W2Variant::Untyped => "w2_throughput",
+            W2Variant::UntypedDecoded => "w2d_throughput_decoded",
             W2Variant::Typed => "w2t_throughput_typed",
             W2Variant::TypedVec => "w2tv_throughput_typed_bytebuf",
             W2Variant::Json => "w2j_throughput_json",
@@ -853,7 +865,8 @@ impl W2Variant {
     /// Whether it can run against `kind`: `raw_echo` serves no typed call
     /// and announces postcard only.
     fn runs_on(self, kind: WorkerKind) -> bool {
-        self == W2Variant::Untyped || kind == WorkerKind::Runtime
+        matches!(self, W2Variant::Untyped | W2Variant::UntypedDecoded)
+            || kind == WorkerKind::Runtime
     }
 
     fn index(self) -> usize {
@@ -976,6 +989,18 @@ async fn timed(pool: &Pool, payload: &[u8], expected: &[u8]) -> (u64, bool) {
     (start.elapsed().as_nanos() as u64, is_echo(&r, expected))
 }
 
+/// One timed untyped request whose answer is decoded, as W2t's is (W2d).
+async fn timed_decoded(pool: &Pool, payload: &[u8; MSG_LEN]) -> (u64, bool) {
+    let start = Instant::now();
+    let r = pool.enqueue(Bytes::new(payload)).await;
+    let back = r.and_then(|r| r.data::<ByteArray<MSG_LEN>>());
+    let ns = start.elapsed().as_nanos() as u64;
+    (
+        ns,
+        matches!(back, Ok(back) if back.into_array() == *payload),
+    )
+}
+
 /// One timed typed call, the bytes inline (W2t, W2tj).
 async fn timed_call(pool: &Pool, payload: &[u8; MSG_LEN]) -> (u64, bool) {
     let start = Instant::now();
@@ -1008,6 +1033,7 @@ async fn lpm_throughput(
             W2Variant::Untyped | W2Variant::Json => {
                 window(p, &pids, || timed(&pool, &payload, &expected)).await
             }
+            W2Variant::UntypedDecoded => window(p, &pids, || timed_decoded(&pool, &payload)).await,
             W2Variant::Typed | W2Variant::TypedJson => {
                 window(p, &pids, || timed_call(&pool, &payload)).await
             }
