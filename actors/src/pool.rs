@@ -73,7 +73,9 @@ const EVENT_BUFFER: usize = 1024;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use lpm_actors::{Config, Enqueue, Pool, WorkerCommand};
+/// use lpm_actors::{Call, Config, Enqueue, Pool, WorkerCommand};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Thumbnail { path: String }
+/// # impl Call for Thumbnail { const NAME: &'static str = "thumbnail"; type Reply = Vec<u8>; }
 ///
 /// # async fn demo() -> Result<(), lpm_actors::Error> {
 /// let pool = Pool::start(
@@ -81,13 +83,13 @@ const EVENT_BUFFER: usize = 1024;
 ///     Config::default().workers(4).timeout(Duration::from_secs(10)).retries(1),
 /// );
 /// pool.online().await?;
-/// let response = pool.send(Enqueue::new(&"cat.jpg")?.retries(3)).await?;
-/// let thumbnail: Vec<u8> = response.data()?;
+/// let call = Thumbnail { path: "cat.jpg".into() };
+/// let (thumbnail, response) = pool.send(Enqueue::call(call).retries(3).with_response()).await?;
 /// println!("{} bytes from pid {}", thumbnail.len(), response.pid());
 /// for worker in pool.health().await? {
 ///     println!("slot {} pid {:?} rss {}", worker.slot, worker.pid, worker.rss);
 /// }
-/// pool.soft_kill().await;
+/// pool.soft_kill().await?;
 /// # Ok(())
 /// # }
 /// ```

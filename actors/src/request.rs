@@ -299,12 +299,15 @@ impl Response {
     /// # Examples
     ///
     /// ```no_run
-    /// use lpm_actors::{Enqueue, Pool};
+    /// use lpm_actors::{Call, Enqueue, Pool};
     /// use tokio::io::AsyncReadExt;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Thumbnail { width: u32 }
+    /// # impl Call for Thumbnail { const NAME: &'static str = "thumbnail"; type Reply = (); }
     ///
     /// # async fn demo(pool: Pool) -> Result<(), Box<dyn std::error::Error>> {
     /// let file = std::fs::File::open("photo.jpg")?;
-    /// let response = pool.send(Enqueue::new(&"thumbnail")?.file(file)).await?;
+    /// let request = Enqueue::call(Thumbnail { width: 640 }).file(file);
+    /// let ((), response) = pool.send(request.with_response()).await?;
     /// let mut thumbnail = Vec::new();
     /// if let Some(mut stream) = response.take_stream() {
     ///     stream.read_to_end(&mut thumbnail).await?;
