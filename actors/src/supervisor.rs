@@ -473,6 +473,11 @@ impl Handler<Health> for Supervisor {
                     };
                     let mut health =
                         sampled.unwrap_or_else(|| WorkerHealth::down(slot, restarts, down));
+                    // A process whose channel closed shows `Stopped` until it
+                    // is reaped; while the slot can still restart, say so.
+                    if health.state == WorkerState::Stopped && down != WorkerState::Stopped {
+                        health.state = WorkerState::Restarting;
+                    }
                     health.restarts = restarts;
                     health.recycles = recycles;
                     health.quarantined = quarantined;

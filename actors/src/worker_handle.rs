@@ -129,6 +129,9 @@ pub(crate) struct WorkerHandle {
     fence: cancel_fence::CancelFence,
     last_pong: Instant,
     heartbeat: Option<SpawnHandle>,
+    /// Kills a worker that closed its channel but did not exit; cancelled
+    /// once it is reaped, so the actor (and its socket) can end at once.
+    exit_deadline: Option<SpawnHandle>,
     /// Requests to answer before this worker is recycled (`Config::max_requests`).
     recycle_after: Option<u64>,
     recycle_asked: Option<Instant>,
@@ -188,6 +191,7 @@ impl WorkerHandle {
             fence: cancel_fence::CancelFence::default(),
             last_pong: Instant::now(),
             heartbeat: None,
+            exit_deadline: None,
             recycle_after: config
                 .max_requests
                 .map(|(n, jitter)| n + liveness::jitter(id, jitter)),
@@ -288,7 +292,7 @@ impl WorkerHandle {
         self.channel_open = false;
         self.set_state(WorkerState::Stopped);
         let pid = self.pid;
-        ctx.run_later(EXIT_AFTER_EOF, move |act, _| {
+        let deadline = ctx.run_later(EXIT_AFTER_EOF, move |act, _| {
             if !act.exited {
                 tracing::warn!(
                     slot = act.id.slot,
@@ -298,6 +302,7 @@ impl WorkerHandle {
                 signal_group(pid, Signal::SIGKILL);
             }
         });
+        self.exit_deadline = Some(deadline);
     }
 
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>, ctx: &mut Context<Self>) {
@@ -309,9 +314,13 @@ impl WorkerHandle {
         self.exited = true;
         self.close_channel(ctx);
         // Endless timers would keep the actor alive after its worker is gone.
-        for timer in [self.sampling.take(), self.heartbeat.take()]
-            .into_iter()
-            .flatten()
+        for timer in [
+            self.sampling.take(),
+            self.heartbeat.take(),
+            self.exit_deadline.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             ctx.cancel_future(timer);
         }
