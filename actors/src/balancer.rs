@@ -531,6 +531,7 @@ impl Actor for Balancer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.counters.debug_assert_home("Balancer");
         let rx = Arc::clone(&self.submissions);
         // Each item is everything queued at that moment (up to 1024).
         ctx.add_stream(futures::stream::poll_fn(move |cx| {

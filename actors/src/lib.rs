@@ -71,6 +71,12 @@
 //! # Caveats
 //!
 //! - Linux only: PR_SET_PDEATHSIG, process groups and /proc are used.
+//! - One thread: every actor of a pool runs on the Arbiter that called
+//!   [`Pool::start`]. The Balancer reads each worker's load from counters
+//!   the WorkerHandles update, without a message, which is only right while
+//!   they take turns on one thread. Debug builds assert it when each actor
+//!   starts. A pool handles hundreds of thousands of requests a second on
+//!   that thread; run several pools for more.
 //! - The parent-death signal fires when the *thread* that spawned the worker
 //!   exits: run the actix System on a thread that lives as long as the pool.
 //! - Children are reaped by tokio; a worker that ignores SIGTERM is SIGKILLed

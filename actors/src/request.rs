@@ -466,16 +466,45 @@ impl Drop for LoadGuard {
 }
 
 /// Requests served and failed over the pool's life, for the kill report.
-#[derive(Debug, Default)]
+///
+/// Shared, like each worker's [`Load`], by actors that read one another's
+/// figures without a message: correct only while they all run on the
+/// Arbiter that started the pool (the Balancer decides from loads the
+/// handles update). Debug builds check it.
+#[derive(Debug)]
 pub(crate) struct Counters {
     served: std::sync::atomic::AtomicU64,
     failed: std::sync::atomic::AtomicU64,
     /// Requests waiting in the balancer's queue: a worker that frees a slot
     /// only needs to tell the balancer when some are.
     queued: AtomicUsize,
+    /// The thread every actor of the pool must run on.
+    home: std::thread::ThreadId,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            served: Default::default(),
+            failed: Default::default(),
+            queued: Default::default(),
+            home: std::thread::current().id(),
+        }
+    }
 }
 
 impl Counters {
+    /// Checks, in debug builds, that the calling actor runs where the pool
+    /// was started (see [`Counters`]).
+    pub(crate) fn debug_assert_home(&self, actor: &str) {
+        debug_assert_eq!(
+            std::thread::current().id(),
+            self.home,
+            "the {actor} runs on another thread than the pool's other actors: \
+             every actor of a pool must run on the Arbiter that called Pool::start"
+        );
+    }
+
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }

@@ -418,6 +418,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.counters.debug_assert_home("Supervisor");
         // Spawn after the first mailbox turn, so subscriptions made right after
         // `Pool::start` see the first ChildSpawned events.
         for slot in 0..self.config.workers.max(1) {

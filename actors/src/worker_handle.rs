@@ -367,6 +367,7 @@ impl Actor for WorkerHandle {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.config.counters.debug_assert_home("WorkerHandle");
         let hello = ToWorker::Hello {
             version: PROTOCOL_VERSION,
             slot: self.id.slot as u32,
