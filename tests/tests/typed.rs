@@ -201,16 +201,7 @@ async fn typed_events_go_both_ways() {
     assert_eq!(reached, 2);
     let mut pids = Vec::new();
     for _ in 0..2 {
-        let event = recv_or_fail(
-            &mut events,
-            "Reloaded",
-            DEADLINE,
-            |e| matches!(e, PoolEvent::Custom(c) if c.is::<Reloaded>()),
-        )
-        .await;
-        let PoolEvent::Custom(custom) = event else {
-            unreachable!()
-        };
+        let custom = next_custom::<Reloaded>(&mut events).await;
         assert!(custom.decode::<Reload>().is_none(), "another event's type");
         let reloaded = custom.decode::<Reloaded>().unwrap().unwrap();
         assert_eq!(reloaded.config, "v2");
@@ -229,22 +220,29 @@ async fn a_worker_asks_and_gets_a_typed_answer() {
     online(&pool).await;
     let call = pool.call(AskTime);
     let answering = async {
-        let event = recv_or_fail(
-            &mut events,
-            "WhatTime",
-            DEADLINE,
-            |e| matches!(e, PoolEvent::Custom(c) if c.is::<WhatTime>()),
-        )
-        .await;
-        let PoolEvent::Custom(custom) = event else {
-            unreachable!()
-        };
+        let custom = next_custom::<WhatTime>(&mut events).await;
         assert!(custom.wants_reply());
         custom.answer::<WhatTime>(&1_700_000_000).unwrap();
     };
     let (answer, ()) = within("the call", futures::future::join(call, answering)).await;
     assert_eq!(answer.unwrap(), 1_700_000_000);
     pool.soft_kill().await.unwrap();
+}
+
+/// The next custom event `E` the pool publishes; fails the test if none
+/// comes within [`DEADLINE`].
+async fn next_custom<E: Topic>(events: &mut lpm::EventStream) -> CustomEvent {
+    let event = recv_or_fail(
+        events,
+        E::NAME,
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Custom(c) if c.is::<E>()),
+    )
+    .await;
+    let PoolEvent::Custom(custom) = event else {
+        unreachable!()
+    };
+    custom
 }
 
 /// An actor of the application's that forwards counting to the pool.
@@ -295,27 +293,10 @@ async fn dropping_a_recipients_request_cancels_the_call() {
     // actix queues the message when `send` is called; the request future
     // only waits for the answer. Drop it once the worker's handler runs.
     let request = waits.send(Enqueue::call(WaitForCancel));
-    let started = recv_or_fail(
-        &mut events,
-        "Waiting",
-        DEADLINE,
-        |e| matches!(e, PoolEvent::Custom(c) if c.is::<Waiting>()),
-    );
-    let PoolEvent::Custom(started) = started.await else {
-        unreachable!()
-    };
+    let started = next_custom::<Waiting>(&mut events).await;
     let waiting = started.decode::<Waiting>().unwrap().unwrap();
     drop(request);
-    let event = recv_or_fail(
-        &mut events,
-        "Cancelled",
-        DEADLINE,
-        |e| matches!(e, PoolEvent::Custom(c) if c.is::<Cancelled>()),
-    )
-    .await;
-    let PoolEvent::Custom(custom) = event else {
-        unreachable!()
-    };
+    let custom = next_custom::<Cancelled>(&mut events).await;
     let cancelled = custom.decode::<Cancelled>().unwrap().unwrap();
     assert_eq!(cancelled.id, waiting.id);
     wait_until("the slot is free", DEADLINE, || {
