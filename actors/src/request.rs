@@ -560,7 +560,8 @@ pub(crate) struct Pending {
     /// Attempts that ended with their worker dying.
     deaths: u32,
     /// Why the last attempt failed, for when no further attempt can be made.
-    last_error: Option<Error>,
+    /// Boxed: rarely set, and a queued request should stay small.
+    last_error: Option<Box<Error>>,
     /// The stream or socket to pass, until it is sent.
     pub(crate) attachment: Option<Attachment>,
     /// What was passed to a worker, once it was: the request is not retried then.
@@ -638,7 +639,7 @@ impl Pending {
         self.attempts += 1;
         self.deadline = self.timeout.map(|t| now + t);
         self.avoid = Some(slot);
-        self.last_error = Some(error);
+        self.last_error = Some(Box::new(error));
         Some(self)
     }
 
@@ -666,7 +667,7 @@ impl Pending {
     /// Fails a request that can make no further attempt: with the error of its
     /// last attempt if it had one, else with `otherwise`.
     pub(crate) fn fail_with_last(mut self, otherwise: Error) {
-        let error = self.last_error.take().unwrap_or(otherwise);
+        let error = self.last_error.take().map_or(otherwise, |e| *e);
         self.fail(error);
     }
 
