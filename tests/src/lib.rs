@@ -355,6 +355,34 @@ pub async fn call<T: serde::de::DeserializeOwned>(pool: &Pool, op: &Op) -> (T, R
     (value, response)
 }
 
+/// Sends a request whose first attempt makes its worker exit with code 3
+/// (a marker file in `dir` tells the attempts apart) and whose retry answers
+/// its pid; waits for that worker's exit. Returns the pid that answered,
+/// the response, and the slot of the worker that died. The pool needs a
+/// retry (`Config::retries(1)`) and `events` from its start.
+pub async fn retried_after_a_death(
+    pool: &Pool,
+    events: &mut EventStream,
+    dir: &std::path::Path,
+) -> (u32, Response, usize) {
+    let op = Op::ExitOnce {
+        marker: dir.join("first-attempt"),
+        code: 3,
+    };
+    let (pid, response): (u32, _) = call(pool, &op).await;
+    let exited = recv_or_fail(events, "ChildExited with code 3", DEADLINE, |e| {
+        matches!(e, PoolEvent::ChildExited { code: Some(3), .. })
+    })
+    .await;
+    let PoolEvent::ChildExited {
+        slot: dead_slot, ..
+    } = exited
+    else {
+        unreachable!()
+    };
+    (pid, response, dead_slot)
+}
+
 /// True while the process exists and is not a zombie (reading `/proc`).
 pub fn process_alive(pid: u32) -> bool {
     match proc_stat_fields(pid) {

@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lpm::balance::{Balance, Candidate, LeastPressure};
-use lpm::{PoolEvent, Strategy};
+use lpm::Strategy;
 use lpm_tests::{
-    call, config, health, online, recv_or_fail, start, submit_all, test_worker, wait_for_health,
-    Op, DEADLINE,
+    call, config, health, online, start, submit_all, test_worker, wait_for_health, Op, DEADLINE,
 };
 
 /// Always the highest slot among the candidates (they come in slot order).
@@ -152,21 +151,8 @@ async fn a_counting_strategy_sees_every_dispatch() {
     );
 
     // The first attempt kills its worker; the retry is a second dispatch.
-    let op = Op::ExitOnce {
-        marker: dir.path().join("first-attempt"),
-        code: 3,
-    };
-    let (_pid, response): (u32, _) = call(&pool, &op).await;
-    let exited = recv_or_fail(&mut events, "ChildExited with code 3", DEADLINE, |e| {
-        matches!(e, PoolEvent::ChildExited { code: Some(3), .. })
-    })
-    .await;
-    let PoolEvent::ChildExited {
-        slot: dead_slot, ..
-    } = exited
-    else {
-        unreachable!()
-    };
+    let (_pid, response, dead_slot) =
+        lpm_tests::retried_after_a_death(&pool, &mut events, dir.path()).await;
     assert_eq!(counting.calls.load(Ordering::SeqCst), 42);
     let picked = counting.picked.lock().unwrap().clone();
     assert_eq!(

@@ -13,21 +13,8 @@ async fn a_request_whose_worker_dies_is_retried_on_another_worker() {
     let dir = tempfile::tempdir().unwrap();
     let (pool, mut events) = start(test_worker!(), config(2).retries(1));
     online(&pool).await;
-    let op = Op::ExitOnce {
-        marker: dir.path().join("first-attempt"),
-        code: 3,
-    };
-    let (pid, response): (u32, _) = call(&pool, &op).await;
-    let exited = recv_or_fail(&mut events, "ChildExited with code 3", DEADLINE, |e| {
-        matches!(e, PoolEvent::ChildExited { code: Some(3), .. })
-    })
-    .await;
-    let PoolEvent::ChildExited {
-        slot: dead_slot, ..
-    } = exited
-    else {
-        unreachable!()
-    };
+    let (pid, response, dead_slot) =
+        lpm_tests::retried_after_a_death(&pool, &mut events, dir.path()).await;
     assert!(
         dir.path().join("first-attempt").exists(),
         "the first attempt ran"

@@ -40,13 +40,7 @@ async fn soft_kill_drains_queued_and_in_flight_requests() {
         })
         .await;
     }
-    recv_or_fail(
-        &mut events,
-        "Stopped",
-        DEADLINE,
-        |e| matches!(e, PoolEvent::Stopped(r) if *r == report),
-    )
-    .await;
+    stopped_with(&mut events, report).await;
 }
 
 /// Once a soft kill has begun, new requests are refused with ShuttingDown,
@@ -135,13 +129,7 @@ async fn a_soft_kill_starts_before_its_future_is_polled() {
     assert_eq!(report.served, 1, "{report:?}");
     assert_eq!(report.failed, 1, "the refused request: {report:?}");
     assert_eq!(report.killed, 0, "the worker exited by itself: {report:?}");
-    recv_or_fail(
-        &mut events,
-        "Stopped",
-        DEADLINE,
-        |e| matches!(e, PoolEvent::Stopped(r) if *r == report),
-    )
-    .await;
+    stopped_with(&mut events, report).await;
 }
 
 /// A hard kill starts when `hard_kill()` is called, not when its future is
@@ -416,4 +404,15 @@ async fn a_worker_dying_during_soft_kill_is_replaced_while_requests_wait() {
         .filter(|e| matches!(e, PoolEvent::ChildSpawned { .. }))
         .count();
     assert_eq!(spawned, 2);
+}
+
+/// Waits for the pool's `Stopped` event and checks it carries `report`.
+async fn stopped_with(events: &mut lpm::EventStream, report: lpm::KillReport) {
+    recv_or_fail(
+        events,
+        "Stopped",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Stopped(r) if *r == report),
+    )
+    .await;
 }
