@@ -165,10 +165,7 @@ impl Worker {
     /// [`WorkerError::NoChannel`] when the process was not started by an lpm pool,
     /// and the errors of [`Worker::connect`].
     pub async fn from_env() -> Result<Worker, WorkerError> {
-        let stream = lpm_protocol::inherited_channel().map_err(|e| WorkerError::NoChannel {
-            source: Box::new(e),
-        })?;
-        Self::connect(stream).await
+        Self::connect(inherited_channel()?).await
     }
 
     /// As [`Worker::from_env`], for a worker that only speaks `codec`
@@ -179,10 +176,7 @@ impl Worker {
     ///
     /// As [`Worker::from_env`].
     pub async fn from_env_with(codec: Codec) -> Result<Worker, WorkerError> {
-        let stream = lpm_protocol::inherited_channel().map_err(|e| WorkerError::NoChannel {
-            source: Box::new(e),
-        })?;
-        Self::connect_with(stream, codec).await
+        Self::connect_with(inherited_channel()?, codec).await
     }
 
     /// Connects over a given channel: waits for the supervisor's `Hello`
@@ -520,6 +514,13 @@ impl Worker {
     pub async fn run(self) -> Result<(), WorkerError> {
         super::run::run(self.shared).await
     }
+}
+
+/// The channel this process inherited from its pool.
+fn inherited_channel() -> Result<std::os::unix::net::UnixStream, WorkerError> {
+    lpm_protocol::inherited_channel().map_err(|e| WorkerError::NoChannel {
+        source: Box::new(e),
+    })
 }
 
 impl fmt::Debug for Worker {
