@@ -138,21 +138,7 @@ async fn a_soft_kill_starts_before_its_future_is_polled() {
 /// awaiting the future afterwards gives the same report.
 #[actix_rt::test]
 async fn a_hard_kill_starts_before_its_future_is_polled() {
-    let (pool, mut events) = start(test_worker!(), config(2).max_in_flight(1));
-    online(&pool).await;
-    let workers = pids(&health(&pool).await);
-    let answers = submit_all(
-        &pool,
-        (0..2).map(|i| Op::Sleep {
-            ms: 60_000,
-            reply: i,
-        }),
-    )
-    .await;
-    wait_for_health(&pool, "both workers hold a request", DEADLINE, |h| {
-        h.iter().all(|w| w.in_flight == 1)
-    })
-    .await;
+    let (pool, mut events, workers, answers) = both_workers_busy(2).await;
     let kill = pool.hard_kill();
     // Under way, and done, without a poll: the requests fail, the workers
     // exit and the pool says it stopped.
@@ -239,21 +225,7 @@ async fn soft_kill_runs_the_workers_hook() {
 /// Killed, and resolves once every child is reaped.
 #[actix_rt::test]
 async fn hard_kill_fails_pending_requests_and_reaps_children() {
-    let (pool, _events) = start(test_worker!(), config(2).max_in_flight(1));
-    online(&pool).await;
-    let workers = pids(&health(&pool).await);
-    let answers = submit_all(
-        &pool,
-        (0..5).map(|i| Op::Sleep {
-            ms: 60_000,
-            reply: i,
-        }),
-    )
-    .await;
-    wait_for_health(&pool, "both workers hold a request", DEADLINE, |h| {
-        h.iter().all(|w| w.in_flight == 1)
-    })
-    .await;
+    let (pool, _events, workers, answers) = both_workers_busy(5).await;
     let report = tokio::time::timeout(
         DEADLINE,
         futures::FutureExt::map(pool.hard_kill(), |r| r.expect("the pool is running")),
@@ -415,4 +387,33 @@ async fn stopped_with(events: &mut lpm::EventStream, report: lpm::KillReport) {
         |e| matches!(e, PoolEvent::Stopped(r) if *r == report),
     )
     .await;
+}
+
+/// A pool of two workers that take one request each, both holding a long
+/// request once it returns, with `requests - 2` more queued: the pool, its
+/// events, the workers' pids and the requests' answers.
+async fn both_workers_busy(
+    requests: u32,
+) -> (
+    lpm::Pool,
+    lpm::EventStream,
+    Vec<u32>,
+    impl std::future::Future<Output = Vec<Result<lpm::Response, PoolError>>>,
+) {
+    let (pool, events) = start(test_worker!(), config(2).max_in_flight(1));
+    online(&pool).await;
+    let workers = pids(&health(&pool).await);
+    let answers = submit_all(
+        &pool,
+        (0..requests).map(|i| Op::Sleep {
+            ms: 60_000,
+            reply: i,
+        }),
+    )
+    .await;
+    wait_for_health(&pool, "both workers hold a request", DEADLINE, |h| {
+        h.iter().all(|w| w.in_flight == 1)
+    })
+    .await;
+    (pool, events, workers, answers)
 }
