@@ -31,6 +31,17 @@ impl Alarm {
         self.armed = Some((at, handle));
     }
 
+    /// Cancels the alarm: nothing is due any more (a pending timer would
+    /// keep its actor alive).
+    pub(crate) fn disarm<A>(&mut self, ctx: &mut Context<A>)
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        if let Some((_, handle)) = self.armed.take() {
+            ctx.cancel_future(handle);
+        }
+    }
+
     /// To be called first in `ring`: the alarm is no longer armed.
     pub(crate) fn rang(&mut self) {
         self.armed = None;

@@ -32,7 +32,7 @@ use crate::id::WorkerId;
 use crate::request::{AfterDeath, Counters, Load, Pending};
 use crate::worker_handle::spawn::spawn_worker;
 use crate::worker_handle::{
-    Drain, HandleConfig, Sample, SendEvent, SendListener, SignalWorker, WorkerHandle,
+    Drain, HandleConfig, Sample, SendEvent, SendListener, SessionConfig, SignalWorker, WorkerHandle,
 };
 use crate::{Config, Error, KillReason, PoolEvent, SignalPolicy, WorkerCommand};
 
@@ -180,17 +180,19 @@ impl Supervisor {
         counters: Arc<Counters>,
     ) -> Self {
         let handle_config = HandleConfig {
-            max_frame_len: config.max_frame_len,
-            codec: config.codec,
+            session: SessionConfig {
+                max_frame_len: config.max_frame_len,
+                codec: config.codec,
+                spawn_timeout: config.spawn_timeout,
+                counters: Arc::clone(&counters),
+                heartbeat: config.heartbeat,
+                recycle_on_timeout: config.recycle_on_timeout,
+                term_grace: config.term_grace,
+                max_requests: config.max_requests.map(|n| (n, config.max_requests_jitter)),
+                max_rss: config.max_rss,
+                recycle_retry: config.restart_window,
+            },
             sample_interval: config.sample_interval,
-            spawn_timeout: config.spawn_timeout,
-            counters: Arc::clone(&counters),
-            heartbeat: config.heartbeat,
-            recycle_on_timeout: config.recycle_on_timeout,
-            term_grace: config.term_grace,
-            max_requests: config.max_requests.map(|n| (n, config.max_requests_jitter)),
-            max_rss: config.max_rss,
-            recycle_retry: config.restart_window,
         };
         Self {
             command,

@@ -7,7 +7,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -16,9 +15,9 @@ use bytes::BytesMut;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::net::UnixStream;
 
-use crate::fd::{recv_with_fds, CarriesFd, FdQueue, OutFds, MAX_QUEUED_FDS};
-use crate::message::{RequestFrameRef, ToWorkerRef};
-use crate::{encode_frame, Error, FrameDecoder, RequestId, Timestamp};
+use crate::fd::{recv_with_fds, CarriesFd, FdQueue, MAX_QUEUED_FDS};
+use crate::frame_buf::FrameBuf;
+use crate::{Error, FrameDecoder, RequestId, Timestamp};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -172,15 +171,12 @@ fn read_draining(stream: &UnixStream, buf: &mut BytesMut, fds: &mut FdQueue) -> 
     }
 }
 
-/// A write buffer of frames, flushed to the stream with as few syscalls as possible.
+/// A write buffer of frames ([`FrameBuf`]) and the stream it is flushed to
+/// with as few syscalls as possible.
 #[derive(Debug)]
 pub struct FrameSink {
     stream: Arc<UnixStream>,
-    buf: Vec<u8>,
-    written: usize,
-    max_frame_len: usize,
-    /// Descriptors to send with the frames that start at their offsets.
-    fds: OutFds,
+    buf: FrameBuf,
 }
 
 impl FrameSink {
@@ -188,10 +184,7 @@ impl FrameSink {
     pub fn new(stream: Arc<UnixStream>, max_frame_len: usize) -> Self {
         Self {
             stream,
-            buf: Vec::with_capacity(READ_CHUNK),
-            written: 0,
-            max_frame_len,
-            fds: OutFds::default(),
+            buf: FrameBuf::new(max_frame_len),
         }
     }
 
@@ -199,17 +192,16 @@ impl FrameSink {
     ///
     /// # Errors
     ///
-    /// As [`encode_frame`]; the buffer is unchanged on error.
+    /// As [`encode_frame`](crate::encode_frame); the buffer is unchanged on error.
     pub fn push<M: Serialize>(&mut self, msg: &M) -> Result<(), Error> {
-        encode_frame(msg, &mut self.buf, self.max_frame_len)
+        self.buf.push(msg)
     }
 
-    /// Queues a [`ToWorker::Request`](crate::ToWorker::Request) frame, encoded
-    /// straight from a borrowed payload.
+    /// As [`FrameBuf::push_request`].
     ///
     /// # Errors
     ///
-    /// As [`encode_frame`]; the buffer is unchanged on error.
+    /// As [`encode_frame`](crate::encode_frame); the buffer is unchanged on error.
     pub fn push_request(
         &mut self,
         id: RequestId,
@@ -217,40 +209,21 @@ impl FrameSink {
         call: u32,
         payload: &[u8],
     ) -> Result<(), Error> {
-        let msg = ToWorkerRef::Request(RequestFrameRef {
-            id,
-            created_at,
-            call,
-            payload,
-        });
-        encode_frame(&msg, &mut self.buf, self.max_frame_len)
+        self.buf.push_request(id, created_at, call, payload)
     }
 
-    /// Queues one message together with the descriptor its variant declares
-    /// (taken out of its [`Fd`](crate::Fd)); the descriptor is sent with the
-    /// frame's first byte and closed here once sent.
+    /// As [`FrameBuf::push_with_fd`].
     ///
     /// # Errors
     ///
-    /// As [`encode_frame`], and [`Error::MissingFd`] when the message
-    /// declares no descriptor or holds none; the buffer is unchanged and
-    /// the descriptor is closed on error.
-    pub fn push_with_fd<M: Serialize + CarriesFd>(&mut self, mut msg: M) -> Result<(), Error> {
-        let fd: Option<OwnedFd> = msg.fd_slot().and_then(crate::Fd::take);
-        let Some(fd) = fd else {
-            return Err(Error::MissingFd {
-                message: std::any::type_name::<M>(),
-            });
-        };
-        let at = self.buf.len();
-        encode_frame(&msg, &mut self.buf, self.max_frame_len)?;
-        self.fds.push(at, fd);
-        Ok(())
+    /// As [`FrameBuf::push_with_fd`].
+    pub fn push_with_fd<M: Serialize + CarriesFd>(&mut self, msg: M) -> Result<(), Error> {
+        self.buf.push_with_fd(msg)
     }
 
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.written
+        self.buf.pending()
     }
 
     /// Writes as much as the socket takes now; `Ok(true)` once the buffer is empty.
@@ -259,21 +232,7 @@ impl FrameSink {
     ///
     /// The socket's error (the peer is gone, usually).
     pub fn try_flush(&mut self) -> io::Result<bool> {
-        if self.fds.is_empty() {
-            while self.written < self.buf.len() {
-                match self.stream.try_write(&self.buf[self.written..]) {
-                    Ok(n) => self.written += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        } else if !self.fds.write(&self.stream, &self.buf, &mut self.written)? {
-            return Ok(false);
-        }
-        self.buf.clear();
-        self.written = 0;
-        Ok(true)
+        self.buf.write_to(&self.stream)
     }
 
     /// Writes everything queued, waiting for the socket as needed.
@@ -323,6 +282,6 @@ mod tests {
         sink.push_request(frame.id, frame.created_at, frame.call, &frame.payload)
             .unwrap();
         let owned = crate::frame(&ToWorker::Request(frame), DEFAULT_MAX_FRAME_LEN).unwrap();
-        assert_eq!(sink.buf, owned);
+        assert_eq!(sink.buf.unwritten(), owned);
     }
 }

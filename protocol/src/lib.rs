@@ -28,6 +28,7 @@
 mod codec;
 mod error;
 mod fd;
+mod frame_buf;
 mod id_map;
 mod io;
 mod message;
@@ -41,6 +42,7 @@ pub mod wire {
 pub use codec::{encode_frame, frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
 pub use error::Error;
 pub use fd::{dup_cloexec, pipe, CarriesFd, Fd, FdKind, OutFds, MAX_FDS_PER_FRAME, MAX_QUEUED_FDS};
+pub use frame_buf::FrameBuf;
 pub use id_map::{IdHasher, IdMap};
 pub use io::{FrameSink, FrameStream};
 pub use message::{RequestFrame, RequestId, Timestamp, ToSupervisor, ToWorker};

@@ -6,7 +6,7 @@ use actix::prelude::*;
 
 use super::{Phase, Supervisor};
 use crate::stream::Listener;
-use crate::worker_handle::{SendListener, WorkerHandle};
+use crate::worker_handle::{SendListener, SharedListener, WorkerHandle};
 
 /// Sends the event `name` with `payload` and a duplicate of `listener` to
 /// every live worker, so they all accept on the same address (the kernel
@@ -34,12 +34,12 @@ impl Handler<BroadcastListener> for Supervisor {
 
     fn handle(&mut self, msg: BroadcastListener, _ctx: &mut Context<Self>) -> usize {
         let (kind, fd) = msg.listener.into_parts();
-        let event = SendListener {
+        let event = SendListener(SharedListener {
             name: msg.name,
             payload: msg.payload,
             kind,
             fd: Arc::new(fd),
-        };
+        });
         let mut reached = 0;
         for live in self.serving() {
             live.handle.do_send(event.clone());

@@ -5,21 +5,18 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use actix::prelude::*;
 use lpm_protocol::{Fd, FdKind, IdMap, RequestFrame, RequestId, ToWorker};
-use tokio::io::AsyncRead;
-use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
-use super::WorkerHandle;
+use super::effect::CallerStream;
+use super::{Effect, Session};
 use crate::request::{LoadGuard, Pending, SocketGuard};
-use crate::stream::{Attachment, ResponseStream, StreamEnd};
+use crate::stream::{Attachment, StreamEnd};
 use crate::Error;
 
-/// A listener for the worker, with an event (from [`Pool::broadcast_listener`](crate::Pool::broadcast_listener)).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub(crate) struct SendListener {
+/// A listener for every worker, with an event (from [`Pool::broadcast_listener`](crate::Pool::broadcast_listener)).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedListener {
     pub(crate) name: String,
     pub(crate) payload: Vec<u8>,
     pub(crate) kind: FdKind,
@@ -62,7 +59,7 @@ struct OpenStream {
     end: oneshot::Sender<StreamEnd>,
 }
 
-impl WorkerHandle {
+impl Session {
     /// Queues the frame of an assigned request: `Request`, or `RequestWithFd`
     /// with its stream's pipe, its file or its socket.
     pub(super) fn push_request_frame(&mut self, pending: &mut Pending) -> Result<(), Error> {
@@ -70,7 +67,7 @@ impl WorkerHandle {
         let call = pending.wire_call.ok_or_else(|| pending.not_handled())?;
         let Some(attachment) = pending.attachment.take() else {
             return self
-                .sink
+                .outbox
                 .push_request(pending.id, pending.created_at, call, &pending.payload)
                 .map_err(frame_error);
         };
@@ -82,8 +79,7 @@ impl WorkerHandle {
         let (kind, fd, pump) = match attachment {
             Attachment::Reader(reader) => {
                 let (read_end, write_end) = lpm_protocol::pipe().map_err(descriptor)?;
-                let writer = pipe::Sender::from_owned_fd(write_end).map_err(descriptor)?;
-                (FdKind::Pipe, read_end, Some((reader, writer)))
+                (FdKind::Pipe, read_end, Some((reader, write_end)))
             }
             Attachment::Fd(kind, fd) => {
                 check_kind(kind, &fd).map_err(descriptor)?;
@@ -101,10 +97,14 @@ impl WorkerHandle {
             fd: Fd::new(fd),
         };
         // On error the descriptor closes with the message.
-        self.sink.push_with_fd(msg).map_err(frame_error)?;
+        self.outbox.push_with_fd(msg).map_err(frame_error)?;
         pending.fd_sent = Some(what);
         if let Some((reader, writer)) = pump {
-            actix::spawn(pump_request(pending.id, reader, writer));
+            self.effects.push(Effect::Pump {
+                id: pending.id,
+                reader: CallerStream(reader),
+                writer,
+            });
         }
         if matches!(kind, FdKind::TcpStream | FdKind::UnixStream) {
             if let Some(load) = &pending.load {
@@ -123,7 +123,6 @@ impl WorkerHandle {
         payload: Vec<u8>,
         mut fd: Fd,
     ) {
-        let id = pending.id;
         let Some(fd) = fd.take() else {
             return pending.fail(Error::Descriptor {
                 what: "response stream",
@@ -133,27 +132,24 @@ impl WorkerHandle {
             });
         };
         let (end_tx, end_rx) = oneshot::channel();
-        match ResponseStream::new(fd, end_rx, self.pid) {
-            Ok(stream) => {
-                self.served += 1;
-                let mut load = pending.load.take();
-                if let Some(load) = &mut load {
-                    load.count_fd();
-                }
-                self.fds.streams.insert(
-                    id,
-                    OpenStream {
-                        _load: load,
-                        end: end_tx,
-                    },
-                );
-                pending.respond_with_stream(self.pid, self.id.slot, payload, stream);
-            }
-            Err(e) => pending.fail(Error::Descriptor {
-                what: "response stream",
-                reason: e.to_string(),
-            }),
+        self.served += 1;
+        let mut load = pending.load.take();
+        if let Some(load) = &mut load {
+            load.count_fd();
         }
+        self.fds.streams.insert(
+            pending.id,
+            OpenStream {
+                _load: load,
+                end: end_tx,
+            },
+        );
+        self.effects.push(Effect::AnswerWithStream {
+            pending: Box::new(pending),
+            payload,
+            fd,
+            end: end_rx,
+        });
     }
 
     /// The worker finished writing a response stream; `true` when that freed a slot.
@@ -176,30 +172,27 @@ impl WorkerHandle {
     }
 }
 
-impl Handler<SendListener> for WorkerHandle {
-    type Result = ();
-
-    fn handle(&mut self, msg: SendListener, ctx: &mut Context<Self>) {
-        if !self.channel_open {
+impl Session {
+    /// Passes a listener to the worker, with its event.
+    pub(crate) fn send_listener(&mut self, listener: &SharedListener) {
+        if !self.phase.is_open() {
             return;
         }
-        let fd = match lpm_protocol::dup_cloexec(std::os::fd::AsFd::as_fd(&*msg.fd)) {
+        let fd = match lpm_protocol::dup_cloexec(std::os::fd::AsFd::as_fd(&*listener.fd)) {
             Ok(fd) => fd,
             Err(e) => {
                 return tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not duplicate the listener for the worker");
             }
         };
         let event = ToWorker::EventWithFd {
-            name: msg.name,
-            payload: msg.payload,
-            kind: msg.kind,
+            name: listener.name.clone(),
+            payload: listener.payload.clone(),
+            kind: listener.kind,
             fd: Fd::new(fd),
         };
-        if let Err(e) = self.sink.push_with_fd(event) {
+        if let Err(e) = self.outbox.push_with_fd(event) {
             tracing::warn!(slot = self.id.slot, pid = self.pid, error = %e, "could not encode a listener event");
-            return;
         }
-        self.flush(ctx);
     }
 }
 
@@ -230,26 +223,5 @@ fn check_kind(kind: FdKind, fd: &OwnedFd) -> std::io::Result<()> {
             std::io::ErrorKind::InvalidInput,
             format!("the descriptor is not a {kind:?}"),
         ))
-    }
-}
-
-/// Copies the caller's reader into the pipe the worker reads, at the
-/// worker's pace; closing the pipe is the stream's end.
-/// The request stream pump's buffer: a pipe's default capacity.
-const PUMP_BUFFER: usize = 64 * 1024;
-
-async fn pump_request(
-    id: RequestId,
-    reader: Box<dyn AsyncRead + Send + Unpin>,
-    mut writer: pipe::Sender,
-) {
-    // Reads as large as the pipe: a file read through tokio's blocking pool
-    // costs a thread hop per read, so 8 KiB reads halve the throughput.
-    let mut reader = tokio::io::BufReader::with_capacity(PUMP_BUFFER, reader);
-    match tokio::io::copy_buf(&mut reader, &mut writer).await {
-        Ok(n) => tracing::trace!(%id, bytes = n, "request stream sent"),
-        // The worker stopped reading (it died or dropped the stream): its
-        // request ends through the usual paths.
-        Err(e) => tracing::debug!(%id, error = %e, "request stream stopped early"),
     }
 }
