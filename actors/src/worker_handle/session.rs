@@ -216,7 +216,11 @@ impl Session {
     /// Soft kill: take nothing new, finish what is in flight, exit.
     pub(crate) fn drain(&mut self) {
         if self.phase.is_open() && !self.phase.is_draining() {
-            self.enter(Phase::Draining { recycling: None });
+            let hello_by = self.phase.hello_by();
+            self.enter(Phase::Draining {
+                recycling: None,
+                hello_by,
+            });
             self.push(&ToWorker::SoftKill);
         }
     }
@@ -374,17 +378,18 @@ impl Session {
     /// The phase's own deadline passed: the handshake took too long, or the
     /// worker did not exit in time.
     fn phase_deadline(&mut self, now: Instant) {
+        if self.phase.hello_by().is_some_and(|at| at <= now) {
+            let after = self.config.spawn_timeout;
+            return self.kill_for(KillReason::NoHandshake { after }, now);
+        }
+        if !self.phase.sigkill_at().is_some_and(|at| at <= now) {
+            return;
+        }
         match &mut self.phase {
-            Phase::Handshake { .. } => {
-                let after = self.config.spawn_timeout;
-                self.kill_for(KillReason::NoHandshake { after }, now);
-            }
             Phase::Draining {
                 recycling: Some(Recycling { sigkill_at, .. }),
-            } => {
-                *sigkill_at = None;
-                self.signal(Signal::SIGKILL);
-            }
+                ..
+            } => *sigkill_at = None,
             Phase::Closed { sigkill_at, .. } => {
                 *sigkill_at = None;
                 tracing::warn!(
@@ -392,9 +397,9 @@ impl Session {
                     pid = self.pid,
                     "worker closed its channel but did not exit; killing it"
                 );
-                self.signal(Signal::SIGKILL);
             }
             _ => {}
         }
+        self.signal(Signal::SIGKILL);
     }
 }

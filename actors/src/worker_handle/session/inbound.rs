@@ -84,7 +84,7 @@ impl Session {
 
     /// Handles one message: `Ok(true)` when it freed a request slot, `Err` on a protocol violation.
     fn on_message(&mut self, msg: ToSupervisor, now: Instant) -> Result<bool, String> {
-        if let Phase::Handshake { .. } = self.phase {
+        if self.phase.hello_by().is_some() {
             return match msg {
                 ToSupervisor::Hello {
                     version,
@@ -218,7 +218,10 @@ impl Session {
             );
         }
         self.learn_calls(calls)?;
-        self.enter(Phase::Serving(Serving::Starting));
+        match &mut self.phase {
+            Phase::Draining { hello_by, .. } => *hello_by = None,
+            _ => self.enter(Phase::Serving(Serving::Starting)),
+        }
         self.start_heartbeat(now);
         Ok(())
     }

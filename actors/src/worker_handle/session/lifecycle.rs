@@ -13,8 +13,12 @@ pub(super) enum Phase {
     /// Serving requests: `Starting` until its first `Ready`, then `Ready` or `Busy`.
     Serving(Serving),
     /// Takes nothing new and finishes what it holds: a soft kill, or a
-    /// recycle after a request ran late.
-    Draining { recycling: Option<Recycling> },
+    /// recycle after a request ran late. A soft kill may come before the
+    /// worker's `Hello`, which is then still due by `hello_by`.
+    Draining {
+        recycling: Option<Recycling>,
+        hello_by: Option<Instant>,
+    },
     /// No frames either way any more; waiting for the process to be reaped.
     Closed {
         killed_for: Option<KillReason>,
@@ -75,22 +79,37 @@ impl Phase {
         matches!(self, Phase::Handshake { .. } | Phase::Serving(_))
     }
 
-    /// The phase's own deadline, if it has one.
-    pub(super) fn deadline(&self) -> Option<Instant> {
+    /// When the worker's `Hello` is due, while it is.
+    pub(super) fn hello_by(&self) -> Option<Instant> {
         match self {
             Phase::Handshake { until } => Some(*until),
+            Phase::Draining { hello_by, .. } => *hello_by,
+            _ => None,
+        }
+    }
+
+    /// When the pool SIGKILLs the worker unless it exits first.
+    pub(super) fn sigkill_at(&self) -> Option<Instant> {
+        match self {
             Phase::Draining {
-                recycling: Some(Recycling { sigkill_at, .. }),
-            } => *sigkill_at,
+                recycling: Some(r), ..
+            } => r.sigkill_at,
             Phase::Closed { sigkill_at, .. } => *sigkill_at,
             _ => None,
         }
     }
 
+    /// The phase's own next deadline, if it has one.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.hello_by().into_iter().chain(self.sigkill_at()).min()
+    }
+
     /// Why the pool is killing the worker, if it is.
     pub(super) fn kill_reason(&self) -> Option<&KillReason> {
         match self {
-            Phase::Draining { recycling: Some(r) } => Some(&r.reason),
+            Phase::Draining {
+                recycling: Some(r), ..
+            } => Some(&r.reason),
             Phase::Closed { killed_for, .. } => killed_for.as_ref(),
             _ => None,
         }
@@ -99,7 +118,7 @@ impl Phase {
     /// Why the pool is killing the worker, taken out of the phase.
     pub(super) fn take_kill_reason(&mut self) -> Option<KillReason> {
         match self {
-            Phase::Draining { recycling } => recycling.take().map(|r| r.reason),
+            Phase::Draining { recycling, .. } => recycling.take().map(|r| r.reason),
             Phase::Closed { killed_for, .. } => killed_for.take(),
             _ => None,
         }

@@ -111,11 +111,13 @@ impl Session {
         }
         let reason = KillReason::RequestTimedOut { id };
         self.announce_kill(&reason);
+        let hello_by = self.phase.hello_by();
         self.enter(Phase::Draining {
             recycling: Some(Recycling {
                 reason,
                 sigkill_at: Some(now + self.config.term_grace),
             }),
+            hello_by,
         });
         self.signal(Signal::SIGTERM);
     }

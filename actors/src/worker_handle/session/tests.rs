@@ -552,3 +552,31 @@ fn a_hello_that_lists_a_call_twice_is_a_protocol_violation() {
         Some(KillReason::ProtocolViolation(m)) if m.contains("twice")
     ));
 }
+
+#[test]
+fn a_soft_kill_before_the_hello_still_expects_the_hello_and_its_deadline() {
+    let now = Instant::now();
+    let mut session = Session::new(worker_id(), PID, config(), now);
+    sent(&mut session);
+    session.drain();
+    assert!(matches!(sent(&mut session)[..], [ToWorker::SoftKill]));
+    assert_eq!(statuses(&effects(&mut session)), [WorkerState::Draining]);
+    session.on_frames(vec![hello(Codec::Postcard), ToSupervisor::Ready], now);
+    let effects_now = effects(&mut session);
+    assert!(killed_for(&effects_now).is_none(), "{effects_now:?}");
+    assert!(statuses(&effects_now).is_empty(), "still draining");
+    assert_eq!(
+        session.next_timeout(),
+        None,
+        "the handshake's deadline is met"
+    );
+
+    // Without its Hello, the handshake's deadline still holds.
+    let mut silent = Session::new(worker_id(), PID, config(), now);
+    silent.drain();
+    silent.on_timeout(now + Duration::from_secs(5));
+    assert!(matches!(
+        killed_for(&effects(&mut silent)),
+        Some(KillReason::NoHandshake { .. })
+    ));
+}
