@@ -382,7 +382,7 @@ impl Session {
             let after = self.config.spawn_timeout;
             return self.kill_for(KillReason::NoHandshake { after }, now);
         }
-        if !self.phase.sigkill_at().is_some_and(|at| at <= now) {
+        if self.phase.sigkill_at().is_none_or(|at| at > now) {
             return;
         }
         match &mut self.phase {
