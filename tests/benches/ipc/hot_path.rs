@@ -144,7 +144,7 @@ pub(crate) async fn lpm_latency(kind: WorkerKind, p: &Params) -> Result<Latency,
             errors += u64::from(!is_echo(&r, &expected));
         }
         let mut samples = Vec::with_capacity(p.latency_iters);
-        let before = Snapshot::take(&pids);
+        let before = Snapshot::start(&pids);
         let deadline = before.at + p.latency_max;
         for _ in 0..p.latency_iters {
             let start = Instant::now();
@@ -155,7 +155,7 @@ pub(crate) async fn lpm_latency(kind: WorkerKind, p: &Params) -> Result<Latency,
             samples.push(start.elapsed().as_nanos() as u64);
             errors += u64::from(!is_echo(&r, &expected));
         }
-        let after = Snapshot::take(&pids);
+        let after = Snapshot::end(&pids);
         let costs = Costs::between(&before, &after, samples.len() as u64);
         Latency::from_samples(samples, errors, costs)
     };

@@ -2,23 +2,39 @@
 //! socketpair baseline measured in the same run, so the figures are ratios
 //! on one machine.
 //!
-//! Run with `cargo bench -p lpm-tests --bench ipc`. It prints a table and
-//! writes the same figures as JSON to `target/lpm-bench.json`.
+//! Run with `cargo bench -p lpm-tests --bench ipc` (the full run takes
+//! about 5 minutes on a 2-CPU machine). It prints a table and writes the
+//! same figures as JSON to `target/lpm-bench.json`.
 //!
 //! Environment:
 //! - `LPM_BENCH_QUICK=1`: a short run, to check that the benchmark works
 //!   (its figures are noisy). Without `--bench` in its arguments (under
 //!   `cargo test --benches`), the benchmark always makes the quick run.
-//! - `LPM_BENCH_ONLY=r1,r2,r2u,w1,w2,w2t,w2tv,w2j,w2tj,r1c,w1c`: run only
-//!   these workloads (profiling, or `w2,w2t,w2j` for the typed-call and codec
-//!   ratios alone).
-//! - `LPM_BENCH_WORKERS=runtime,raw`: run the lpm workloads only against
-//!   these workers.
+//! - `LPM_BENCH_ONLY=r1,r2,r2u,w1,w2,w2d,w2t,w2tv,w2j,w2tj,r1c,w1c,r3,w3,r5,w5,scale,online,storm,mem`:
+//!   run only these workloads (profiling, or `w2,w2t,w2j` for the
+//!   typed-call and codec ratios alone).
+//! - `LPM_BENCH_WORKERS=runtime,raw`: run W1, W2 and W3 only against these
+//!   workers (the other lpm workloads use `bench_echo`, the runtime, only).
 //! - `LPM_BENCH_ROUNDS=n`: rounds per workload (default 3, quick 1). The
 //!   rounds are interleaved and the median round is reported, with the
 //!   spread of all rounds.
+//! - `LPM_BENCH_POOL=2,64,256`: the pool sizes of the scaling and
+//!   online-time workloads (the default); scaling ratios are to the first.
 //!
-//! Workloads (every payload is 64 bytes):
+//! One workload alone, e.g.:
+//!
+//! ```text
+//! LPM_BENCH_ONLY=w1c,r1c cargo bench -p lpm-tests --bench ipc          # W1 pinned, and its raw floor
+//! LPM_BENCH_ONLY=w2,r2 LPM_BENCH_WORKERS=runtime cargo bench -p lpm-tests --bench ipc
+//! LPM_BENCH_ONLY=w3,r3 LPM_BENCH_WORKERS=runtime cargo bench -p lpm-tests --bench ipc
+//! LPM_BENCH_ONLY=w5,r5 cargo bench -p lpm-tests --bench ipc
+//! LPM_BENCH_ONLY=scale LPM_BENCH_POOL=2,64,256 cargo bench -p lpm-tests --bench ipc
+//! LPM_BENCH_ONLY=online LPM_BENCH_POOL=64,256 cargo bench -p lpm-tests --bench ipc
+//! LPM_BENCH_ONLY=storm cargo bench -p lpm-tests --bench ipc
+//! LPM_BENCH_ONLY=mem cargo bench -p lpm-tests --bench ipc
+//! ```
+//!
+//! The hot path (every payload is 64 bytes):
 //! - R1: raw baseline, sequential round trips over a Unix socketpair to
 //!   `socket_echo` (a child that writes back what it reads): p50/p99.
 //! - R2: raw baseline, 256 messages in flight, writes batched (as many
@@ -61,29 +77,64 @@
 //! Rounds of one workload vary by 10% and more on a shared 2-CPU machine:
 //! to resolve a few percent, run `LPM_BENCH_ONLY=w2,w2t` with 10 rounds or
 //! more, several times (the JSON has every round's rate and CPU).
+//!
+//! Beyond the hot path (each in its own module, whose docs say more):
+//! - R3, W3 (`bulk.rs`): 1 MiB payloads echoed, 1 and 4 in flight, in MB/s
+//!   (10^6 payload bytes echoed per second): the raw socketpair (a writer
+//!   and a reader thread) against a one-worker pool, per worker kind.
+//! - R5, W5 (`respawn.rs`): SIGKILL to the first answer from the
+//!   replacement, p50/p99 of `respawn_reps` kills (40; 6 quick): the raw
+//!   parent kills, reaps, respawns `socket_echo` and gets an echo; lpm
+//!   restarts its worker and answers a request sent right after the kill.
+//! - Scaling (`scale.rs`, key `scale`): W2 over pools of each
+//!   `LPM_BENCH_POOL` size, with 256 in flight and with 4 in flight per
+//!   worker: req/s and supervisor CPU per request against the first size.
+//! - Online time (`scale.rs`, key `online`): `Pool::start` to `Pool::online`,
+//!   3 starts per size and round (1 quick), the median.
+//! - Restart storm (`storm.rs`): 4 workers, 16 requests in flight, one
+//!   worker SIGKILLed every 10 ms; latency p50/p99 (retries allowed)
+//!   against the same pool without the storm just before.
+//! - Memory (`memory.rs`, key `mem`): 100,000 (10,000 quick) 64-byte
+//!   requests queued to a busy worker through `Pool::enqueue`,
+//!   `Addr<Balancer>::send(Enqueue)` and `Recipient::send`: the bytes the
+//!   process allocated and still holds per queued request, less the
+//!   caller's boxes and the payload; then every request must be answered.
+//!
 //! No figure is asserted; every loop is bounded by a count and a time.
 
 mod alloc;
+mod bulk;
 mod hot_path;
 mod json;
 mod measure;
+mod memory;
 mod one_cpu;
 mod params;
 mod pool;
 mod raw;
 mod report;
+mod respawn;
+mod scale;
+mod storm;
+mod workload;
 
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::bulk::BulkRuns;
 use crate::hot_path::LpmRuns;
 use crate::measure::median_round;
+use crate::memory::MemoryRuns;
 use crate::one_cpu::on_one_cpu;
 use crate::params::Params;
 use crate::pool::WorkerKind;
-use crate::raw::{raw_latency, raw_throughput};
+use crate::raw::{raw_latency, raw_throughput, Flow};
 use crate::report::{Machine, Results};
+use crate::respawn::RespawnRuns;
+use crate::scale::ScaleRuns;
+use crate::storm::StormRuns;
+use crate::workload::Workload;
 
 /// Bytes in every message and request payload.
 const MSG_LEN: usize = 64;
@@ -124,6 +175,26 @@ fn main() {
     let (mut r1, mut r1c, mut r2, mut r2u) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut lpm_runs: Vec<(WorkerKind, LpmRuns)> =
         kinds.iter().map(|&k| (k, LpmRuns::default())).collect();
+    let bulk_kinds: Vec<WorkerKind> = [WorkerKind::Runtime, WorkerKind::Raw]
+        .into_iter()
+        .filter(|&k| params.uses(k))
+        .collect();
+    let mut workloads: Vec<Box<dyn Workload>> = Vec::new();
+    if let Some(w) = BulkRuns::new(&params, &bulk_kinds) {
+        workloads.push(Box::new(w));
+    }
+    if let Some(w) = RespawnRuns::new(&params) {
+        workloads.push(Box::new(w));
+    }
+    if let Some(w) = ScaleRuns::new(&params) {
+        workloads.push(Box::new(w));
+    }
+    if let Some(w) = StormRuns::new(&params) {
+        workloads.push(Box::new(w));
+    }
+    if let Some(w) = MemoryRuns::new(&params) {
+        workloads.push(Box::new(w));
+    }
     for round in 1..=params.rounds {
         eprintln!("round {round}/{}", params.rounds);
         if params.runs("r1") {
@@ -136,14 +207,17 @@ fn main() {
         }
         if params.runs("r2") {
             eprintln!("  R2 raw throughput, batched ...");
-            r2.push(lift(raw_throughput(&params, true)));
+            r2.push(lift(raw_throughput(Flow::small(&params, true))));
         }
         if params.runs("r2u") {
             eprintln!("  R2u raw throughput, one write per message ...");
-            r2u.push(lift(raw_throughput(&params, false)));
+            r2u.push(lift(raw_throughput(Flow::small(&params, false))));
         }
         for (kind, runs) in &mut lpm_runs {
             runs.round(*kind, &params, round);
+        }
+        for workload in &mut workloads {
+            workload.round(&params, round);
         }
     }
     let r1 = median_round("R1", r1);
@@ -163,6 +237,7 @@ fn main() {
         r2,
         r2u,
         lpm,
+        sections: workloads.into_iter().map(|w| w.finish()).collect(),
     };
     results.print();
     let path = target_dir().join("lpm-bench.json");

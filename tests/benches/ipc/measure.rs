@@ -52,17 +52,40 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn take(children: &[u32]) -> Self {
+    /// At the start of a measured stretch: the children are read first, so
+    /// that reading them counts neither in the stretch's time nor in this
+    /// process's CPU.
+    pub(crate) fn start(children: &[u32]) -> Self {
+        let child_cpu_ns = children_cpu(children);
         let (parent_cpu_ns, parent_switches) = proc_cpu(std::process::id());
-        let child_cpu_ns = children.iter().map(|&pid| proc_cpu(pid).0).sum();
         Self {
+            allocs: thread_allocs(),
             at: Instant::now(),
             parent_cpu_ns,
             parent_switches,
             child_cpu_ns,
-            allocs: thread_allocs(),
         }
     }
+
+    /// At the end of a measured stretch: the time and this process's
+    /// counters first, for the same reason.
+    pub(crate) fn end(children: &[u32]) -> Self {
+        let at = Instant::now();
+        let allocs = thread_allocs();
+        let (parent_cpu_ns, parent_switches) = proc_cpu(std::process::id());
+        Self {
+            at,
+            parent_cpu_ns,
+            parent_switches,
+            child_cpu_ns: children_cpu(children),
+            allocs,
+        }
+    }
+}
+
+/// CPU time of these processes, summed.
+fn children_cpu(children: &[u32]) -> u64 {
+    children.iter().map(|&pid| proc_cpu(pid).0).sum()
 }
 
 /// Per-operation costs between two snapshots.

@@ -161,14 +161,14 @@ where
                 ops += 1;
                 samples.push(ns);
             } else if now >= warm_end {
-                before = Some(Snapshot::take(pids));
+                before = Some(Snapshot::start(pids));
             }
             in_flight.push(next());
         } else if after.is_none() {
-            after = Some(Snapshot::take(pids));
+            after = Some(Snapshot::end(pids));
         }
     }
-    let after = after.unwrap_or_else(|| Snapshot::take(pids));
+    let after = after.unwrap_or_else(|| Snapshot::end(pids));
     let before = before.unwrap_or(after);
     let secs = after.at.duration_since(before.at).as_secs_f64();
     let lat = Latency::from_samples(samples, 0, Costs::default());

@@ -15,6 +15,9 @@ use crate::measure::{Costs, Latency, Snapshot, Throughput};
 use crate::params::Params;
 use crate::{MSG_LEN, STEP_TIMEOUT, WINDOW};
 
+/// The raw reader's buffer: a whole window of small messages in one read.
+const READ_BUF: usize = 256 * 1024;
+
 /// A running `socket_echo` child and our end of its channel.
 pub(crate) struct SocketEcho {
     pub(crate) stream: UnixStream,
@@ -47,6 +50,22 @@ impl SocketEcho {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILLs the child and waits until it is reaped (waitpid): the
+    /// moment a supervisor learns of the death.
+    pub(crate) fn kill_and_reap(&mut self) -> io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(drop)
+    }
+
+    /// One 64-byte round trip; whether it came back unchanged.
+    pub(crate) fn echo_once(&mut self) -> io::Result<bool> {
+        let msg = [0xA5u8; MSG_LEN];
+        let mut back = [0u8; MSG_LEN];
+        self.stream.write_all(&msg)?;
+        self.stream.read_exact(&mut back)?;
+        Ok(back == msg)
     }
 }
 
@@ -98,7 +117,7 @@ pub(crate) fn raw_latency(p: &Params) -> io::Result<Latency> {
     }
     let pids = [echo.pid()];
     let mut samples = Vec::with_capacity(p.latency_iters);
-    let before = Snapshot::take(&pids);
+    let before = Snapshot::start(&pids);
     let deadline = before.at + p.latency_max;
     for _ in 0..p.latency_iters {
         let start = Instant::now();
@@ -112,14 +131,50 @@ pub(crate) fn raw_latency(p: &Params) -> io::Result<Latency> {
             errors += 1;
         }
     }
-    let after = Snapshot::take(&pids);
+    let after = Snapshot::end(&pids);
     let costs = Costs::between(&before, &after, samples.len() as u64);
     Ok(Latency::from_samples(samples, errors, costs))
 }
 
-/// R2 (batched) and R2u (one write per message): `WINDOW` messages in
-/// flight, a reader thread, messages per second.
-pub(crate) fn raw_throughput(p: &Params, batched: bool) -> io::Result<Throughput> {
+/// How a raw throughput run sends: message size, messages in flight, and
+/// whether the writer batches them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flow {
+    /// Bytes per message.
+    pub(crate) msg_len: usize,
+    /// Messages kept in flight.
+    pub(crate) window: usize,
+    /// As many messages as the window allows in one write, or one write per message.
+    pub(crate) batched: bool,
+    /// Time before the measured stretch.
+    pub(crate) warm: Duration,
+    /// The measured stretch.
+    pub(crate) measure: Duration,
+}
+
+impl Flow {
+    /// R2 (batched) and R2u: 64-byte messages, `WINDOW` in flight.
+    pub(crate) fn small(p: &Params, batched: bool) -> Self {
+        Self {
+            msg_len: MSG_LEN,
+            window: WINDOW,
+            batched,
+            warm: p.raw_warm,
+            measure: p.raw_measure,
+        }
+    }
+}
+
+/// R2, R2u and R3: `flow.window` messages in flight, a reader thread,
+/// messages per second.
+pub(crate) fn raw_throughput(flow: Flow) -> io::Result<Throughput> {
+    let Flow {
+        msg_len,
+        window,
+        batched,
+        warm,
+        measure,
+    } = flow;
     let echo = SocketEcho::spawn()?;
     let mut writer = echo.stream.try_clone()?;
     let mut reader = echo.stream.try_clone()?;
@@ -133,17 +188,21 @@ pub(crate) fn raw_throughput(p: &Params, batched: bool) -> io::Result<Throughput
         let received = Arc::clone(&received);
         let stop = Arc::clone(&stop);
         thread::spawn(move || -> io::Result<u64> {
-            let mut buf = vec![0u8; 256 * 1024];
+            let mut buf = vec![0u8; READ_BUF];
+            // Every byte sent is 0xA5: comparing with this is a cheap check
+            // that the echo is right (a memcmp, fast next to the socket).
+            let pattern = vec![0xA5u8; READ_BUF];
             let mut bytes = 0u64;
             let mut mismatched = 0u64;
             loop {
                 match reader.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        // Every byte sent is 0xA5: a cheap check that the echo is right.
-                        mismatched += buf[..n].iter().filter(|&&b| b != 0xA5).count() as u64;
+                        if buf[..n] != pattern[..n] {
+                            mismatched += buf[..n].iter().filter(|&&b| b != 0xA5).count() as u64;
+                        }
                         bytes += n as u64;
-                        received.store(bytes / MSG_LEN as u64, Ordering::Release);
+                        received.store(bytes / msg_len as u64, Ordering::Release);
                         let _ = credit_tx.send(());
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -159,35 +218,35 @@ pub(crate) fn raw_throughput(p: &Params, batched: bool) -> io::Result<Throughput
         })
     };
 
-    let batch = vec![0xA5u8; MSG_LEN * WINDOW];
+    let batch = vec![0xA5u8; msg_len * window];
     let pids = [echo.pid()];
     let mut sent = 0u64;
     let start = Instant::now();
-    let warm_end = start + p.raw_warm;
-    let end = warm_end + p.raw_measure;
+    let warm_end = start + warm;
+    let end = warm_end + measure;
     let mut before: Option<(Snapshot, u64)> = None;
     let mut result = Ok(());
     loop {
         let now = Instant::now();
         if before.is_none() && now >= warm_end {
-            before = Some((Snapshot::take(&pids), received.load(Ordering::Acquire)));
+            before = Some((Snapshot::start(&pids), received.load(Ordering::Acquire)));
         }
         if now >= end {
             break;
         }
         let done = received.load(Ordering::Acquire);
-        let room = WINDOW as u64 - (sent - done).min(WINDOW as u64);
+        let room = window as u64 - (sent - done).min(window as u64);
         if room == 0 {
             let _ = credit_rx.recv_timeout(Duration::from_millis(100));
             while credit_rx.try_recv().is_ok() {}
             continue;
         }
-        let room_bytes = room as usize * MSG_LEN;
+        let room_bytes = room as usize * msg_len;
         let wrote = if batched {
             writer.write_all(&batch[..room_bytes])
         } else {
             batch[..room_bytes]
-                .chunks(MSG_LEN)
+                .chunks(msg_len)
                 .try_for_each(|m| writer.write_all(m))
         };
         if let Err(e) = wrote {
@@ -196,7 +255,7 @@ pub(crate) fn raw_throughput(p: &Params, batched: bool) -> io::Result<Throughput
         }
         sent += room;
     }
-    let after = Snapshot::take(&pids);
+    let after = Snapshot::end(&pids);
     let after_count = received.load(Ordering::Acquire);
 
     // Let the reader collect the echoes still in flight (bounded), then stop it.

@@ -10,6 +10,7 @@ use crate::json::{latency_json, num, throughput_json, Json};
 use crate::measure::{paired_ratio, spread, Figure, Latency, Throughput};
 use crate::params::Params;
 use crate::pool::{encoded_payload, WorkerKind};
+use crate::workload::Section;
 use crate::{MSG_LEN, WINDOW};
 
 #[derive(Debug)]
@@ -58,6 +59,34 @@ pub(crate) struct Row {
     pub(crate) ratio_note: &'static str,
 }
 
+impl Row {
+    /// A row of `lpm` against `base`, the ratio `lpm / base` described by `ratio_note`.
+    pub(crate) fn vs(
+        workload: String,
+        unit: &'static str,
+        lpm: Option<f64>,
+        base: Option<f64>,
+        base_is: &'static str,
+        ratio_note: &'static str,
+    ) -> Self {
+        Self {
+            workload,
+            lpm,
+            base,
+            base_is,
+            unit,
+            ratio: lpm.zip(base).map(|(l, b)| l / b),
+            paired: None,
+            ratio_note,
+        }
+    }
+
+    /// A row with no baseline.
+    pub(crate) fn alone(workload: String, unit: &'static str, lpm: Option<f64>) -> Self {
+        Self::vs(workload, unit, lpm, None, "-", "-")
+    }
+}
+
 /// The p50 and p99 rows of one latency workload against its raw baseline.
 pub(crate) fn latency_rows(
     rows: &mut Vec<Row>,
@@ -94,12 +123,55 @@ pub(crate) fn fmt_spread(figure: &impl Figure) -> String {
 
 pub(crate) fn fmt_opt(v: Option<f64>, unit: &str) -> String {
     match v {
-        Some(v) if unit == "req/s" || unit == "msg/s" => format!("{:.0} {unit}", v),
+        Some(v) if matches!(unit, "req/s" | "msg/s" | "MB/s" | "B") => format!("{v:.0} {unit}"),
         Some(v) => format!("{v:.2} {unit}"),
         None => "-".to_owned(),
     }
 }
 
+/// One line of the details table: a latency figure.
+pub(crate) fn print_latency(name: &str, r: &Option<Result<Latency, String>>) {
+    match r {
+        None => {}
+        Some(Err(e)) => println!("{name:<36} FAILED: {e}"),
+        Some(Ok(l)) => println!(
+            "{:<36} {:>12} {:>7} {:>9.2} {:>9.2} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
+            name,
+            format!("{} rt", l.samples),
+            fmt_spread(l),
+            l.p50_us,
+            l.p99_us,
+            l.errors,
+            l.costs.parent_cpu_us,
+            l.costs.child_cpu_us,
+            l.costs.parent_switches,
+            l.costs.allocs
+        ),
+    }
+}
+
+/// One line of the details table: a throughput figure.
+pub(crate) fn print_throughput(name: &str, r: &Option<Result<Throughput, String>>) {
+    match r {
+        None => {}
+        Some(Err(e)) => println!("{name:<36} FAILED: {e}"),
+        Some(Ok(t)) => println!(
+            "{:<36} {:>12} {:>7} {:>9} {:>9} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
+            name,
+            format!("{:.0}/s", t.per_sec),
+            fmt_spread(t),
+            t.p50_us.map_or("-".to_owned(), |v| format!("{v:.1}")),
+            t.p99_us.map_or("-".to_owned(), |v| format!("{v:.1}")),
+            t.errors,
+            t.costs.parent_cpu_us,
+            t.costs.child_cpu_us,
+            t.costs.parent_switches,
+            t.costs.allocs
+        ),
+    }
+}
+
+/// Everything one run measured.
 pub(crate) struct Results {
     pub(crate) machine: Machine,
     pub(crate) params: Params,
@@ -108,6 +180,8 @@ pub(crate) struct Results {
     pub(crate) r2: Option<Result<Throughput, String>>,
     pub(crate) r2u: Option<Result<Throughput, String>>,
     pub(crate) lpm: Vec<(WorkerKind, LpmFigures)>,
+    /// The workloads beside the hot path, in the order they ran.
+    pub(crate) sections: Vec<Box<dyn Section>>,
 }
 
 impl Results {
@@ -197,6 +271,9 @@ impl Results {
                 }
             }
         }
+        for section in &self.sections {
+            section.rows(&mut rows);
+        }
         rows
     }
 
@@ -218,13 +295,13 @@ impl Results {
         );
         println!();
         println!(
-            "{:<48} {:>14} {:>14} {:>8} {:>8}  ratio is",
+            "{:<60} {:>14} {:>14} {:>8} {:>8}  ratio is",
             "workload", "lpm", "baseline", "ratio", "paired"
         );
-        println!("{}", "-".repeat(117));
+        println!("{}", "-".repeat(129));
         for row in self.rows() {
             println!(
-                "{:<48} {:>14} {:>14} {:>8} {:>8}  {}",
+                "{:<60} {:>14} {:>14} {:>8} {:>8}  {}",
                 row.workload,
                 fmt_opt(row.lpm, row.unit),
                 fmt_opt(row.base, row.unit),
@@ -257,52 +334,21 @@ impl Results {
             "ctxsw",
             "allocs"
         );
-        let lat = |name: &str, r: &Option<Result<Latency, String>>| match r {
-            None => {}
-            Some(Err(e)) => println!("{name:<36} FAILED: {e}"),
-            Some(Ok(l)) => println!(
-                "{:<36} {:>12} {:>7} {:>9.2} {:>9.2} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
-                name,
-                format!("{} rt", l.samples),
-                fmt_spread(l),
-                l.p50_us,
-                l.p99_us,
-                l.errors,
-                l.costs.parent_cpu_us,
-                l.costs.child_cpu_us,
-                l.costs.parent_switches,
-                l.costs.allocs
-            ),
-        };
-        let thr = |name: &str, r: &Option<Result<Throughput, String>>| match r {
-            None => {}
-            Some(Err(e)) => println!("{name:<36} FAILED: {e}"),
-            Some(Ok(t)) => println!(
-                "{:<36} {:>12} {:>7} {:>9} {:>9} {:>7} {:>11.2} {:>10.2} {:>9.2} {:>8.1}",
-                name,
-                format!("{:.0}/s", t.per_sec),
-                fmt_spread(t),
-                t.p50_us.map_or("-".to_owned(), |v| format!("{v:.1}")),
-                t.p99_us.map_or("-".to_owned(), |v| format!("{v:.1}")),
-                t.errors,
-                t.costs.parent_cpu_us,
-                t.costs.child_cpu_us,
-                t.costs.parent_switches,
-                t.costs.allocs
-            ),
-        };
-        lat("R1 raw latency", &self.r1);
-        lat("R1c raw latency, 1 CPU", &self.r1c);
-        thr("R2 raw batched", &self.r2);
-        thr("R2u raw 1 write/msg", &self.r2u);
+        print_latency("R1 raw latency", &self.r1);
+        print_latency("R1c raw latency, 1 CPU", &self.r1c);
+        print_throughput("R2 raw batched", &self.r2);
+        print_throughput("R2u raw 1 write/msg", &self.r2u);
         for (kind, f) in &self.lpm {
-            lat(&format!("W1 {}", kind.label()), &f.latency);
-            lat(&format!("W1c {}, 1 CPU", kind.key()), &f.latency_one_cpu);
-            thr(&format!("W2 {}", kind.label()), f.w2(W2Variant::Untyped));
+            print_latency(&format!("W1 {}", kind.label()), &f.latency);
+            print_latency(&format!("W1c {}, 1 CPU", kind.key()), &f.latency_one_cpu);
+            print_throughput(&format!("W2 {}", kind.label()), f.w2(W2Variant::Untyped));
             for variant in W2Variant::ALL.into_iter().skip(1) {
                 let name = format!("{} {}, {}", variant.name(), kind.key(), variant.what());
-                thr(&name, f.w2(variant));
+                print_throughput(&name, f.w2(variant));
             }
+        }
+        for section in &self.sections {
+            section.print_details();
         }
         println!();
     }
@@ -342,7 +388,7 @@ impl Results {
                 ])
             })
             .collect();
-        let doc = Json::Obj(vec![
+        let mut fields = vec![
             (
                 "machine",
                 Json::Obj(vec![
@@ -376,8 +422,12 @@ impl Results {
             ("r2_raw_batched", throughput_json(&self.r2)),
             ("r2u_raw_unbatched", throughput_json(&self.r2u)),
             ("lpm", Json::Arr(lpm)),
-            ("table", Json::Arr(rows)),
-        ]);
+        ];
+        for section in &self.sections {
+            fields.extend(section.json());
+        }
+        fields.push(("table", Json::Arr(rows)));
+        let doc = Json::Obj(fields);
         let mut out = String::new();
         doc.write(&mut out, 0);
         out.push('\n');
