@@ -89,8 +89,9 @@
 //! - Scaling (`scale.rs`, key `scale`): W2 over pools of each
 //!   `LPM_BENCH_POOL` size, with 256 in flight and with 4 in flight per
 //!   worker: req/s and supervisor CPU per request against the first size.
-//! - Online time (`scale.rs`, key `online`): `Pool::start` to `Pool::online`,
-//!   3 starts per size and round (1 quick), the median.
+//! - Online time (`online.rs`): `Pool::start` to `Pool::online` for each
+//!   `LPM_BENCH_POOL` size, 3 starts per size and round (1 quick), the
+//!   median; against as many raw children spawned in turn and echoing once.
 //! - Restart storm (`storm.rs`): 4 workers, 16 requests in flight, one
 //!   worker SIGKILLed every 10 ms; latency p50/p99 (retries allowed)
 //!   against the same pool without the storm just before.
@@ -109,6 +110,7 @@ mod json;
 mod measure;
 mod memory;
 mod one_cpu;
+mod online;
 mod params;
 mod pool;
 mod raw;
@@ -127,6 +129,7 @@ use crate::hot_path::LpmRuns;
 use crate::measure::median_round;
 use crate::memory::MemoryRuns;
 use crate::one_cpu::on_one_cpu;
+use crate::online::OnlineRuns;
 use crate::params::Params;
 use crate::pool::WorkerKind;
 use crate::raw::{raw_latency, raw_throughput, Flow};
@@ -187,6 +190,9 @@ fn main() {
         workloads.push(Box::new(w));
     }
     if let Some(w) = ScaleRuns::new(&params) {
+        workloads.push(Box::new(w));
+    }
+    if let Some(w) = OnlineRuns::new(&params) {
         workloads.push(Box::new(w));
     }
     if let Some(w) = StormRuns::new(&params) {

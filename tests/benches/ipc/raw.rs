@@ -59,6 +59,12 @@ impl SocketEcho {
         self.child.wait().map(drop)
     }
 
+    /// Closes our end of the channel: the child reads EOF and exits (so
+    /// that many can end at once before each is dropped and reaped).
+    pub(crate) fn close(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
     /// One 64-byte round trip; whether it came back unchanged.
     pub(crate) fn echo_once(&mut self) -> io::Result<bool> {
         let msg = [0xA5u8; MSG_LEN];

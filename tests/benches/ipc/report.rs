@@ -13,14 +13,26 @@ use crate::pool::{encoded_payload, WorkerKind};
 use crate::workload::Section;
 use crate::{MSG_LEN, WINDOW};
 
+/// The machine the run is on.
 #[derive(Debug)]
 pub(crate) struct Machine {
     pub(crate) nproc: usize,
     pub(crate) cpu: String,
     pub(crate) kernel: String,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute load when the run started: on a
+    /// shared machine, what else was running.
+    pub(crate) load_at_start: String,
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` has them.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 impl Machine {
+    /// Reads `/proc` and the CPU count.
     pub(crate) fn probe() -> Self {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -38,6 +50,7 @@ impl Machine {
             nproc: thread::available_parallelism().map_or(0, |n| n.get()),
             cpu,
             kernel,
+            load_at_start: load_average(),
         }
     }
 }
@@ -287,6 +300,11 @@ impl Results {
             m.nproc,
             m.kernel
         );
+        println!(
+            "load average at start {}, at end {}",
+            m.load_at_start,
+            load_average()
+        );
         println!("payload {MSG_LEN} B; W2/R2 window {WINDOW} in flight; W2 uses 2 workers");
         println!(
             "encoded payload: postcard {} B, JSON {} B (serde_bytes in JSON is an array of numbers)",
@@ -395,6 +413,8 @@ impl Results {
                     ("nproc", num(m.nproc as f64)),
                     ("cpu", Json::Str(m.cpu.clone())),
                     ("kernel", Json::Str(m.kernel.clone())),
+                    ("load_average_at_start", Json::Str(m.load_at_start.clone())),
+                    ("load_average_at_end", Json::Str(load_average())),
                 ]),
             ),
             (

@@ -1,24 +1,19 @@
-//! How the pool scales with its number of workers (`LPM_BENCH_POOL`,
-//! 2, 64 and 256 by default), on `bench_echo`:
-//! - Scaling: W2 (64-byte untyped echoes) with (a) 256 requests in flight
-//!   whatever the pool's size, and (b) 4 in flight per worker; requests
-//!   per second and supervisor CPU per request, each against the first
-//!   pool size's.
-//! - Online time: from `Pool::start` to `Pool::online` answering, the
-//!   median over rounds (each round starts each size `online_reps` times).
+//! Scaling: W2 (64-byte untyped echoes to `bench_echo`) over pools of each
+//! `LPM_BENCH_POOL` size (2, 64 and 256 workers by default), with (a) 256
+//! requests in flight whatever the pool's size, and (b) 4 in flight per
+//! worker; requests per second and supervisor CPU per request (the whole
+//! benchmark process's CPU: the actors and the calling loop), each against
+//! the first pool size's.
 
-use std::time::Instant;
+use lpm::Codec;
 
-use lpm::{Codec, Pool, WorkerCommand};
-
-use crate::json::{latency_json, throughput_json, Json};
-use crate::measure::{median_round, Costs, Latency, Throughput};
+use crate::json::{throughput_json, Json};
+use crate::measure::{median_round, Throughput};
 use crate::params::Params;
 use crate::pool::{
-    bench_config, encoded_payload, online, start_pool, stop_pool, timed, window, Stretch,
-    WorkerKind,
+    bench_config, encoded_payload, start_pool, stop_pool, timed, window, Stretch, WorkerKind,
 };
-use crate::report::{ok, print_latency, print_throughput, Row};
+use crate::report::{ok, print_throughput, Row};
 use crate::workload::{Section, Workload};
 use crate::{MSG_LEN, STEP_TIMEOUT, WINDOW};
 
@@ -59,35 +54,31 @@ impl Depth {
     }
 }
 
-/// One pool size's rounds.
+/// One pool size's rounds, by `Depth`.
 #[derive(Debug)]
 struct SizeRuns {
     workers: usize,
-    /// By `Depth`, when scaling runs.
-    scale: Option<[Vec<Result<Throughput, String>>; 2]>,
-    online: Option<Vec<Result<Latency, String>>>,
+    scale: [Vec<Result<Throughput, String>>; 2],
 }
 
-/// The rounds of the scaling and online-time workloads.
+/// The rounds of the scaling workload.
 #[derive(Debug)]
 pub(crate) struct ScaleRuns {
     sizes: Vec<SizeRuns>,
 }
 
 impl ScaleRuns {
-    /// Scaling if `scale` runs, online time if `online` runs; `None` if neither.
+    /// The scaling workload if `scale` runs.
     pub(crate) fn new(p: &Params) -> Option<Self> {
-        let (scale, online) = (p.runs("scale"), p.runs("online"));
         let sizes = p
             .pool_sizes
             .iter()
             .map(|&workers| SizeRuns {
                 workers,
-                scale: scale.then(Default::default),
-                online: online.then(Vec::new),
+                scale: Default::default(),
             })
             .collect();
-        (scale || online).then_some(Self { sizes })
+        p.runs("scale").then_some(Self { sizes })
     }
 }
 
@@ -95,16 +86,10 @@ impl Workload for ScaleRuns {
     fn round(&mut self, p: &Params, _round: usize) {
         for size in &mut self.sizes {
             let n = size.workers;
-            if let Some(scale) = &mut size.scale {
-                eprintln!("  W2 scaling, {n} workers ...");
-                let results = actix_rt::System::new().block_on(scaled_w2(n, p));
-                for (runs, run) in scale.iter_mut().zip(results) {
-                    runs.push(run);
-                }
-            }
-            if let Some(online) = &mut size.online {
-                eprintln!("  online time, {n} workers ...");
-                online.push(actix_rt::System::new().block_on(online_time(n, p)));
+            eprintln!("  W2 scaling, {n} workers ...");
+            let results = actix_rt::System::new().block_on(scaled_w2(n, p));
+            for (runs, run) in size.scale.iter_mut().zip(results) {
+                runs.push(run);
             }
         }
     }
@@ -118,16 +103,11 @@ impl Workload for ScaleRuns {
                 let mut i = 0;
                 SizeFigures {
                     workers: n,
-                    scale: s.scale.map(|runs| {
-                        runs.map(|r| {
-                            let label = format!("W2 {n} workers, {}", Depth::BOTH[i].label());
-                            i += 1;
-                            median_round(&label, r)
-                        })
+                    scale: s.scale.map(|r| {
+                        let label = format!("W2 {n} workers, {}", Depth::BOTH[i].label());
+                        i += 1;
+                        median_round(&label, r)
                     }),
-                    online: s
-                        .online
-                        .and_then(|r| median_round(&format!("online, {n} workers"), r)),
                 }
             })
             .collect();
@@ -164,34 +144,14 @@ async fn scaled_w2(workers: usize, p: &Params) -> [Result<Throughput, String>; 2
     out
 }
 
-/// `online_reps` pools of `workers` started, each timed until it is online.
-async fn online_time(workers: usize, p: &Params) -> Result<Latency, String> {
-    let mut samples = Vec::with_capacity(p.online_reps);
-    let bin = env!("CARGO_BIN_EXE_bench_echo");
-    for _ in 0..p.online_reps {
-        let start = Instant::now();
-        let pool = Pool::start(
-            WorkerCommand::new(bin),
-            bench_config(workers, Codec::Postcard),
-        );
-        let came_online = online(&pool, WorkerKind::Runtime).await;
-        let ns = start.elapsed().as_nanos() as u64;
-        came_online?;
-        samples.push(ns);
-        stop_pool(&pool).await;
-    }
-    Ok(Latency::from_samples(samples, 0, Costs::default()))
-}
-
 /// One pool size's median rounds.
 #[derive(Debug)]
 struct SizeFigures {
     workers: usize,
-    scale: Option<[Option<Result<Throughput, String>>; 2]>,
-    online: Option<Result<Latency, String>>,
+    scale: [Option<Result<Throughput, String>>; 2],
 }
 
-/// The median rounds of scaling and online time, by pool size.
+/// The median rounds of scaling, by pool size.
 #[derive(Debug)]
 struct ScaleFigures {
     sizes: Vec<SizeFigures>,
@@ -204,10 +164,9 @@ impl Section for ScaleFigures {
         };
         let b = base.workers;
         for (i, depth) in Depth::BOTH.into_iter().enumerate() {
-            let base_fig = base.scale.as_ref().and_then(|s| ok(&s[i]));
+            let base_fig = ok(&base.scale[i]);
             for size in others {
-                let Some(scale) = &size.scale else { continue };
-                let (n, fig) = (size.workers, ok(&scale[i]));
+                let (n, fig) = (size.workers, ok(&size.scale[i]));
                 let what = format!("W2 {n} workers, {}", depth.label());
                 rows.push(Row::vs(
                     format!("{what} vs {b}"),
@@ -227,24 +186,14 @@ impl Section for ScaleFigures {
                 ));
             }
         }
-        for size in &self.sizes {
-            if size.online.is_some() {
-                let p50_ms = ok(&size.online).map(|l| l.p50_us / 1e3);
-                let what = format!("online time, {} workers", size.workers);
-                rows.push(Row::alone(what, "ms", p50_ms));
-            }
-        }
     }
 
     fn print_details(&self) {
         for size in &self.sizes {
             let n = size.workers;
-            if let Some(scale) = &size.scale {
-                for (depth, fig) in Depth::BOTH.into_iter().zip(scale) {
-                    print_throughput(&format!("W2 {n} workers, {}", depth.label()), fig);
-                }
+            for (depth, fig) in Depth::BOTH.into_iter().zip(&size.scale) {
+                print_throughput(&format!("W2 {n} workers, {}", depth.label()), fig);
             }
-            print_latency(&format!("online time, {n} workers"), &size.online);
         }
     }
 
@@ -254,12 +203,9 @@ impl Section for ScaleFigures {
             .iter()
             .map(|s| {
                 let mut fields = vec![("workers", Json::Num(s.workers as f64))];
-                if let Some(scale) = &s.scale {
-                    for (depth, fig) in Depth::BOTH.into_iter().zip(scale) {
-                        fields.push((depth.json_key(), throughput_json(fig)));
-                    }
+                for (depth, fig) in Depth::BOTH.into_iter().zip(&s.scale) {
+                    fields.push((depth.json_key(), throughput_json(fig)));
                 }
-                fields.push(("online_time_us", latency_json(&s.online)));
                 Json::Obj(fields)
             })
             .collect();
