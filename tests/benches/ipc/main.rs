@@ -162,6 +162,29 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
 }
 
+/// The workloads beside the hot path that `p` asks for, in the order
+/// each round runs them.
+fn beside_the_hot_path(p: &Params) -> Vec<Box<dyn Workload>> {
+    fn boxed(w: impl Workload + 'static) -> Box<dyn Workload> {
+        Box::new(w)
+    }
+    let kinds: Vec<WorkerKind> = [WorkerKind::Runtime, WorkerKind::Raw]
+        .into_iter()
+        .filter(|&k| p.uses(k))
+        .collect();
+    [
+        BulkRuns::new(p, &kinds).map(boxed),
+        RespawnRuns::new(p).map(boxed),
+        ScaleRuns::new(p).map(boxed),
+        OnlineRuns::new(p).map(boxed),
+        StormRuns::new(p).map(boxed),
+        MemoryRuns::new(p).map(boxed),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 fn main() {
     let params = Params::from_env();
     let machine = Machine::probe();
@@ -178,29 +201,7 @@ fn main() {
     let (mut r1, mut r1c, mut r2, mut r2u) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut lpm_runs: Vec<(WorkerKind, LpmRuns)> =
         kinds.iter().map(|&k| (k, LpmRuns::default())).collect();
-    let bulk_kinds: Vec<WorkerKind> = [WorkerKind::Runtime, WorkerKind::Raw]
-        .into_iter()
-        .filter(|&k| params.uses(k))
-        .collect();
-    let mut workloads: Vec<Box<dyn Workload>> = Vec::new();
-    if let Some(w) = BulkRuns::new(&params, &bulk_kinds) {
-        workloads.push(Box::new(w));
-    }
-    if let Some(w) = RespawnRuns::new(&params) {
-        workloads.push(Box::new(w));
-    }
-    if let Some(w) = ScaleRuns::new(&params) {
-        workloads.push(Box::new(w));
-    }
-    if let Some(w) = OnlineRuns::new(&params) {
-        workloads.push(Box::new(w));
-    }
-    if let Some(w) = StormRuns::new(&params) {
-        workloads.push(Box::new(w));
-    }
-    if let Some(w) = MemoryRuns::new(&params) {
-        workloads.push(Box::new(w));
-    }
+    let mut workloads = beside_the_hot_path(&params);
     for round in 1..=params.rounds {
         eprintln!("round {round}/{}", params.rounds);
         if params.runs("r1") {

@@ -3,6 +3,7 @@
 //! the loop that keeps a window of timed requests in flight.
 
 use std::future::Future;
+use std::io;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -100,6 +101,17 @@ pub(crate) async fn stop_pool(pool: &Pool) {
         .is_err()
     {
         let _ = tokio::time::timeout(STEP_TIMEOUT, pool.hard_kill()).await;
+    }
+}
+
+/// SIGKILLs a worker of ours.
+pub(crate) fn sigkill(pid: u32) -> Result<(), String> {
+    let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+    // SAFETY: kill(2) on a pid this benchmark's pool reported; no memory is touched.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+        Ok(())
+    } else {
+        Err(format!("kill {pid}: {}", io::Error::last_os_error()))
     }
 }
 

@@ -14,7 +14,7 @@ use serde_bytes::Bytes;
 use crate::json::{latency_json, Json};
 use crate::measure::{median_round, Costs, Latency};
 use crate::params::Params;
-use crate::pool::{encoded_payload, restarting_config, start_pool, stop_pool, WorkerKind};
+use crate::pool::{encoded_payload, restarting_config, sigkill, start_pool, stop_pool, WorkerKind};
 use crate::raw::SocketEcho;
 use crate::report::{latency_rows, ok, print_latency, Row};
 use crate::workload::{Section, Workload};
@@ -128,17 +128,6 @@ async fn answer_not_from(
     Err(format!(
         "no answer from a live worker within {STEP_TIMEOUT:?} ({failed} failed attempts)"
     ))
-}
-
-/// SIGKILLs a worker of ours.
-pub(crate) fn sigkill(pid: u32) -> Result<(), String> {
-    let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-    // SAFETY: kill(2) on a pid this benchmark's pool reported; no memory is touched.
-    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-        Ok(())
-    } else {
-        Err(format!("kill {pid}: {}", io::Error::last_os_error()))
-    }
 }
 
 /// The median rounds of R5 and W5.

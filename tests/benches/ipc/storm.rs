@@ -18,10 +18,11 @@ use lpm_tests::procfs;
 use crate::json::{throughput_json, Json};
 use crate::measure::{median_round, Costs, Figure, Throughput};
 use crate::params::Params;
-use crate::pool::{encoded_payload, restarting_config, start_pool, stop_pool, timed, window};
-use crate::pool::{Stretch, WorkerKind};
+use crate::pool::{
+    encoded_payload, restarting_config, sigkill, start_pool, stop_pool, timed, window, Stretch,
+    WorkerKind,
+};
 use crate::report::{ok, print_throughput, Row};
-use crate::respawn::sigkill;
 use crate::workload::{Section, Workload};
 use crate::{MSG_LEN, STEP_TIMEOUT};
 
