@@ -6,6 +6,7 @@
 //! (which also subscribes to the pool's events), sends [`Op`]s, waits with
 //! [`recv_or_fail`] or [`wait_for_health`], and ends by killing its pool.
 
+pub mod bench;
 pub mod procfs;
 pub mod typed;
 

@@ -7,11 +7,16 @@
 //! decode the payload into a `ByteBuf` and encode it back; it follows the
 //! pool's codec (postcard or JSON) through the environment.
 //!
+//! For the benchmark's memory workload it also serves [`Pause`] (it says
+//! busy, so the pool queues what it is sent) and follows [`Resume`] (it
+//! says ready again).
+//!
 //! It runs on a current-thread tokio runtime, like `raw_echo` (the
 //! protocol-only worker), so the two differ only by the runtime's own work.
 
 use lpm::worker::{CallContext, Request, Worker};
 use lpm::Call;
+use lpm_tests::bench::{Pause, Resume};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -34,6 +39,16 @@ async fn main() -> Result<(), lpm::WorkerError> {
         Ok(())
     });
     worker.handle(|echo: Echo, _ctx: CallContext| async move { Ok(echo.0) });
+    let handle = worker.clone();
+    worker.handle(move |_: Pause, _ctx: CallContext| {
+        handle.busy();
+        async move { Ok(()) }
+    });
+    let handle = worker.clone();
+    worker.subscribe(move |_: Resume| {
+        handle.ready();
+        async {}
+    });
     worker.ready();
     worker.run().await
 }
