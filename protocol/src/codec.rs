@@ -45,7 +45,7 @@ pub fn encode_frame<T: Serialize>(
 ) -> Result<(), Error> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    if let Err(e) = postcard::to_extend(msg, Appender(out)) {
+    if let Err(e) = append_postcard(msg, out) {
         out.truncate(start);
         return Err(Error::Encode {
             reason: e.to_string(),
@@ -81,12 +81,33 @@ pub fn frame<T: Serialize>(msg: &T, max_frame_len: usize) -> Result<Vec<u8>, Err
     Ok(out)
 }
 
-/// Lets postcard append to a borrowed buffer, so frames share one allocation.
-struct Appender<'a>(&'a mut Vec<u8>);
+/// Appends `value` in postcard to `out`: byte strings are copied with one
+/// `memcpy` (postcard's own `to_extend` copies them byte by byte), and
+/// frames share one buffer.
+pub(crate) fn append_postcard<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    postcard::serialize_with_flavor(value, Append(out))
+}
 
-impl Extend<u8> for Appender<'_> {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
-        self.0.extend(iter);
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

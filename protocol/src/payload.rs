@@ -54,7 +54,10 @@ impl Codec {
         let encoded = match self {
             Codec::Postcard => postcard::experimental::serialized_size(value)
                 // One allocation of the exact size, instead of a growing Vec.
-                .and_then(|size| postcard::to_extend(value, Vec::with_capacity(size)))
+                .and_then(|size| {
+                    let mut out = Vec::with_capacity(size);
+                    crate::codec::append_postcard(value, &mut out).map(|()| out)
+                })
                 .map_err(|e| e.to_string()),
             Codec::Json => serde_json::to_vec(value).map_err(|e| e.to_string()),
         };
