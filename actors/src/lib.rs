@@ -77,10 +77,16 @@
 //!   they take turns on one thread. Debug builds assert it when each actor
 //!   starts. A pool handles hundreds of thousands of requests a second on
 //!   that thread; run several pools for more.
-//! - The parent-death signal fires when the *thread* that spawned the worker
-//!   exits: run the actix System on a thread that lives as long as the pool.
-//! - Children are reaped by tokio; a worker that ignores SIGTERM is SIGKILLed
-//!   after `term_grace`, and its whole process group with it.
+//! - Workers are forked on a few threads of their own (shared by every pool
+//!   of the process, never ended), so a spawn never stalls dispatch and
+//!   several workers start at once. The parent-death signal fires when the
+//!   *thread* that forked a worker ends, so those threads live as long as
+//!   the process; a pool dropped with its Arbiter (or its System) still
+//!   SIGKILLs and reaps its workers as their actors are dropped.
+//! - A worker's exit is awaited through a pidfd (Linux 5.3 and later), on
+//!   the pool's thread; without one (an older kernel, a seccomp filter),
+//!   through SIGCHLD. A worker that ignores SIGTERM is SIGKILLed after
+//!   `term_grace`, and its whole process group with it.
 //! - The first worker started forks a small *group guard* process (no
 //!   `exec`; it closes every descriptor but its socket to the supervisor and
 //!   ignores SIGINT/SIGTERM/SIGHUP). If the supervisor's process dies without
@@ -98,6 +104,7 @@ mod id;
 mod pool;
 mod reasons;
 mod request;
+mod spawner;
 mod stream;
 mod supervisor;
 mod worker_handle;

@@ -105,7 +105,7 @@ pub(crate) struct WorkerHandle {
     sink: FrameSink,
     flush_waiting: bool,
     stream: Option<FrameStream<ToSupervisor>>,
-    child: Option<tokio::process::Child>,
+    child: Option<spawn::Child>,
     in_flight: IdMap<Pending>,
     deadlines: BTreeSet<(Instant, RequestId)>,
     timer: Alarm,

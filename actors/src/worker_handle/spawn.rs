@@ -1,15 +1,26 @@
 //! Starting a worker process: its IPC socketpair on fd 3, its own process
 //! group (watched by the group guard), and a parent-death signal so it never
 //! outlives the supervisor.
+//!
+//! The fork and exec run on a spawner thread (`crate::spawner`), never on
+//! the actor thread; what they produce is tied to the actor thread's
+//! runtime once it arrives there ([`spawn_worker`]'s future).
 
+mod child;
+
+use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::process::Stdio;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use lpm_protocol::{Codec, CODEC_ENV, IPC_FD, IPC_FD_ENV, MAX_FRAME_LEN_ENV};
-use tokio::process::{Child, Command};
 
-use crate::WorkerCommand;
+pub(crate) use child::Child;
+use child::{open_pidfd, Process};
+
+use crate::{spawner, WorkerCommand};
 
 /// A started child and the supervisor's end of its channel.
 #[derive(Debug)]
@@ -19,18 +30,57 @@ pub(crate) struct Spawned {
     pub(crate) channel: tokio::net::UnixStream,
 }
 
-/// Starts one worker process.
+/// A child just forked on a spawner thread, not yet tied to any runtime.
+#[derive(Debug)]
+struct Forked {
+    process: Process,
+    pidfd: Option<OwnedFd>,
+    channel: std::os::unix::net::UnixStream,
+}
+
+impl Forked {
+    /// Ties the process, its pipes and its channel to the current thread's runtime.
+    fn register(self) -> io::Result<Spawned> {
+        let pid = self.process.id();
+        let channel = tokio::net::UnixStream::from_std(self.channel)?;
+        let child = Child::register(self.process, self.pidfd)?;
+        Ok(Spawned {
+            child,
+            pid,
+            channel,
+        })
+    }
+}
+
+/// Starts one worker process on a spawner thread.
+///
+/// The future must be polled on the thread whose runtime will serve the
+/// worker (the pool's actor thread): that is where its channel, pipes and
+/// exit watch are registered. Dropped before it resolves, it leaves nothing
+/// behind: a process started meanwhile is killed and reaped.
 ///
 /// The child gets: fd 3 = its end of a fresh socketpair (and `LPM_IPC_FD=3`),
 /// stdin from /dev/null, stdout and stderr piped to us, no other descriptor
 /// (even one the host left without close-on-exec), its own process group
 /// (so a hard kill reaches its own children too, and a terminal's Ctrl-C goes
-/// to the supervisor alone), and SIGKILL when the supervisor's thread dies.
+/// to the supervisor alone), and SIGKILL when the spawner thread that forked
+/// it ends (which is when this process ends).
 pub(crate) fn spawn_worker(
-    command: &WorkerCommand,
+    command: Arc<WorkerCommand>,
     max_frame_len: usize,
     codec: Codec,
-) -> io::Result<Spawned> {
+) -> impl Future<Output = io::Result<Spawned>> {
+    let forked = spawner::run(move || fork_worker(&command, max_frame_len, codec));
+    async move {
+        let forked = forked?.await.map_err(|_| {
+            io::Error::other("the spawner thread failed while starting the worker")
+        })??;
+        forked.register()
+    }
+}
+
+/// Forks and execs the worker; blocks until it has exec'd (or failed to).
+fn fork_worker(command: &WorkerCommand, max_frame_len: usize, codec: Codec) -> io::Result<Forked> {
     // std creates both ends with CLOEXEC: no other child inherits them.
     let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()?;
     parent_end.set_nonblocking(true)?;
@@ -44,8 +94,7 @@ pub(crate) fn spawn_worker(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
     if let Some(dir) = &command.cwd {
         cmd.current_dir(dir);
     }
@@ -57,17 +106,15 @@ pub(crate) fn spawn_worker(
     unsafe {
         cmd.pre_exec(move || prepare_child(child_fd, parent_pid));
     }
-    let child = cmd.spawn()?;
+    let process = Process::new(cmd.spawn()?);
     drop(child_end);
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("worker exited before its pid was read"))?;
+    let pid = process.id();
     // Should this process die without reaping it, the guard kills its group.
     super::group_guard::watch(pid);
-    Ok(Spawned {
-        child,
-        pid,
-        channel: tokio::net::UnixStream::from_std(parent_end)?,
+    Ok(Forked {
+        pidfd: open_pidfd(pid),
+        process,
+        channel: parent_end,
     })
 }
 
