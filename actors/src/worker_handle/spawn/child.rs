@@ -5,12 +5,13 @@
 //!
 //! The exit is watched through a pidfd (Linux 5.3 and later), which turns
 //! readable when the process ends and can be registered with the reactor of
-//! whichever thread awaits it; the process itself was forked on another
+//! whichever thread awaits it; the process itself was started on another
 //! thread. Where `pidfd_open` is missing or refused (an older kernel, a
 //! seccomp filter), each SIGCHLD is the cue to look again, as tokio does.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use nix::sys::signal::Signal;
@@ -19,56 +20,61 @@ use tokio::io::Interest;
 use tokio::net::unix::pipe;
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::launch::reap_blocking;
 use super::signal_group;
 use crate::spawner;
 use crate::worker_handle::group_guard;
 
-/// A forked worker process that this supervisor must reap.
+/// A started worker process that this supervisor must reap.
 #[derive(Debug)]
 pub(crate) struct Process {
-    /// Always `Some` until dropped.
-    child: Option<std::process::Child>,
-    reaped: bool,
+    pid: u32,
+    /// Set once reaped.
+    status: Option<ExitStatus>,
 }
 
 impl Process {
-    pub(crate) fn new(child: std::process::Child) -> Self {
-        Self {
-            child: Some(child),
-            reaped: false,
-        }
+    /// Takes charge of `pid`, a child of this process not reaped yet.
+    pub(crate) fn new(pid: u32) -> Self {
+        Self { pid, status: None }
     }
 
     pub(crate) fn id(&self) -> u32 {
-        self.child.as_ref().map_or(0, std::process::Child::id)
+        self.pid
     }
 
     /// Its exit status if it has ended (reaping it), `None` while it runs.
     fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let Some(child) = self.child.as_mut() else {
-            return Ok(None);
-        };
-        let status = child.try_wait()?;
-        self.reaped |= status.is_some();
-        Ok(status)
+        while self.status.is_none() {
+            let mut raw = 0;
+            // SAFETY: waitpid on our own unreaped child, without blocking.
+            match unsafe { libc::waitpid(self.pid as libc::pid_t, &mut raw, libc::WNOHANG) } {
+                0 => break,
+                -1 => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+                _ => self.status = Some(ExitStatus::from_raw(raw)),
+            }
+        }
+        Ok(self.status)
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if self.reaped {
+        if self.status.is_some() {
             return;
         }
-        let pid = child.id();
+        let pid = self.pid;
         // Not reaped, so its process group id cannot have been reused yet.
         signal_group(pid, Signal::SIGKILL);
         // A SIGKILLed process ends at once, but waiting for it would still
         // block this (the actor's) thread.
         spawner::detach(move || {
-            if let Err(e) = child.wait() {
+            if let Err(e) = reap_blocking(pid as libc::pid_t) {
                 tracing::warn!(pid, error = %e, "could not reap a dropped worker");
             }
             group_guard::unwatch(pid);
@@ -119,18 +125,14 @@ impl Child {
     ///
     /// The reactor refused a registration; the process is then killed and
     /// reaped (by `Process`'s drop).
-    pub(crate) fn register(mut process: Process, pidfd: Option<OwnedFd>) -> io::Result<Self> {
-        let child = process.child.as_mut();
-        let (stdout, stderr) = match child {
-            Some(c) => (c.stdout.take(), c.stderr.take()),
-            None => (None, None),
-        };
-        let stdout = stdout
-            .map(|out| pipe::Receiver::from_owned_fd(out.into()))
-            .transpose()?;
-        let stderr = stderr
-            .map(|err| pipe::Receiver::from_owned_fd(err.into()))
-            .transpose()?;
+    pub(crate) fn register(
+        process: Process,
+        pidfd: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> io::Result<Self> {
+        let stdout = pipe::Receiver::from_owned_fd(stdout)?;
+        let stderr = pipe::Receiver::from_owned_fd(stderr)?;
         let exit = match pidfd {
             // SAFETY: the AsyncFd owns the descriptor: it stays open, and the
             // same, for as long as the AsyncFd lives.
@@ -142,8 +144,8 @@ impl Child {
         Ok(Self {
             process,
             exit,
-            stdout,
-            stderr,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
         })
     }
 
@@ -153,25 +155,26 @@ impl Child {
     ///
     /// Waiting failed (the reactor is gone, or the status could not be read).
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let Self { process, exit, .. } = self;
-        match exit {
-            ExitWatch::Pidfd(pidfd) => loop {
-                if let Some(status) = process.try_wait()? {
-                    return Ok(status);
-                }
-                pidfd.readable().await?.clear_ready();
-            },
-            ExitWatch::Sigchld => {
-                // Listening first, then looking: an exit in between is not missed.
-                let mut sigchld = signal(SignalKind::child())?;
-                loop {
-                    if let Some(status) = process.try_wait()? {
-                        return Ok(status);
-                    }
-                    if sigchld.recv().await.is_none() {
-                        return Err(io::Error::other("the SIGCHLD listener ended"));
-                    }
-                }
+        if let ExitWatch::Pidfd(pidfd) = &self.exit {
+            if let Some(status) = self.process.try_wait()? {
+                return Ok(status);
+            }
+            drop(pidfd.readable().await?);
+            if let Some(status) = self.process.try_wait()? {
+                return Ok(status);
+            }
+            // Readable before it could be reaped (not seen in practice): the
+            // next news comes with SIGCHLD, as a pidfd makes no second edge.
+            self.exit = ExitWatch::Sigchld;
+        }
+        // Listening first, then looking: an exit in between is not missed.
+        let mut sigchld = signal(SignalKind::child())?;
+        loop {
+            if let Some(status) = self.process.try_wait()? {
+                return Ok(status);
+            }
+            if sigchld.recv().await.is_none() {
+                return Err(io::Error::other("the SIGCHLD listener ended"));
             }
         }
     }
@@ -193,22 +196,29 @@ impl Child {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::{Command, Stdio};
+    use std::ffi::OsString;
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
     use std::time::Duration;
 
     use tokio::io::AsyncReadExt;
 
+    use super::super::launch::{launch, Program};
     use super::*;
 
-    fn sh(script: &str) -> std::process::Child {
-        Command::new("sh")
-            .args(["-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("sh starts")
+    /// `sh -c script` in a process group of its own: the process and its
+    /// stdout and stderr.
+    fn sh(script: &str) -> (Process, OwnedFd, OwnedFd) {
+        let args = [OsString::from("-c"), OsString::from(script)];
+        let program = Program {
+            program: Path::new("sh"),
+            args: &args,
+            env: Program::environment([]),
+            cwd: None,
+        };
+        let (_ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let launched = launch(&program, theirs.as_raw_fd()).expect("sh starts");
+        (Process::new(launched.pid), launched.stdout, launched.stderr)
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -223,28 +233,31 @@ mod tests {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
     }
 
-    async fn exit_and_output(mut child: Child) -> (ExitStatus, String, String) {
-        let mut out = String::new();
-        let mut err = String::new();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        stdout.read_to_string(&mut out).await.unwrap();
-        stderr.read_to_string(&mut err).await.unwrap();
-        (child.wait().await.unwrap(), out, err)
-    }
-
     #[test]
-    fn a_process_forked_on_another_thread_is_awaited_through_its_pidfd() {
-        let (process, pidfd) = std::thread::spawn(|| {
-            let process = Process::new(sh("echo out; echo err >&2; exit 7"));
+    fn a_process_started_on_another_thread_is_awaited_through_its_pidfd() {
+        // The starting thread lives until the end: its end would SIGKILL
+        // the process (the parent-death signal).
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let starter = std::thread::spawn(move || {
+            let (process, stdout, stderr) = sh("echo out; echo err >&2; exit 7");
             let pidfd = open_pidfd(process.id());
-            (process, pidfd)
-        })
-        .join()
-        .unwrap();
+            started_tx.send((process, stdout, stderr, pidfd)).unwrap();
+            let _ = done_rx.recv();
+        });
+        let (process, stdout, stderr, pidfd) = started_rx.recv().unwrap();
         assert!(pidfd.is_some(), "this kernel gives pidfds (Linux 5.3+)");
-        let (status, out, err) = runtime()
-            .block_on(async { exit_and_output(Child::register(process, pidfd).unwrap()).await });
+        let (status, out, err) = runtime().block_on(async {
+            let mut child = Child::register(process, pidfd, stdout, stderr).unwrap();
+            let (mut out, mut err) = (String::new(), String::new());
+            let mut stdout = child.stdout.take().unwrap();
+            let mut stderr = child.stderr.take().unwrap();
+            stdout.read_to_string(&mut out).await.unwrap();
+            stderr.read_to_string(&mut err).await.unwrap();
+            (child.wait().await.unwrap(), out, err)
+        });
+        drop(done_tx);
+        starter.join().unwrap();
         assert_eq!(
             (status.code(), out.as_str(), err.as_str()),
             (Some(7), "out\n", "err\n")
@@ -253,10 +266,10 @@ mod tests {
 
     #[test]
     fn without_a_pidfd_sigchld_tells_of_the_exit() {
-        let process = Process::new(sh("echo up; exec sleep 60"));
+        let (process, stdout, stderr) = sh("echo up; exec sleep 60");
         let pid = process.id();
         let status = runtime().block_on(async {
-            let mut child = Child::register(process, None).unwrap();
+            let mut child = Child::register(process, None, stdout, stderr).unwrap();
             let mut up = [0; 3];
             let mut stdout = child.stdout.take().unwrap();
             stdout.read_exact(&mut up).await.unwrap();
@@ -271,18 +284,20 @@ mod tests {
 
     #[test]
     fn kill_ends_the_process_group_and_reaps() {
-        let process = Process::new(sh("sleep 60 & wait"));
+        let (process, stdout, stderr) = sh("sleep 60 & wait");
         let pid = process.id();
         let pidfd = open_pidfd(pid);
-        let status =
-            runtime().block_on(async { Child::register(process, pidfd).unwrap().kill().await });
+        let status = runtime().block_on(async {
+            let child = Child::register(process, pidfd, stdout, stderr).unwrap();
+            child.kill().await
+        });
         assert_eq!(status.unwrap().signal(), Some(libc::SIGKILL));
         assert!(!exists(pid), "reaped");
     }
 
     #[test]
     fn a_process_dropped_before_its_exit_is_killed_and_reaped() {
-        let process = Process::new(sh("sleep 60"));
+        let (process, _stdout, _stderr) = sh("sleep 60");
         let pid = process.id();
         drop(process);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
