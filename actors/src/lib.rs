@@ -70,17 +70,26 @@
 //!
 //! # Caveats
 //!
-//! - Linux only: PR_SET_PDEATHSIG, process groups and /proc are used.
+//! - Linux only: PR_SET_PDEATHSIG, process groups, /proc, pidfds and
+//!   `clone(CLONE_VM | CLONE_VFORK)` are used.
 //! - One thread: every actor of a pool runs on the Arbiter that called
 //!   [`Pool::start`]. The Balancer reads each worker's load from counters
 //!   the WorkerHandles update, without a message, which is only right while
 //!   they take turns on one thread. Debug builds assert it when each actor
 //!   starts. A pool handles hundreds of thousands of requests a second on
 //!   that thread; run several pools for more.
-//! - The parent-death signal fires when the *thread* that spawned the worker
-//!   exits: run the actix System on a thread that lives as long as the pool.
-//! - Children are reaped by tokio; a worker that ignores SIGTERM is SIGKILLed
-//!   after `term_grace`, and its whole process group with it.
+//! - Workers are started on a few threads of their own (shared by every
+//!   pool of the process, never ended), so a spawn never stalls dispatch
+//!   and several workers start at once; and without `fork`'s copy of the
+//!   supervisor's memory (the child borrows it until `exec`, as with
+//!   `posix_spawn`). The parent-death signal fires when the *thread* that
+//!   started a worker ends, so those threads live as long as the process;
+//!   a pool dropped with its Arbiter (or its System) still SIGKILLs and
+//!   reaps its workers as their actors are dropped.
+//! - A worker's exit is awaited through a pidfd (Linux 5.3 and later), on
+//!   the pool's thread; without one (an older kernel, a seccomp filter),
+//!   through SIGCHLD. A worker that ignores SIGTERM is SIGKILLed after
+//!   `term_grace`, and its whole process group with it.
 //! - The first worker started forks a small *group guard* process (no
 //!   `exec`; it closes every descriptor but its socket to the supervisor and
 //!   ignores SIGINT/SIGTERM/SIGHUP). If the supervisor's process dies without
@@ -98,6 +107,7 @@ mod id;
 mod pool;
 mod reasons;
 mod request;
+mod spawner;
 mod stream;
 mod supervisor;
 mod worker_handle;

@@ -8,9 +8,9 @@ mod recycle;
 pub use listener::BroadcastListener;
 mod restart;
 mod slot;
+mod spawn;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,26 +25,15 @@ pub(crate) use recycle::RecycleMe;
 use restart::RestartWindow;
 use slot::{Filled, Live, Slot};
 
-use crate::balancer::{Balancer, PoolDown, Requeue, WorkerJoined, WorkerLeft};
+use crate::balancer::{Balancer, PoolDown, Requeue, WorkerLeft};
 use crate::events::Subscriber;
 use crate::health::{WorkerHealth, WorkerState};
 use crate::id::WorkerId;
-use crate::request::{AfterDeath, Counters, Load, Pending};
-use crate::worker_handle::spawn::spawn_worker;
+use crate::request::{AfterDeath, Counters, Pending};
 use crate::worker_handle::{
     Drain, HandleConfig, Sample, SendEvent, SendListener, SessionConfig, SignalWorker, WorkerHandle,
 };
 use crate::{Config, Error, KillReason, PoolEvent, SignalPolicy, WorkerCommand};
-
-/// True for a spawn error that says the supervisor ran short of a resource
-/// (descriptors, processes, memory), which passes, rather than that the
-/// worker cannot start.
-fn is_shortage(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
-    )
-}
 
 /// Reports the health of every worker slot.
 #[derive(Debug, Message)]
@@ -148,7 +137,7 @@ enum Phase {
 /// Owns the pool: its workers, their restarts, and the kill phases.
 #[derive(Debug)]
 pub struct Supervisor {
-    command: WorkerCommand,
+    command: Arc<WorkerCommand>,
     config: Config,
     handle_config: HandleConfig,
     balancer: Addr<Balancer>,
@@ -157,6 +146,9 @@ pub struct Supervisor {
     /// Workers replaced by a recycle, finishing their requests.
     outgoing: HashMap<WorkerId, Addr<WorkerHandle>>,
     generation: u64,
+    /// Spawns not yet answered, and unwanted processes being killed and
+    /// reaped (`spawn.rs`): none is in `processes()`, and a kill waits for them.
+    in_transit: usize,
     subscribers: Vec<Subscriber>,
     online_sent: bool,
     online_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
@@ -195,7 +187,7 @@ impl Supervisor {
             sample_interval: config.sample_interval,
         };
         Self {
-            command,
+            command: Arc::new(command),
             config,
             handle_config,
             balancer,
@@ -203,6 +195,7 @@ impl Supervisor {
             slots: BTreeMap::new(),
             outgoing: HashMap::new(),
             generation: 0,
+            in_transit: 0,
             subscribers: Vec::new(),
             online_sent: false,
             online_waiters: Vec::new(),
@@ -232,79 +225,6 @@ impl Supervisor {
         let fresh = self.new_slot();
         self.slots.insert(slot, fresh);
         self.spawn_slot(slot, ctx);
-    }
-
-    fn spawn_slot(&mut self, slot: usize, ctx: &mut Context<Self>) {
-        if !self.may_spawn() {
-            return self.check_stopped(ctx);
-        }
-        match self.start_worker(slot, ctx) {
-            Ok(live) => {
-                if let Some(s) = self.slots.get_mut(&slot) {
-                    s.filled = Filled::Live(live);
-                }
-            }
-            // Out of descriptors or processes: the supervisor's shortage, not
-            // the worker's crash, so it does not count against the restart window.
-            Err(e) if is_shortage(&e) => {
-                let delay = self.config.max_restart_backoff;
-                let timer = ctx.run_later(delay, move |act, ctx| {
-                    if let Some(s) = act.slots.get_mut(&slot) {
-                        s.filled = Filled::Empty;
-                    }
-                    act.spawn_slot(slot, ctx);
-                });
-                if let Some(s) = self.slots.get_mut(&slot) {
-                    s.filled = Filled::Restarting(timer);
-                }
-            }
-            Err(_) => self.after_death(slot, ctx),
-        }
-    }
-
-    /// Starts a worker process for `slot` and introduces it to the balancer.
-    fn start_worker(&mut self, slot: usize, ctx: &mut Context<Self>) -> io::Result<Live> {
-        self.generation += 1;
-        let id = WorkerId {
-            slot,
-            generation: self.generation,
-        };
-        let spawned = match spawn_worker(
-            &self.command,
-            self.config.max_frame_len,
-            self.config.codec,
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(slot, program = %self.command.program.display(), error = %e, "could not start worker");
-                return Err(e);
-            }
-        };
-        let pid = spawned.pid;
-        let load = Arc::new(Load::default());
-        let handle = WorkerHandle::new(
-            id,
-            spawned,
-            self.handle_config.clone(),
-            self.balancer.clone(),
-            ctx.address(),
-        )
-        .start();
-        self.send_listeners(&handle);
-        self.balancer.do_send(WorkerJoined {
-            id,
-            assign: handle.clone().recipient(),
-            cancel: handle.clone().recipient(),
-            load,
-        });
-        tracing::debug!(slot, pid, "worker spawned");
-        self.publish(PoolEvent::ChildSpawned { slot, pid });
-        Ok(Live {
-            id,
-            pid,
-            handle,
-            ready: false,
-        })
     }
 
     /// A slot lost its worker (or could not start one): restart it, retire it, or give up.

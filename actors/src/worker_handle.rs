@@ -98,7 +98,7 @@ pub(crate) struct WorkerHandle {
     /// Waiting for the socket to take more.
     flush_waiting: bool,
     stream: Option<FrameStream<ToSupervisor>>,
-    child: Option<tokio::process::Child>,
+    child: Option<spawn::Child>,
     /// Rings at the session's next deadline.
     timer: Alarm,
     sampler: Sampler,

@@ -157,7 +157,7 @@ impl Supervisor {
             return;
         }
         let restarting = self.may_spawn() && self.slots.values().any(Slot::is_restarting);
-        if restarting || self.processes().next().is_some() {
+        if restarting || self.in_transit > 0 || self.processes().next().is_some() {
             return;
         }
         // Whatever is still queued can no longer be served; the round trip makes

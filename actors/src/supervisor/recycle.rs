@@ -67,10 +67,10 @@ impl Supervisor {
         if !due {
             return;
         }
-        let started = self.start_worker(slot, ctx);
+        let id = self.spawn(slot, ctx);
         if let Some(s) = self.slots.get_mut(&slot) {
-            s.successor = started.ok().map(|live| Successor::Starting {
-                live,
+            s.successor = Some(Successor::Spawning {
+                id,
                 replaces: msg.pid,
                 reason: msg.reason,
             });

@@ -22,6 +22,8 @@ pub(super) struct Live {
 pub(super) enum Filled {
     /// Nobody: not spawned yet, or its worker died and no restart is planned.
     Empty,
+    /// Its worker is being started on a spawner thread.
+    Spawning(WorkerId),
     /// A worker process.
     Live(Live),
     /// Its worker died; a restart is timed.
@@ -35,6 +37,13 @@ pub(super) enum Filled {
 pub(super) enum Successor {
     /// Its start is timed (the restart window's backoff).
     Planned(SpawnHandle),
+    /// Being started on a spawner thread.
+    Spawning {
+        id: WorkerId,
+        /// The process it replaces.
+        replaces: u32,
+        reason: RecycleReason,
+    },
     /// Started; it takes over once it says ready.
     Starting {
         live: Live,
@@ -95,7 +104,8 @@ impl Slot {
         }
     }
 
-    /// Cancels a planned successor; answers a started one, which the caller must end.
+    /// Cancels a planned successor; answers a started one, which the caller
+    /// must end. One still being spawned is dropped when its spawn completes.
     pub(super) fn take_successor<A>(&mut self, ctx: &mut Context<A>) -> Option<Live>
     where
         A: Actor<Context = Context<A>>,
@@ -105,8 +115,16 @@ impl Slot {
                 ctx.cancel_future(timer);
                 None
             }
+            Successor::Spawning { .. } => None,
             Successor::Starting { live, .. } => Some(live),
         }
+    }
+
+    /// Whether the slot waits for worker `id`'s spawn, as its worker or as
+    /// a successor.
+    pub(super) fn awaits(&self, id: WorkerId) -> bool {
+        matches!(self.filled, Filled::Spawning(spawning) if spawning == id)
+            || matches!(self.successor, Some(Successor::Spawning { id: spawning, .. }) if spawning == id)
     }
 
     pub(super) fn gave_up(&self) -> bool {
