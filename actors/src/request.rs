@@ -11,6 +11,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::borrow::Cow;
 use tokio::sync::oneshot;
 
+mod load;
+
+pub(crate) use load::{Changed, Load, LoadGuard, SocketGuard};
+
 use crate::error::{decode_payload, encode_payload};
 use crate::stream::{Attachment, ResponseStream, SharedStream};
 use crate::Error;
@@ -388,83 +392,6 @@ pub(crate) enum FdNeed {
     Socket,
 }
 
-/// A worker's in-flight count, shared between the balancer (which reads it to
-/// pick) and the requests assigned to the worker (which hold it up).
-#[derive(Debug, Default)]
-pub(crate) struct Load {
-    in_flight: AtomicUsize,
-    /// Descriptors in flight: requests with a stream or socket not answered
-    /// yet, and response streams not ended yet.
-    fds: AtomicUsize,
-    /// Handed-off connections the worker still holds.
-    sockets: AtomicUsize,
-}
-
-impl Load {
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn fds(&self) -> usize {
-        self.fds.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn sockets(&self) -> usize {
-        self.sockets.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts one connection the worker holds, for as long as it lives.
-#[derive(Debug)]
-pub(crate) struct SocketGuard(Arc<Load>);
-
-impl SocketGuard {
-    pub(crate) fn new(load: &Arc<Load>) -> Self {
-        load.sockets.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(load))
-    }
-}
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        self.0.sockets.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Counts one request against a worker's load for as long as it lives, so a
-/// request that ends in any way (answer, timeout, death, drop) frees its slot.
-#[derive(Debug)]
-pub(crate) struct LoadGuard(Arc<Load>, bool);
-
-impl LoadGuard {
-    pub(crate) fn new(load: &Arc<Load>) -> Self {
-        load.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(load), false)
-    }
-
-    /// Counts a descriptor in flight too, until the guard drops (once).
-    pub(crate) fn count_fd(&mut self) {
-        if !self.1 {
-            self.1 = true;
-            self.0.fds.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The load it counts against.
-    pub(crate) fn load(&self) -> &Arc<Load> {
-        &self.0
-    }
-}
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.1 {
-            self.0.fds.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Requests served and failed over the pool's life, for the kill report.
 ///
 /// Shared, like each worker's [`Load`], by actors that read one another's
@@ -570,22 +497,31 @@ pub(crate) struct Pending {
     counters: Arc<Counters>,
 }
 
+/// What a request takes from the pool's config unless it sets its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Defaults {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    /// The pool's codec, which responses are decoded with.
+    pub(crate) codec: Codec,
+    pub(crate) counters: Arc<Counters>,
+}
+
 impl Pending {
+    /// A request taken in at `now`: its first attempt's deadline runs from then.
     pub(crate) fn new(
         id: RequestId,
         job: Job,
-        default_timeout: Option<Duration>,
-        default_retries: u32,
-        codec: Codec,
         reply: Reply,
-        counters: Arc<Counters>,
+        defaults: &Defaults,
+        now: Instant,
     ) -> Self {
         let Job {
             call,
             payload,
             options,
         } = job;
-        let timeout = options.timeout.unwrap_or(default_timeout);
+        let timeout = options.timeout.unwrap_or(defaults.timeout);
         Self {
             id,
             created_at: Timestamp::now(),
@@ -593,11 +529,11 @@ impl Pending {
             call_id: None,
             wire_call: None,
             payload,
-            codec,
+            codec: defaults.codec,
             timeout,
-            retries_left: options.retries.unwrap_or(default_retries),
+            retries_left: options.retries.unwrap_or(defaults.retries),
             attempts: 1,
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline: timeout.map(|t| now + t),
             load: None,
             avoid: None,
             deaths: 0,
@@ -605,7 +541,7 @@ impl Pending {
             attachment: options.attachment,
             fd_sent: None,
             reply: Some(reply),
-            counters,
+            counters: Arc::clone(&defaults.counters),
         }
     }
 
