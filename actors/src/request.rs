@@ -482,19 +482,26 @@ pub(crate) struct Pending {
     pub(crate) attempts: u32,
     pub(crate) deadline: Option<Instant>,
     pub(crate) load: Option<LoadGuard>,
-    /// The slot whose worker failed the last attempt: the next one goes elsewhere if it can.
-    pub(crate) avoid: Option<usize>,
-    /// Attempts that ended with their worker dying.
-    deaths: u32,
-    /// Why the last attempt failed, for when no further attempt can be made.
-    /// Boxed: rarely set, and a queued request should stay small.
-    last_error: Option<Box<Error>>,
+    /// What earlier attempts left behind. Boxed: most requests make one
+    /// attempt, and a queued request should stay small.
+    history: Option<Box<History>>,
     /// The stream or socket to pass, until it is sent.
     pub(crate) attachment: Option<Attachment>,
     /// What was passed to a worker, once it was: the request is not retried then.
     pub(crate) fd_sent: Option<&'static str>,
     reply: Option<Reply>,
     counters: Arc<Counters>,
+}
+
+/// What a request's failed attempts left behind.
+#[derive(Debug, Default)]
+struct History {
+    /// The slot whose worker failed the last attempt: the next one goes elsewhere if it can.
+    avoid: Option<usize>,
+    /// Attempts that ended with their worker dying.
+    deaths: u32,
+    /// Why the last attempt failed, for when no further attempt can be made.
+    last_error: Option<Error>,
 }
 
 /// What a request takes from the pool's config unless it sets its own.
@@ -535,9 +542,7 @@ impl Pending {
             attempts: 1,
             deadline: timeout.map(|t| now + t),
             load: None,
-            avoid: None,
-            deaths: 0,
-            last_error: None,
+            history: None,
             attachment: options.attachment,
             fd_sent: None,
             reply: Some(reply),
@@ -574,9 +579,16 @@ impl Pending {
         self.retries_left -= 1;
         self.attempts += 1;
         self.deadline = self.timeout.map(|t| now + t);
-        self.avoid = Some(slot);
-        self.last_error = Some(Box::new(error));
+        let history = self.history.get_or_insert_with(Box::default);
+        history.avoid = Some(slot);
+        history.last_error = Some(error);
         Some(self)
+    }
+
+    /// The slot to avoid, if an attempt on it failed: the next attempt goes
+    /// elsewhere if it can.
+    pub(crate) fn avoid(&self) -> Option<usize> {
+        self.history.as_ref().and_then(|h| h.avoid)
     }
 
     /// After the worker serving this attempt died (or was killed): another
@@ -584,8 +596,10 @@ impl Pending {
     /// ended in a death, the request is quarantined as the likely cause;
     /// else it fails with `error`.
     pub(crate) fn after_death(mut self, now: Instant, slot: usize, error: Error) -> AfterDeath {
-        self.deaths += 1;
-        if self.retries_left == 0 && self.attempts >= 2 && self.deaths == self.attempts {
+        let history = self.history.get_or_insert_with(Box::default);
+        history.deaths += 1;
+        let deaths = history.deaths;
+        if self.retries_left == 0 && self.attempts >= 2 && deaths == self.attempts {
             let error = Error::Quarantined {
                 id: self.id,
                 attempts: self.attempts,
@@ -603,7 +617,8 @@ impl Pending {
     /// Fails a request that can make no further attempt: with the error of its
     /// last attempt if it had one, else with `otherwise`.
     pub(crate) fn fail_with_last(mut self, otherwise: Error) {
-        let error = self.last_error.take().map_or(otherwise, |e| *e);
+        let last = self.history.as_mut().and_then(|h| h.last_error.take());
+        let error = last.unwrap_or(otherwise);
         self.fail(error);
     }
 

@@ -334,7 +334,7 @@ impl Dispatch {
                 i += 1;
                 continue;
             }
-            let Some(worker) = self.workers.pick(next.avoid, need) else {
+            let Some(worker) = self.workers.pick(next.avoid(), need) else {
                 if need == FdNeed::None {
                     break;
                 }

@@ -553,3 +553,11 @@ fn a_worker_joining_again_under_its_id_gives_its_unsent_batch_back() {
     pool.dispatch.worker_status(worker(0), WorkerState::Ready);
     assert_eq!(slots(&pool.assigned()), [0]);
 }
+
+#[test]
+fn a_queued_request_takes_at_most_224_bytes_of_the_queue() {
+    // The queue holds requests inline: this is its slot. A retry's history
+    // is boxed (most requests make one attempt); the reply channel and the
+    // payload live apart.
+    assert!(std::mem::size_of::<crate::request::Pending>() <= 224);
+}
