@@ -79,6 +79,15 @@ use std::sync::{Arc, Mutex};
 /// It runs inside the balancer actor, on the path of every request: it must
 /// be quick and must not block. A panic is not caught.
 ///
+/// **Cost.** A custom strategy sees every worker that can take the request,
+/// so the balancer builds that list for each pick: the work per request
+/// grows with the number of workers (O(n)). The built-in strategies, named by
+/// [`Strategy`](crate::Strategy), pick plain requests from an index kept up
+/// to date as loads change (O(log n)), by the same rules as their
+/// [`Balance`] implementations (though [`PowerOfTwoChoices`] then draws
+/// from the index's order, not the list's); requests with a stream or
+/// socket are picked from the list for them too.
+///
 /// # Examples
 ///
 /// Least resident memory first:

@@ -31,7 +31,8 @@ impl Changed {
 
     /// Moves the keys reported so far into `into` (a key may come twice).
     pub(crate) fn take(&self, into: &mut Vec<usize>) {
-        if self.any.swap(false, Ordering::Acquire) {
+        // A plain load first: most looks find nothing, and cost no write then.
+        if self.any.load(Ordering::Relaxed) && self.any.swap(false, Ordering::Acquire) {
             into.append(&mut self.keys.lock().unwrap_or_else(|e| e.into_inner()));
         }
     }
