@@ -79,6 +79,15 @@ use std::sync::{Arc, Mutex};
 /// It runs inside the balancer actor, on the path of every request: it must
 /// be quick and must not block. A panic is not caught.
 ///
+/// **Cost.** A custom strategy sees every worker that can take the request,
+/// so the balancer builds that list for each pick: the work per request
+/// grows with the number of workers (O(n)). The built-in strategies, named by
+/// [`Strategy`](crate::Strategy), pick plain requests from an index kept up
+/// to date as loads change (O(log n)), by the same rules as their
+/// [`Balance`] implementations (though [`PowerOfTwoChoices`] then draws
+/// from the index's order, not the list's); requests with a stream or
+/// socket are picked from the list for them too.
+///
 /// # Examples
 ///
 /// Least resident memory first:
@@ -225,10 +234,21 @@ impl Candidate {
         self.sockets
     }
 
-    /// How loaded the worker is, for the built-ins: in flight first, RSS second.
-    fn pressure(&self) -> (usize, u64) {
-        (self.in_flight, self.rss)
+    /// How loaded the worker is, for the built-ins.
+    pub(crate) fn pressure(&self) -> Pressure {
+        Pressure {
+            in_flight: self.in_flight,
+            rss: self.rss,
+        }
     }
+}
+
+/// How loaded a worker is, as the built-in strategies compare workers: in
+/// flight first, RSS second (the field order makes the derived order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Pressure {
+    pub(crate) in_flight: usize,
+    pub(crate) rss: u64,
 }
 
 /// An idle worker first, else the least pressure: fewest in flight, then
@@ -256,13 +276,25 @@ pub struct RoundRobin {
     last_slot: Option<usize>,
 }
 
+impl RoundRobin {
+    /// The slot the last pick went to: the next pick is the first slot after it.
+    pub(crate) fn last_slot(&self) -> Option<usize> {
+        self.last_slot
+    }
+
+    /// Records a pick (the balancer's indexed picks share the cursor).
+    pub(crate) fn picked(&mut self, slot: usize) {
+        self.last_slot = Some(slot);
+    }
+}
+
 impl Balance for RoundRobin {
     fn pick(&mut self, candidates: &[Candidate]) -> usize {
         let next = match self.last_slot {
             Some(last) => candidates.iter().position(|c| c.slot > last).unwrap_or(0),
             None => 0,
         };
-        self.last_slot = Some(candidates[next].slot);
+        self.picked(candidates[next].slot);
         next
     }
 }
@@ -293,6 +325,13 @@ impl PowerOfTwoChoices {
         self.state = x;
         (x % n as u64) as usize
     }
+
+    /// Two distinct indices below `n` (at least 2), in the order drawn.
+    pub(crate) fn draw_two(&mut self, n: usize) -> (usize, usize) {
+        let a = self.next_below(n);
+        let b = (a + 1 + self.next_below(n - 1)) % n;
+        (a, b)
+    }
 }
 
 impl Balance for PowerOfTwoChoices {
@@ -301,8 +340,7 @@ impl Balance for PowerOfTwoChoices {
         if n == 1 {
             return 0;
         }
-        let a = self.next_below(n);
-        let b = (a + 1 + self.next_below(n - 1)) % n;
+        let (a, b) = self.draw_two(n);
         if candidates[b].pressure() < candidates[a].pressure() {
             b
         } else {

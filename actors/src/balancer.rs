@@ -3,29 +3,36 @@
 //! Requests go straight to a worker when one can take them, else wait in the
 //! queue. Assignments made in one mailbox turn are sent as one [`Assign`] per
 //! worker, so a burst of requests reaches each child in one write.
+//!
+//! The rules live in [`Dispatch`], a state machine without actix; this actor
+//! feeds it the mailbox, the submissions channel and the clock, and does
+//! what it asks: send batches and cancellations, arm its timer, tell a soft
+//! kill that the queue drained.
 
 mod answer;
 mod catalog;
+mod dispatch;
+mod pick;
+mod queue;
+mod workers;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
-use lpm_protocol::{Codec, RequestId};
+use lpm_protocol::RequestId;
 use tokio::sync::oneshot;
 
 use crate::alarm::Alarm;
-use crate::balance::{Balance, Candidate};
 use crate::health::WorkerState;
 use crate::id::WorkerId;
-use crate::request::{Body, Job};
-use crate::request::{Counters, FdNeed, Load, LoadGuard, Pending, Reply};
+use crate::request::{Body, Counters, Defaults, Job, Load, Pending, Reply};
 use crate::worker_handle::Assign;
 use crate::{Config, Enqueue, Error};
 pub use answer::Answer;
 pub(crate) use catalog::CallId;
-use catalog::{Catalog, Numbers};
+use dispatch::{Dispatch, Notice, WhenFull};
 
 /// What [`Pool::send`](crate::Pool::send) hands over, through a channel
 /// rather than the mailbox.
@@ -123,38 +130,11 @@ pub(crate) struct FailQueued(pub(crate) Error);
 #[rtype(result = "()")]
 pub(crate) struct PoolDown(pub(crate) bool);
 
-/// What the balancer does with requests, as a kill progresses.
-#[derive(Debug, Clone, PartialEq)]
-enum Intake {
-    /// Takes new requests.
-    Open,
-    /// Soft kill: no new requests; the queue is still served.
-    Closed,
-    /// Soft kill, queue drained (the workers are told to finish next): a
-    /// request that comes back (its worker died or it timed out) fails with
-    /// its last error, or `ShuttingDown` if it never had one.
-    Sealed,
-    /// Hard kill: everything fails with this error.
-    Refusing(Error),
-}
-
+/// Where a worker's handle takes its messages.
 #[derive(Debug)]
-struct Entry {
-    id: WorkerId,
+struct Peer {
     assign: Recipient<Assign>,
     cancel: Recipient<CancelRequests>,
-    load: Arc<Load>,
-    state: WorkerState,
-    rss: u64,
-    batch: Vec<Pending>,
-    /// Its numbers for the calls it serves, once it said hello.
-    calls: Option<Numbers>,
-}
-
-impl Entry {
-    fn can_take(&self, max_in_flight: usize) -> bool {
-        self.state == WorkerState::Ready && self.load.in_flight() < max_in_flight
-    }
 }
 
 /// Holds the request queue and each worker's load, and assigns requests to workers.
@@ -165,29 +145,17 @@ pub struct Balancer {
     /// Shared with the stream that feeds them in, so that a control message
     /// (close, kill) first takes in the requests sent before it.
     submissions: Submissions,
-    queue: VecDeque<Pending>,
+    dispatch: Dispatch,
     /// Keyed by worker, not slot: a recycled worker's successor serves beside it.
-    workers: BTreeMap<WorkerId, Entry>,
-    /// The strategy: this pool's own instance (`Config::strategy`).
-    pick: Box<dyn Balance>,
-    candidates: Vec<Candidate>,
-    capacity: usize,
-    max_in_flight: usize,
-    /// Descriptors one worker may have in flight (`Config::max_fds_in_flight`).
-    max_fds: usize,
-    default_timeout: Option<Duration>,
-    default_retries: u32,
-    codec: Codec,
-    /// The calls the workers that said hello serve, with how many serve each.
-    catalog: Catalog,
-    counters: Arc<Counters>,
-    intake: Intake,
-    /// No worker is left and none will come back.
-    down: bool,
+    peers: HashMap<WorkerId, Peer>,
+    defaults: Defaults,
     flush_scheduled: bool,
     expiry: Alarm,
+    /// Soft kills waiting for the queue to drain.
     drained: Vec<oneshot::Sender<()>>,
 }
+
+type Submissions = Arc<std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Submission>>>;
 
 impl Balancer {
     pub(crate) fn new(
@@ -197,290 +165,76 @@ impl Balancer {
     ) -> Self {
         Self {
             submissions: Arc::new(std::sync::Mutex::new(submissions)),
-            queue: VecDeque::new(),
-            workers: BTreeMap::new(),
-            pick: config.strategy.instantiate(),
-            candidates: Vec::new(),
-            capacity: config.queue_capacity,
-            max_in_flight: config.max_in_flight.max(1),
-            max_fds: config.max_fds_in_flight.max(1),
-            default_timeout: config.timeout,
-            default_retries: config.retries,
-            codec: config.codec,
-            catalog: Catalog::default(),
-            counters,
-            intake: Intake::Open,
-            down: false,
+            dispatch: Dispatch::new(config, Arc::clone(&counters)),
+            peers: HashMap::new(),
+            defaults: Defaults {
+                timeout: config.timeout,
+                retries: config.retries,
+                codec: config.codec,
+                counters,
+            },
             flush_scheduled: false,
             expiry: Alarm::default(),
             drained: Vec::new(),
         }
     }
 
-    fn admit(&mut self, id: RequestId, job: Job, reply: Reply, ctx: &mut Context<Self>) {
-        let may_wait = job.options.wait_for_room;
-        let mut pending = Pending::new(
-            id,
-            job,
-            self.default_timeout,
-            self.default_retries,
-            self.codec,
-            reply,
-            Arc::clone(&self.counters),
-        );
-        if self.intake != Intake::Open {
-            return pending.fail(Error::ShuttingDown);
-        }
-        if self.down {
-            return pending.fail(Error::NoWorkers);
-        }
-        let Ok(call_id) = self.catalog.admit(pending.call.as_deref()) else {
-            let error = pending.not_handled();
-            return pending.fail(error);
+    fn admit(&mut self, id: RequestId, job: Job, reply: Reply, now: Instant) {
+        let when_full = if job.options.wait_for_room {
+            WhenFull::Wait
+        } else {
+            WhenFull::Fail
         };
-        pending.call_id = call_id;
-        if self.queue.is_empty() {
-            if let Some(worker) = self.pick_worker(None, pending.fd_need()) {
-                return self.assign(worker, pending, ctx);
-            }
-        }
-        if self.queue.len() >= self.capacity && !may_wait {
-            return pending.fail(Error::QueueFull {
-                capacity: self.capacity,
-            });
-        }
-        // Behind a request that waits for a descriptor slot, a request
-        // without one may still go now (see `pump`).
-        let may_pass = pending.fd_need() == FdNeed::None
-            && self
-                .queue
-                .front()
-                .is_some_and(|p| p.fd_need() != FdNeed::None);
-        self.arm_expiry(pending.deadline.into_iter(), ctx);
-        self.queue.push_back(pending);
-        self.counters.set_queued(self.queue.len());
-        if may_pass {
-            self.pump(ctx);
-        }
+        let pending = Pending::new(id, job, reply, &self.defaults, now);
+        self.dispatch.admit(pending, when_full);
     }
 
-    /// Picks a worker that can take a request now, not the one in slot `avoid`
-    /// unless it is the only one. A request with a descriptor needs a worker
-    /// below its descriptor limit; a socket goes to one of the workers
-    /// holding the fewest sockets, then by pressure.
-    fn pick_worker(&mut self, avoid: Option<usize>, fd: FdNeed) -> Option<WorkerId> {
-        self.candidates.clear();
-        let max = self.max_in_flight;
-        let max_fds = self.max_fds;
-        let eligible =
-            move |w: &&Entry| w.can_take(max) && (fd == FdNeed::None || w.load.fds() < max_fds);
-        let fewest_sockets = match fd {
-            FdNeed::Socket => self
-                .workers
-                .values()
-                .filter(eligible)
-                .map(|w| w.load.sockets())
-                .min(),
-            _ => None,
-        };
-        self.candidates.extend(
-            self.workers
-                .values()
-                .filter(eligible)
-                .filter(|w| fewest_sockets.is_none_or(|n| w.load.sockets() == n))
-                .map(|w| Candidate {
-                    slot: w.id.slot,
-                    generation: w.id.generation,
-                    in_flight: w.load.in_flight(),
-                    rss: w.rss,
-                    fds_in_flight: w.load.fds(),
-                    sockets: w.load.sockets(),
-                }),
-        );
-        if let Some(avoid) = avoid {
-            if self.candidates.iter().any(|c| c.slot() != avoid) {
-                self.candidates.retain(|c| c.slot() != avoid);
+    /// Does what the dispatch asks after an event: passes its notices on,
+    /// sends this turn's batches when the turn ends, and keeps its timer armed.
+    fn follow(&mut self, ctx: &mut Context<Self>) {
+        while let Some(notice) = self.dispatch.poll_notice() {
+            match notice {
+                Notice::Cancel(ids) => {
+                    for peer in self.peers.values() {
+                        peer.cancel.do_send(CancelRequests(Arc::clone(&ids)));
+                    }
+                }
+                Notice::Drained => {
+                    for tx in self.drained.drain(..) {
+                        let _ = tx.send(());
+                    }
+                }
             }
         }
-        if self.candidates.is_empty() {
-            return None;
-        }
-        let picked = self.pick.pick(&self.candidates);
-        let picked = self.candidates.get(picked).unwrap_or_else(|| {
-            tracing::warn!(
-                picked,
-                candidates = self.candidates.len(),
-                strategy = ?self.pick,
-                "the balancing strategy picked an index out of range; taking the first candidate"
-            );
-            &self.candidates[0]
-        });
-        Some(WorkerId {
-            slot: picked.slot(),
-            generation: picked.generation(),
-        })
-    }
-
-    fn assign(&mut self, worker: WorkerId, mut pending: Pending, ctx: &mut Context<Self>) {
-        let Some(worker) = self.workers.get_mut(&worker) else {
-            self.queue.push_front(pending);
-            return self.counters.set_queued(self.queue.len());
-        };
-        let mut load = LoadGuard::new(&worker.load);
-        if pending.fd_need() != FdNeed::None {
-            load.count_fd();
-        }
-        pending.load = Some(load);
-        pending.wire_call = wire_call(&self.catalog, worker.calls.as_ref(), &pending);
-        worker.batch.push(pending);
-        if !self.flush_scheduled {
+        if self.dispatch.has_assignments() && !self.flush_scheduled {
             self.flush_scheduled = true;
             // Runs after the rest of this mailbox turn, so a burst becomes one Assign per worker.
             ctx.spawn(fut::ready(()).map(|(), act: &mut Self, ctx| act.flush(ctx)));
+        }
+        if let Some(at) = self.dispatch.poll_timeout() {
+            self.expiry.arm(at, ctx, |act, ctx| {
+                act.expiry.rang();
+                act.dispatch.handle_timeout(Instant::now());
+                act.follow(ctx);
+            });
         }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
-        let mut bounced = Vec::new();
-        for worker in self.workers.values_mut() {
-            if worker.batch.is_empty() {
-                continue;
-            }
-            let batch = std::mem::take(&mut worker.batch);
-            if worker.assign.connected() {
-                worker.assign.do_send(Assign(batch));
-            } else {
+        while let Some((worker, batch)) = self.dispatch.poll_assign() {
+            match self.peers.get(&worker) {
+                Some(peer) if peer.assign.connected() => peer.assign.do_send(Assign(batch)),
                 // The handle is gone; its exit report will follow. Keep the requests.
-                worker.state = WorkerState::Stopped;
-                bounced.extend(batch);
+                _ => self.dispatch.bounce(worker, batch),
             }
         }
-        if !bounced.is_empty() {
-            self.requeue(bounced, ctx);
-        }
+        self.follow(ctx);
     }
 
-    fn requeue(&mut self, requests: Vec<Pending>, ctx: &mut Context<Self>) {
-        self.arm_expiry(requests.iter().filter_map(|p| p.deadline), ctx);
-        for mut p in requests.into_iter().rev() {
-            p.load = None;
-            if let Intake::Refusing(error) = &self.intake {
-                p.fail(error.clone());
-            } else if self.intake == Intake::Sealed {
-                p.fail_with_last(Error::ShuttingDown);
-            } else if self.down {
-                p.fail_with_last(Error::NoWorkers);
-            } else {
-                // They waited longest: first in line. The queue bound is for new requests.
-                self.queue.push_front(p);
-            }
-        }
-        self.pump(ctx);
-    }
-
-    /// Moves queued requests to workers while any can take them, in order.
-    ///
-    /// Requests with a stream or socket also wait for a worker below its
-    /// descriptor limit: while none is, they keep their place and the
-    /// requests without one behind them go on (each kind stays in order).
-    /// A request without a descriptor that finds no worker stops the pass,
-    /// since no worker can take anything then.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        let mut i = 0;
-        let mut fds_blocked = false;
-        while let Some(next) = self.queue.get(i) {
-            if next.is_abandoned() {
-                // Dropped before the pick: the strategy sees only dispatches.
-                if let Some(pending) = self.queue.remove(i) {
-                    pending.abandon();
-                }
-                continue;
-            }
-            let need = next.fd_need();
-            if fds_blocked && need != FdNeed::None {
-                i += 1;
-                continue;
-            }
-            let Some(worker) = self.pick_worker(next.avoid, need) else {
-                if need == FdNeed::None {
-                    break;
-                }
-                fds_blocked = true;
-                i += 1;
-                continue;
-            };
-            let Some(pending) = self.queue.remove(i) else {
-                break;
-            };
-            self.assign(worker, pending, ctx);
-        }
-        self.counters.set_queued(self.queue.len());
-        if self.queue.is_empty() {
-            self.queue_emptied();
-        }
-    }
-
-    /// Tells a soft kill waiting for the queue that it is empty, and seals it:
-    /// the workers are told to finish next, so nothing queued later could be served.
-    fn queue_emptied(&mut self) {
-        for tx in self.drained.drain(..) {
-            let _ = tx.send(());
-        }
-        if self.intake == Intake::Closed {
-            self.intake = Intake::Sealed;
-        }
-    }
-
-    /// Keeps the expiry alarm armed for the earliest of these deadlines.
-    fn arm_expiry(&mut self, deadlines: impl Iterator<Item = Instant>, ctx: &mut Context<Self>) {
-        if let Some(earliest) = deadlines.min() {
-            self.expiry.arm(earliest, ctx, |act, ctx| {
-                act.expiry.rang();
-                act.expire(ctx);
-            });
-        }
-    }
-
-    /// Fails queued requests whose deadline passed. They are not retried:
-    /// another attempt would only wait in the same queue.
-    fn expire(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        let (expired, kept): (VecDeque<Pending>, VecDeque<Pending>) = self
-            .queue
-            .drain(..)
-            .partition(|p| p.deadline.is_some_and(|d| d <= now));
-        self.queue = kept;
-        for p in expired {
-            let error = p.timeout_error();
-            p.fail(error);
-        }
-        let deadlines: Vec<Instant> = self.queue.iter().filter_map(|p| p.deadline).collect();
-        self.arm_expiry(deadlines.into_iter(), ctx);
-        self.pump(ctx);
-    }
-
-    /// Fails every queued request with `error`, or with the error of its last
-    /// attempt when it had one and `prefer_last` is set.
-    fn fail_queued(&mut self, error: &Error, prefer_last: bool) {
-        for p in self.queue.drain(..) {
-            if prefer_last {
-                p.fail_with_last(error.clone());
-            } else {
-                p.fail(error.clone());
-            }
-        }
-        self.counters.set_queued(0);
-        self.queue_emptied();
-    }
-}
-
-type Submissions = Arc<std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Submission>>>;
-
-impl Balancer {
     /// Admits the requests already sent, so they keep their place before a
     /// control message that arrives through the mailbox.
-    fn take_submissions(&mut self, ctx: &mut Context<Self>) {
+    fn take_submissions(&mut self) {
         let rx = Arc::clone(&self.submissions);
         let mut batch = Vec::new();
         {
@@ -489,40 +243,24 @@ impl Balancer {
                 batch.push(submission);
             }
         }
-        self.take_in(batch, ctx);
+        self.take_in(batch);
     }
 
     /// Admits a batch of submissions in order, then acts on its cancellations.
-    fn take_in(&mut self, batch: Vec<Submission>, ctx: &mut Context<Self>) {
+    fn take_in(&mut self, batch: Vec<Submission>) {
+        if batch.is_empty() {
+            return;
+        }
+        let now = Instant::now();
         let mut cancelled = Vec::new();
         for submission in batch {
             match submission {
-                Submission::Request { id, job, reply } => self.admit(id, job, reply, ctx),
+                Submission::Request { id, job, reply } => self.admit(id, job, reply, now),
                 Submission::Cancel(id) => cancelled.push(id),
             }
         }
         if !cancelled.is_empty() {
-            self.cancel(cancelled);
-        }
-    }
-
-    /// Removes cancelled requests from the queue (one pass for the batch), and
-    /// tells the workers about the others, which are in flight or on their way.
-    fn cancel(&mut self, ids: Vec<RequestId>) {
-        // Their callers are gone, so their reply channels are closed.
-        let (gone, kept): (VecDeque<Pending>, VecDeque<Pending>) =
-            self.queue.drain(..).partition(Pending::is_abandoned);
-        self.queue = kept;
-        if !gone.is_empty() {
-            gone.into_iter().for_each(Pending::abandon);
-            self.counters.set_queued(self.queue.len());
-            if self.queue.is_empty() {
-                self.queue_emptied();
-            }
-        }
-        let ids: Arc<[RequestId]> = ids.into();
-        for w in self.workers.values() {
-            w.cancel.do_send(CancelRequests(Arc::clone(&ids)));
+            self.dispatch.cancel(cancelled);
         }
     }
 }
@@ -531,7 +269,7 @@ impl Actor for Balancer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.counters.debug_assert_home("Balancer");
+        self.defaults.counters.debug_assert_home("Balancer");
         let rx = Arc::clone(&self.submissions);
         // Each item is everything queued at that moment (up to 1024).
         ctx.add_stream(futures::stream::poll_fn(move |cx| {
@@ -549,7 +287,8 @@ impl Actor for Balancer {
 
 impl StreamHandler<Vec<Submission>> for Balancer {
     fn handle(&mut self, batch: Vec<Submission>, ctx: &mut Context<Self>) {
-        self.take_in(batch, ctx);
+        self.take_in(batch);
+        self.follow(ctx);
     }
 
     // Every Pool is gone: requests only come from direct messages now.
@@ -560,13 +299,14 @@ impl<B: Body> Handler<Enqueue<B>> for Balancer {
     type Result = Answer<B>;
 
     fn handle(&mut self, msg: Enqueue<B>, ctx: &mut Context<Self>) -> Answer<B> {
-        let job = match msg.into_job(self.codec) {
+        let job = match msg.into_job(self.defaults.codec) {
             Ok(job) => job,
             Err(e) => return Answer(answer::Inner::Now(Err(e))),
         };
         let (tx, rx) = oneshot::channel();
         let id = RequestId::new_v4();
-        self.admit(id, job, tx, ctx);
+        self.admit(id, job, tx, Instant::now());
+        self.follow(ctx);
         Answer(answer::Inner::Later {
             id,
             rx,
@@ -578,8 +318,9 @@ impl<B: Body> Handler<Enqueue<B>> for Balancer {
 impl Handler<CancelRequest> for Balancer {
     type Result = ();
 
-    fn handle(&mut self, msg: CancelRequest, _ctx: &mut Context<Self>) {
-        self.cancel(vec![msg.0]);
+    fn handle(&mut self, msg: CancelRequest, ctx: &mut Context<Self>) {
+        self.dispatch.cancel(vec![msg.0]);
+        self.follow(ctx);
     }
 }
 
@@ -587,29 +328,33 @@ impl Handler<Requeue> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: Requeue, ctx: &mut Context<Self>) {
-        self.requeue(msg.0, ctx);
+        self.dispatch.requeue(msg.0);
+        self.follow(ctx);
     }
 }
 
 impl Handler<WorkerJoined> for Balancer {
     type Result = ();
 
-    fn handle(&mut self, msg: WorkerJoined, _ctx: &mut Context<Self>) {
-        self.down = false;
-        self.forget_calls(msg.id);
-        self.workers.insert(
+    fn handle(&mut self, msg: WorkerJoined, ctx: &mut Context<Self>) {
+        self.peers.insert(
             msg.id,
-            Entry {
-                id: msg.id,
+            Peer {
                 assign: msg.assign,
                 cancel: msg.cancel,
-                load: msg.load,
-                state: WorkerState::Starting,
-                rss: 0,
-                batch: Vec::new(),
-                calls: None,
             },
         );
+        self.dispatch.worker_joined(msg.id, msg.load);
+        self.follow(ctx);
+    }
+}
+
+impl Handler<WorkerCalls> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerCalls, ctx: &mut Context<Self>) {
+        self.dispatch.worker_calls(msg.id, &msg.calls);
+        self.follow(ctx);
     }
 }
 
@@ -617,68 +362,9 @@ impl Handler<WorkerLeft> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerLeft, ctx: &mut Context<Self>) {
-        self.forget_calls(msg.id);
-        if let Some(entry) = self.workers.remove(&msg.id) {
-            if !entry.batch.is_empty() {
-                self.requeue(entry.batch, ctx);
-            }
-        }
-    }
-}
-
-impl Handler<WorkerCalls> for Balancer {
-    type Result = ();
-
-    fn handle(&mut self, msg: WorkerCalls, _ctx: &mut Context<Self>) {
-        let Some(entry) = self.workers.get_mut(&msg.id) else {
-            return;
-        };
-        let first = self.catalog.is_empty();
-        let numbers = self.catalog.add(&msg.calls);
-        if let Some(old) = entry.calls.replace(numbers) {
-            self.catalog.remove(&old);
-        }
-        if first {
-            self.fail_unserved();
-        }
-    }
-}
-
-/// The number `worker` gave the request's call (`0` untyped), or `None`
-/// when it does not serve it: an index, no hashing, for calls admitted once
-/// a worker said what it serves; a lookup by name for those queued before.
-fn wire_call(catalog: &Catalog, worker: Option<&Numbers>, pending: &Pending) -> Option<u32> {
-    let Some(name) = pending.call.as_deref() else {
-        return Some(0);
-    };
-    let id = pending.call_id.or_else(|| catalog.id(name))?;
-    worker?.get(id)
-}
-
-impl Balancer {
-    /// Takes a worker's calls out of the catalog.
-    fn forget_calls(&mut self, id: WorkerId) {
-        if let Some(calls) = self.workers.get_mut(&id).and_then(|w| w.calls.take()) {
-            self.catalog.remove(&calls);
-        }
-    }
-
-    /// Fails the queued calls no worker serves: they were queued before any
-    /// worker said which calls it serves.
-    fn fail_unserved(&mut self) {
-        let (unserved, kept): (VecDeque<Pending>, VecDeque<Pending>) = self
-            .queue
-            .drain(..)
-            .partition(|p| self.catalog.admit(p.call.as_deref()).is_err());
-        self.queue = kept;
-        for p in unserved {
-            let error = p.not_handled();
-            p.fail(error);
-        }
-        self.counters.set_queued(self.queue.len());
-        if self.queue.is_empty() {
-            self.queue_emptied();
-        }
+        self.peers.remove(&msg.id);
+        self.dispatch.worker_left(msg.id);
+        self.follow(ctx);
     }
 }
 
@@ -686,10 +372,8 @@ impl Handler<WorkerStatus> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerStatus, ctx: &mut Context<Self>) {
-        if let Some(w) = self.workers.get_mut(&msg.id) {
-            w.state = msg.state;
-        }
-        self.pump(ctx);
+        self.dispatch.worker_status(msg.id, msg.state);
+        self.follow(ctx);
     }
 }
 
@@ -697,7 +381,8 @@ impl Handler<Freed> for Balancer {
     type Result = ();
 
     fn handle(&mut self, _msg: Freed, ctx: &mut Context<Self>) {
-        self.pump(ctx);
+        self.dispatch.freed();
+        self.follow(ctx);
     }
 }
 
@@ -705,9 +390,7 @@ impl Handler<LoadSample> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: LoadSample, _ctx: &mut Context<Self>) {
-        if let Some(w) = self.workers.get_mut(&msg.id) {
-            w.rss = msg.rss;
-        }
+        self.dispatch.load_sample(msg.id, msg.rss);
     }
 }
 
@@ -715,12 +398,10 @@ impl Handler<Close> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
-        self.take_submissions(ctx);
-        if self.intake == Intake::Open {
-            self.intake = Intake::Closed;
-        }
+        self.take_submissions();
         self.drained.push(msg.drained);
-        self.pump(ctx);
+        self.dispatch.close();
+        self.follow(ctx);
     }
 }
 
@@ -728,9 +409,9 @@ impl Handler<FailQueued> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: FailQueued, ctx: &mut Context<Self>) {
-        self.take_submissions(ctx);
-        self.fail_queued(&msg.0, false);
-        self.intake = Intake::Refusing(msg.0);
+        self.take_submissions();
+        self.dispatch.fail_queued(msg.0);
+        self.follow(ctx);
     }
 }
 
@@ -738,10 +419,8 @@ impl Handler<PoolDown> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: PoolDown, ctx: &mut Context<Self>) {
-        self.take_submissions(ctx);
-        self.down = msg.0;
-        if msg.0 {
-            self.fail_queued(&Error::NoWorkers, true);
-        }
+        self.take_submissions();
+        self.dispatch.pool_down(msg.0);
+        self.follow(ctx);
     }
 }

@@ -120,6 +120,9 @@ impl Strategy {
     /// it is shared by every clone, which is how a caller can watch what the
     /// strategy does.
     ///
+    /// Each pick shows your strategy every eligible worker, so its cost grows
+    /// with the pool's size, unlike the built-ins' (see [`Balance`]).
+    ///
     /// # Examples
     ///
     /// Always the highest slot that can take the request:

@@ -11,6 +11,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::borrow::Cow;
 use tokio::sync::oneshot;
 
+mod load;
+
+pub(crate) use load::{Changed, Load, LoadGuard, SocketGuard};
+
 use crate::error::{decode_payload, encode_payload};
 use crate::stream::{Attachment, ResponseStream, SharedStream};
 use crate::Error;
@@ -388,83 +392,6 @@ pub(crate) enum FdNeed {
     Socket,
 }
 
-/// A worker's in-flight count, shared between the balancer (which reads it to
-/// pick) and the requests assigned to the worker (which hold it up).
-#[derive(Debug, Default)]
-pub(crate) struct Load {
-    in_flight: AtomicUsize,
-    /// Descriptors in flight: requests with a stream or socket not answered
-    /// yet, and response streams not ended yet.
-    fds: AtomicUsize,
-    /// Handed-off connections the worker still holds.
-    sockets: AtomicUsize,
-}
-
-impl Load {
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn fds(&self) -> usize {
-        self.fds.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn sockets(&self) -> usize {
-        self.sockets.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts one connection the worker holds, for as long as it lives.
-#[derive(Debug)]
-pub(crate) struct SocketGuard(Arc<Load>);
-
-impl SocketGuard {
-    pub(crate) fn new(load: &Arc<Load>) -> Self {
-        load.sockets.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(load))
-    }
-}
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        self.0.sockets.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Counts one request against a worker's load for as long as it lives, so a
-/// request that ends in any way (answer, timeout, death, drop) frees its slot.
-#[derive(Debug)]
-pub(crate) struct LoadGuard(Arc<Load>, bool);
-
-impl LoadGuard {
-    pub(crate) fn new(load: &Arc<Load>) -> Self {
-        load.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(load), false)
-    }
-
-    /// Counts a descriptor in flight too, until the guard drops (once).
-    pub(crate) fn count_fd(&mut self) {
-        if !self.1 {
-            self.1 = true;
-            self.0.fds.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The load it counts against.
-    pub(crate) fn load(&self) -> &Arc<Load> {
-        &self.0
-    }
-}
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.1 {
-            self.0.fds.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Requests served and failed over the pool's life, for the kill report.
 ///
 /// Shared, like each worker's [`Load`], by actors that read one another's
@@ -555,13 +482,9 @@ pub(crate) struct Pending {
     pub(crate) attempts: u32,
     pub(crate) deadline: Option<Instant>,
     pub(crate) load: Option<LoadGuard>,
-    /// The slot whose worker failed the last attempt: the next one goes elsewhere if it can.
-    pub(crate) avoid: Option<usize>,
-    /// Attempts that ended with their worker dying.
-    deaths: u32,
-    /// Why the last attempt failed, for when no further attempt can be made.
-    /// Boxed: rarely set, and a queued request should stay small.
-    last_error: Option<Box<Error>>,
+    /// What earlier attempts left behind. Boxed: most requests make one
+    /// attempt, and a queued request should stay small.
+    history: Option<Box<History>>,
     /// The stream or socket to pass, until it is sent.
     pub(crate) attachment: Option<Attachment>,
     /// What was passed to a worker, once it was: the request is not retried then.
@@ -570,22 +493,42 @@ pub(crate) struct Pending {
     counters: Arc<Counters>,
 }
 
+/// What a request's failed attempts left behind.
+#[derive(Debug, Default)]
+struct History {
+    /// The slot whose worker failed the last attempt: the next one goes elsewhere if it can.
+    avoid: Option<usize>,
+    /// Attempts that ended with their worker dying.
+    deaths: u32,
+    /// Why the last attempt failed, for when no further attempt can be made.
+    last_error: Option<Error>,
+}
+
+/// What a request takes from the pool's config unless it sets its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Defaults {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    /// The pool's codec, which responses are decoded with.
+    pub(crate) codec: Codec,
+    pub(crate) counters: Arc<Counters>,
+}
+
 impl Pending {
+    /// A request taken in at `now`: its first attempt's deadline runs from then.
     pub(crate) fn new(
         id: RequestId,
         job: Job,
-        default_timeout: Option<Duration>,
-        default_retries: u32,
-        codec: Codec,
         reply: Reply,
-        counters: Arc<Counters>,
+        defaults: &Defaults,
+        now: Instant,
     ) -> Self {
         let Job {
             call,
             payload,
             options,
         } = job;
-        let timeout = options.timeout.unwrap_or(default_timeout);
+        let timeout = options.timeout.unwrap_or(defaults.timeout);
         Self {
             id,
             created_at: Timestamp::now(),
@@ -593,19 +536,17 @@ impl Pending {
             call_id: None,
             wire_call: None,
             payload,
-            codec,
+            codec: defaults.codec,
             timeout,
-            retries_left: options.retries.unwrap_or(default_retries),
+            retries_left: options.retries.unwrap_or(defaults.retries),
             attempts: 1,
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline: timeout.map(|t| now + t),
             load: None,
-            avoid: None,
-            deaths: 0,
-            last_error: None,
+            history: None,
             attachment: options.attachment,
             fd_sent: None,
             reply: Some(reply),
-            counters,
+            counters: Arc::clone(&defaults.counters),
         }
     }
 
@@ -638,9 +579,16 @@ impl Pending {
         self.retries_left -= 1;
         self.attempts += 1;
         self.deadline = self.timeout.map(|t| now + t);
-        self.avoid = Some(slot);
-        self.last_error = Some(Box::new(error));
+        let history = self.history.get_or_insert_with(Box::default);
+        history.avoid = Some(slot);
+        history.last_error = Some(error);
         Some(self)
+    }
+
+    /// The slot to avoid, if an attempt on it failed: the next attempt goes
+    /// elsewhere if it can.
+    pub(crate) fn avoid(&self) -> Option<usize> {
+        self.history.as_ref().and_then(|h| h.avoid)
     }
 
     /// After the worker serving this attempt died (or was killed): another
@@ -648,8 +596,10 @@ impl Pending {
     /// ended in a death, the request is quarantined as the likely cause;
     /// else it fails with `error`.
     pub(crate) fn after_death(mut self, now: Instant, slot: usize, error: Error) -> AfterDeath {
-        self.deaths += 1;
-        if self.retries_left == 0 && self.attempts >= 2 && self.deaths == self.attempts {
+        let history = self.history.get_or_insert_with(Box::default);
+        history.deaths += 1;
+        let deaths = history.deaths;
+        if self.retries_left == 0 && self.attempts >= 2 && deaths == self.attempts {
             let error = Error::Quarantined {
                 id: self.id,
                 attempts: self.attempts,
@@ -667,7 +617,8 @@ impl Pending {
     /// Fails a request that can make no further attempt: with the error of its
     /// last attempt if it had one, else with `otherwise`.
     pub(crate) fn fail_with_last(mut self, otherwise: Error) {
-        let error = self.last_error.take().map_or(otherwise, |e| *e);
+        let last = self.history.as_mut().and_then(|h| h.last_error.take());
+        let error = last.unwrap_or(otherwise);
         self.fail(error);
     }
 
