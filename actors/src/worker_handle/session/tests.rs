@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{Effect, Session, SessionConfig};
 use crate::health::WorkerState;
 use crate::id::WorkerId;
-use crate::request::{Counters, Job, Options, Pending, Response};
+use crate::request::{Counters, Defaults, Job, Options, Pending, Response};
 use crate::{Error, Heartbeat, KillReason, RecycleReason};
 
 pub(super) const PID: u32 = 4242;
@@ -60,16 +60,13 @@ pub(super) fn request(
             ..Options::default()
         },
     };
-    let mut pending = Pending::new(
-        RequestId::from_u128(n),
-        job,
-        None,
-        0,
-        Codec::Postcard,
-        tx,
-        Arc::new(Counters::default()),
-    );
-    pending.deadline = timeout.map(|t| now + t);
+    let defaults = Defaults {
+        timeout: None,
+        retries: 0,
+        codec: Codec::Postcard,
+        counters: Arc::new(Counters::default()),
+    };
+    let mut pending = Pending::new(RequestId::from_u128(n), job, tx, &defaults, now);
     // The balancer numbers the call for the worker it assigns to; untyped here.
     pending.wire_call = Some(0);
     (pending, rx)
@@ -276,7 +273,11 @@ fn a_request_past_its_deadline_is_retried_elsewhere_then_times_out() {
     let mut retry = requeued(effects(&mut session));
     assert_eq!(retry.len(), 1);
     assert_eq!(retry[0].attempts, 2);
-    assert_eq!(retry[0].avoid, Some(3), "the next attempt avoids this slot");
+    assert_eq!(
+        retry[0].avoid(),
+        Some(3),
+        "the next attempt avoids this slot"
+    );
 
     // The retry comes back here and times out again: no retries are left.
     let later = deadline + Duration::from_secs(5);
