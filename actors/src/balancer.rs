@@ -255,7 +255,10 @@ impl Balancer {
         let mut cancelled = Vec::new();
         for submission in batch {
             match submission {
-                Submission::Request { id, job, reply } => self.admit(id, job, reply, now),
+                Submission::Request { id, job, reply } => {
+                    self.defaults.counters.leave_intake();
+                    self.admit(id, job, reply, now);
+                }
                 Submission::Cancel(id) => cancelled.push(id),
             }
         }

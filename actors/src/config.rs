@@ -211,7 +211,11 @@ pub struct Config {
     pub restart_backoff: Duration,
     /// Cap on the delay between restarts.
     pub max_restart_backoff: Duration,
-    /// Requests that may wait for a worker; past it, enqueue answers `QueueFull`.
+    /// Requests that may wait for a worker; past it, enqueue answers
+    /// `QueueFull`. It also bounds the requests handed to the Balancer and
+    /// not taken in yet (a caller's loop that never yields), so the intake
+    /// holds at most about twice this many. Requests that
+    /// [`wait_for_room`](crate::Enqueue::wait_for_room) are not refused.
     pub queue_capacity: usize,
     /// Requests one worker may hold at once.
     pub max_in_flight: usize,

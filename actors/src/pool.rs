@@ -100,6 +100,9 @@ pub struct Pool {
     supervisor: Addr<Supervisor>,
     balancer: Addr<Balancer>,
     codec: Codec,
+    /// Shared with the actors: bounds the requests on their way to the balancer.
+    counters: Arc<Counters>,
+    queue_capacity: usize,
 }
 
 impl Pool {
@@ -110,16 +113,20 @@ impl Pool {
     /// Outside a running actix System.
     pub fn start(command: WorkerCommand, config: Config) -> Pool {
         let codec = config.codec;
+        let queue_capacity = config.queue_capacity;
         let counters = Arc::new(Counters::default());
         let (submit, submissions) = mpsc::unbounded_channel();
         let balancer = Balancer::new(&config, Arc::clone(&counters), submissions).start();
-        let supervisor = Supervisor::new(command, config, balancer.clone(), counters).start();
+        let supervisor =
+            Supervisor::new(command, config, balancer.clone(), Arc::clone(&counters)).start();
         Pool {
             _owner: Arc::new(Owner(supervisor.clone())),
             submit,
             supervisor,
             balancer,
             codec,
+            counters,
+            queue_capacity,
         }
     }
 
@@ -211,13 +218,28 @@ impl Pool {
 
     /// Encodes the request and hands it to the balancer at once, so the
     /// future that waits for its answer holds little.
+    ///
+    /// A caller that submits faster than the balancer takes requests in (a
+    /// loop that never yields) meets `QueueFull` once `queue_capacity` of
+    /// them are on their way: the intake is bounded before the queue is.
     fn submit<B: Body>(&self, request: Enqueue<B>) -> Result<Submitted<'_>, Error> {
         let job = request.into_job(self.codec)?;
+        let must_fit = !job.options.wait_for_room;
+        if !self.counters.enter_intake(self.queue_capacity, must_fit) {
+            return Err(Error::QueueFull {
+                capacity: self.queue_capacity,
+            });
+        }
         let (reply, rx) = oneshot::channel();
         let id = RequestId::new_v4();
-        self.submit
+        if self
+            .submit
             .send(Submission::Request { id, job, reply })
-            .map_err(|_| Error::PoolStopped)?;
+            .is_err()
+        {
+            self.counters.leave_intake();
+            return Err(Error::PoolStopped);
+        }
         Ok(Submitted {
             submit: &self.submit,
             id: Some(id),

@@ -405,6 +405,9 @@ pub(crate) struct Counters {
     /// Requests waiting in the balancer's queue: a worker that frees a slot
     /// only needs to tell the balancer when some are.
     queued: AtomicUsize,
+    /// Requests sent to the balancer's channel and not taken in yet: what
+    /// bounds the intake before the queue's own bound applies.
+    submitted: AtomicUsize,
     /// The thread every actor of the pool must run on.
     home: std::thread::ThreadId,
 }
@@ -415,6 +418,7 @@ impl Default for Counters {
             served: Default::default(),
             failed: Default::default(),
             queued: Default::default(),
+            submitted: Default::default(),
             home: std::thread::current().id(),
         }
     }
@@ -438,6 +442,23 @@ impl Counters {
 
     pub(crate) fn set_queued(&self, n: usize) {
         self.queued.store(n, Ordering::Relaxed);
+    }
+
+    /// Counts one more request on its way to the balancer: `false`, and not
+    /// counted, when it must fit and `capacity` are on their way already.
+    /// (Any thread may submit, so this one is a real atomic count.)
+    pub(crate) fn enter_intake(&self, capacity: usize, must_fit: bool) -> bool {
+        let before = self.submitted.fetch_add(1, Ordering::Relaxed);
+        if must_fit && before >= capacity {
+            self.submitted.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The balancer took a submitted request in.
+    pub(crate) fn leave_intake(&self) {
+        self.submitted.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn served(&self) -> u64 {

@@ -269,3 +269,31 @@ fn assert_timeout(answer: Result<lpm::Response, PoolError>, after: Duration, att
         other => panic!("expected a Timeout after {attempts} attempt(s), got {other:?}"),
     }
 }
+
+/// A caller that submits faster than the balancer takes requests in (a loop
+/// that never yields) is bounded at the intake: past the queue's capacity
+/// on their way, requests answer `QueueFull` at once and hold no memory in
+/// the pool; one that asked to wait for room still goes through.
+#[actix_rt::test]
+async fn a_burst_that_never_yields_is_bounded_at_the_intake() {
+    let (pool, _events) = start(test_worker!(), config(1).queue_capacity(3));
+    online(&pool).await;
+    // `send` submits at once; none of these futures is polled before the last is made.
+    let burst: Vec<_> = (0..10u8)
+        .map(|i| pool.send(Enqueue::new(&Op::Echo(vec![i])).unwrap()))
+        .collect();
+    let patient = pool.send(Enqueue::new(&Op::Echo(vec![99])).unwrap().wait_for_room());
+    let results = futures::future::join_all(burst).await;
+    let echoed: Vec<Vec<u8>> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.data().unwrap())
+        .collect();
+    assert_eq!(echoed, [vec![0], vec![1], vec![2]], "{results:?}");
+    assert!(results[3..]
+        .iter()
+        .all(|r| matches!(r, Err(PoolError::QueueFull { capacity: 3 }))));
+    let patient = patient.await.expect("a request that waits for room");
+    assert_eq!(patient.data::<Vec<u8>>().unwrap(), [99]);
+    pool.hard_kill().await.expect("the pool is running");
+}
