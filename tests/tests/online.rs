@@ -113,21 +113,29 @@ async fn a_worker_without_handshake_is_killed_at_the_spawn_timeout() {
 }
 
 /// Every spawn is announced, the first ones too, to a subscriber that
-/// subscribes as soon as the pool exists.
+/// subscribes as soon as the pool exists. Workers start concurrently, so
+/// their announcements come in any order.
 #[actix_rt::test]
 async fn child_spawned_reaches_a_subscriber_of_a_new_pool() {
     let (pool, mut events) = start(test_worker!(), config(2));
     online(&pool).await;
-    for w in health(&pool).await {
-        let pid = w.pid.expect("a live worker has a pid");
-        let what = format!("ChildSpawned for slot {} (pid {pid})", w.slot);
-        recv_or_fail(
+    let mut unseen: Vec<u32> = health(&pool)
+        .await
+        .iter()
+        .map(|w| w.pid.expect("a live worker has a pid"))
+        .collect();
+    while !unseen.is_empty() {
+        let what = format!("ChildSpawned for the pids {unseen:?}");
+        let event = recv_or_fail(
             &mut events,
             &what,
             DEADLINE,
-            |e| matches!(e, PoolEvent::ChildSpawned { pid: p, .. } if *p == pid),
+            |e| matches!(e, PoolEvent::ChildSpawned { pid, .. } if unseen.contains(pid)),
         )
         .await;
+        if let PoolEvent::ChildSpawned { pid, .. } = event {
+            unseen.retain(|p| *p != pid);
+        }
     }
     pool.soft_kill().await.expect("the pool is running");
 }
