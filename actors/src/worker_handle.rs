@@ -101,6 +101,8 @@ pub(crate) struct WorkerHandle {
     child: Option<spawn::Child>,
     /// Rings at the session's next deadline.
     timer: Alarm,
+    /// The session's effects list between two inputs, kept for its capacity.
+    spare_effects: Vec<Effect>,
     sampler: Sampler,
     sampling: Option<SpawnHandle>,
     stderr_tail: StderrTail,
@@ -142,6 +144,7 @@ impl WorkerHandle {
             flush_waiting: false,
             child: Some(child),
             timer: Alarm::default(),
+            spare_effects: Vec::new(),
             sampler: Sampler::new(pid),
             sampling: None,
             stderr_tail,
@@ -153,10 +156,13 @@ impl WorkerHandle {
     /// carries its effects, and rearms the timer for its next deadline.
     fn apply(&mut self, ctx: &mut Context<Self>) {
         // Effects first: an exit report must not wait behind a write.
-        let effects: Vec<Effect> = self.session.take_effects().collect();
-        for effect in effects {
+        let mut effects = self
+            .session
+            .take_effects(std::mem::take(&mut self.spare_effects));
+        for effect in effects.drain(..) {
             self.carry(effect, ctx);
         }
+        self.spare_effects = effects;
         self.flush(ctx);
         match self.session.next_timeout() {
             Some(at) => self.timer.arm(at, ctx, |act, ctx| {

@@ -51,6 +51,13 @@ pub const EXIT_AT_START_CODE: i32 = 17;
 /// The stderr line a worker started with `--exit-at-start` writes before it exits.
 pub const EXIT_AT_START_LINE: &str = "test_worker: exiting at start as asked";
 
+/// A request that holds its worker for a minute: until a kill, a cancel or
+/// its timeout ends it.
+pub const HOLD: Op = Op::Sleep {
+    ms: 60_000,
+    reply: 0,
+};
+
 /// A request for `test_worker`: what its handler does, and what it answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use lpm::{Strategy, WorkerState};
 use lpm_tests::{
     call, config, health, online, pids, start, submit_all, test_worker, wait_for_health, Op,
-    DEADLINE, POLL,
+    DEADLINE, HOLD, POLL,
 };
 
 /// 400 concurrent requests on 4 workers: every worker serves some.
@@ -42,14 +42,7 @@ async fn requests_spread_over_all_workers() {
 async fn an_idle_worker_is_preferred() {
     let (pool, _events) = start(test_worker!(), config(2));
     online(&pool).await;
-    let held = submit_all(
-        &pool,
-        [Op::Sleep {
-            ms: 60_000,
-            reply: 0,
-        }],
-    )
-    .await;
+    let held = submit_all(&pool, [HOLD]).await;
     let h = wait_for_health(&pool, "one worker holds the long request", DEADLINE, |h| {
         h.iter().any(|w| w.in_flight == 1)
     })
@@ -145,10 +138,7 @@ async fn a_worker_sees_the_requests_it_holds() {
     let held = submit_all(
         &pool,
         [
-            Op::Sleep {
-                ms: 60_000,
-                reply: 0,
-            },
+            HOLD,
             Op::Sleep {
                 ms: 60_000,
                 reply: 1,

@@ -9,6 +9,7 @@ use lpm::balance::{Balance, Candidate, LeastPressure};
 use lpm::Strategy;
 use lpm_tests::{
     call, config, health, online, start, submit_all, test_worker, wait_for_health, Op, DEADLINE,
+    HOLD,
 };
 
 /// Always the highest slot among the candidates (they come in slot order).
@@ -94,14 +95,7 @@ async fn a_strategy_is_offered_only_workers_that_can_take_work() {
             .strategy(Strategy::custom(HighestSlot)),
     );
     online(&pool).await;
-    let held = submit_all(
-        &pool,
-        [Op::Sleep {
-            ms: 60_000,
-            reply: 0,
-        }],
-    )
-    .await;
+    let held = submit_all(&pool, [HOLD]).await;
     wait_for_health(&pool, "slot 2 holds the long request", DEADLINE, |h| {
         h.iter().any(|w| w.slot == 2 && w.in_flight == 1)
     })

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use lpm::{Enqueue, KillReason, PoolError, PoolEvent};
-use lpm_tests::{call, config, online, recv_or_fail, start, test_worker, Op, DEADLINE};
+use lpm_tests::{call, config, online, recv_or_fail, start, test_worker, Op, DEADLINE, HOLD};
 
 #[actix_rt::test]
 async fn the_heartbeat_kills_a_worker_that_stops_answering() {
@@ -62,12 +62,9 @@ async fn a_timeout_recycles_the_worker_when_configured() {
     online(&pool).await;
     let (pid, _): (u32, _) = call(&pool, &Op::Pid).await;
     let late = pool.send(
-        Enqueue::new(&Op::Sleep {
-            ms: 60_000,
-            reply: 0,
-        })
-        .unwrap()
-        .timeout(Duration::from_millis(200)),
+        Enqueue::new(&HOLD)
+            .unwrap()
+            .timeout(Duration::from_millis(200)),
     );
     let bystander = pool.send(
         Enqueue::new(&Op::Sleep {
@@ -120,12 +117,9 @@ async fn by_default_a_timeout_leaves_the_worker_running() {
     let (pid, _): (u32, _) = call(&pool, &Op::Pid).await;
     let late = pool
         .send(
-            Enqueue::new(&Op::Sleep {
-                ms: 60_000,
-                reply: 0,
-            })
-            .unwrap()
-            .timeout(Duration::from_millis(100)),
+            Enqueue::new(&HOLD)
+                .unwrap()
+                .timeout(Duration::from_millis(100)),
         )
         .await;
     assert!(matches!(late, Err(PoolError::Timeout { .. })), "{late:?}");

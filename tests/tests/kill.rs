@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lpm::{PoolError, PoolEvent, WorkerState};
 use lpm_tests::{
     config, health, online, pids, process_alive, recv_or_fail, start, submit_all, test_worker,
-    wait_for_health, within, Op, ASK, DEADLINE, HOOK_DONE, HOOK_STARTED, HOOK_WORK,
+    wait_for_health, within, Op, ASK, DEADLINE, HOLD, HOOK_DONE, HOOK_STARTED, HOOK_WORK,
 };
 
 /// A soft kill serves the requests in flight and the queued ones before the
@@ -274,14 +274,7 @@ async fn soft_kill_grace_ends_stragglers_with_killed() {
     );
     online(&pool).await;
     let worker = pids(&health(&pool).await)[0];
-    let answers = submit_all(
-        &pool,
-        [Op::Sleep {
-            ms: 60_000,
-            reply: 0,
-        }],
-    )
-    .await;
+    let answers = submit_all(&pool, [HOLD]).await;
     wait_for_health(&pool, "the worker holds the request", DEADLINE, |h| {
         h[0].in_flight == 1
     })

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lpm::{Enqueue, PoolError};
 use lpm_tests::{
     call, config, health, online, pids, start, submit_all, test_worker, wait_for_health, Op,
-    DEADLINE,
+    DEADLINE, HOLD,
 };
 
 /// Past the queue's capacity, enqueue answers QueueFull at once; the
@@ -14,14 +14,7 @@ use lpm_tests::{
 async fn a_full_queue_answers_queue_full() {
     let (pool, _events) = start(test_worker!(), config(1).max_in_flight(1).queue_capacity(2));
     online(&pool).await;
-    let holding = submit_all(
-        &pool,
-        [Op::Sleep {
-            ms: 60_000,
-            reply: 0,
-        }],
-    )
-    .await;
+    let holding = submit_all(&pool, [HOLD]).await;
     wait_for_health(&pool, "the worker holds the slow request", DEADLINE, |h| {
         h[0].in_flight == 1
     })
@@ -57,12 +50,7 @@ async fn timeout_answers_timeout_and_frees_the_worker() {
     let timeout = Duration::from_millis(200);
     let (pool, _events) = start(test_worker!(), config(1).timeout(timeout).max_in_flight(1));
     online(&pool).await;
-    let answer = pool
-        .enqueue(&Op::Sleep {
-            ms: 60_000,
-            reply: 0,
-        })
-        .await;
+    let answer = pool.enqueue(&HOLD).await;
     assert_timeout(answer, timeout, 1);
     assert_eq!(health(&pool).await[0].in_flight, 0);
     // The worker still runs the old request; the pool must not count it.
@@ -77,12 +65,7 @@ async fn a_request_timeout_overrides_the_pool_default() {
     let (pool, _events) = start(test_worker!(), config(1));
     online(&pool).await;
     let timeout = Duration::from_millis(100);
-    let request = Enqueue::new(&Op::Sleep {
-        ms: 60_000,
-        reply: 0,
-    })
-    .unwrap()
-    .timeout(timeout);
+    let request = Enqueue::new(&HOLD).unwrap().timeout(timeout);
     let answer = tokio::time::timeout(DEADLINE, pool.send(request))
         .await
         .expect("the request resolves");
@@ -155,12 +138,7 @@ async fn timeout_counts_every_attempt() {
     let timeout = Duration::from_millis(100);
     let (pool, _events) = start(test_worker!(), config(2).timeout(timeout).retries(2));
     online(&pool).await;
-    let answer = pool
-        .enqueue(&Op::Sleep {
-            ms: 60_000,
-            reply: 0,
-        })
-        .await;
+    let answer = pool.enqueue(&HOLD).await;
     assert_timeout(answer, timeout, 3);
     pool.hard_kill().await.expect("the pool is running");
 }
@@ -221,12 +199,7 @@ async fn a_request_may_wait_for_room_instead_of_queue_full() {
     let (pool, _events) = start(test_worker!(), config(1).max_in_flight(1).queue_capacity(1));
     online(&pool).await;
     // Holds the only slot until its timeout frees it.
-    let hold = Enqueue::new(&Op::Sleep {
-        ms: 60_000,
-        reply: 0,
-    })
-    .unwrap()
-    .timeout(Duration::from_secs(3));
+    let hold = Enqueue::new(&HOLD).unwrap().timeout(Duration::from_secs(3));
     let mut holding = Box::pin(pool.send(hold));
     assert!(futures::poll!(holding.as_mut()).is_pending());
     wait_for_health(&pool, "the worker holds the slow request", DEADLINE, |h| {

@@ -139,9 +139,12 @@ impl Session {
         self.config.counters.debug_assert_home("WorkerHandle");
     }
 
-    /// What the shell must do, in the order it arose.
-    pub(crate) fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
-        self.effects.drain(..)
+    /// What the shell must do, in the order it arose. `spare` (emptied by
+    /// the caller, its capacity kept) collects the next ones, so a busy
+    /// worker's inputs allocate no list each.
+    pub(crate) fn take_effects(&mut self, spare: Vec<Effect>) -> Vec<Effect> {
+        debug_assert!(spare.is_empty());
+        std::mem::replace(&mut self.effects, spare)
     }
 
     /// When [`Session::on_timeout`] is due next.

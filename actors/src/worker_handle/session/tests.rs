@@ -97,7 +97,7 @@ pub(super) fn sent(session: &mut Session) -> Vec<ToWorker> {
 }
 
 pub(super) fn effects(session: &mut Session) -> Vec<Effect> {
-    session.take_effects().collect()
+    session.take_effects(Vec::new())
 }
 
 /// A session past its handshake, ready, with its frames and effects taken.
@@ -380,7 +380,7 @@ fn the_exit_report_holds_the_requests_in_flight_and_no_signal_follows_it() {
     assert_eq!(session.next_timeout(), None, "no timer outlives the worker");
     session.signal(Signal::SIGTERM);
     session.kill(now);
-    assert!(signals(&session.take_effects().collect::<Vec<_>>()).is_empty());
+    assert!(signals(&session.take_effects(Vec::new())).is_empty());
 }
 
 #[test]
