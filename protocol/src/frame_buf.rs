@@ -52,12 +52,14 @@ impl FrameBuf {
         created_at: Timestamp,
         call: u32,
         payload: &[u8],
+        trace: Option<&str>,
     ) -> Result<(), Error> {
         let msg = ToWorkerRef::Request(RequestFrameRef {
             id,
             created_at,
             call,
             payload,
+            trace,
         });
         encode_frame(&msg, &mut self.buf, self.max_frame_len)
     }

@@ -208,8 +208,9 @@ impl FrameSink {
         created_at: Timestamp,
         call: u32,
         payload: &[u8],
+        trace: Option<&str>,
     ) -> Result<(), Error> {
-        self.buf.push_request(id, created_at, call, payload)
+        self.buf.push_request(id, created_at, call, payload, trace)
     }
 
     /// As [`FrameBuf::push_with_fd`].
@@ -278,9 +279,16 @@ mod tests {
             created_at: Timestamp(123_456_789),
             call: 300,
             payload: vec![1, 2, 3, 250],
+            trace: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
         };
-        sink.push_request(frame.id, frame.created_at, frame.call, &frame.payload)
-            .unwrap();
+        sink.push_request(
+            frame.id,
+            frame.created_at,
+            frame.call,
+            &frame.payload,
+            frame.trace.as_deref(),
+        )
+        .unwrap();
         let owned = crate::frame(&ToWorker::Request(frame), DEFAULT_MAX_FRAME_LEN).unwrap();
         assert_eq!(sink.buf.unwritten(), owned);
     }

@@ -53,8 +53,17 @@ pub use typed::{Call, Query, Topic};
 ///
 /// Version 2 added the messages that carry file descriptors; version 3 the
 /// payload codec and the call names in the `Hello`s, the call number in
-/// request frames, and `NotHandled`.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// request frames, and `NotHandled`; version 4 the stdio transport: in-band
+/// streams with credit, `takes_fds` in the worker's `Hello`, usage reports,
+/// and the trace context in request frames.
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// The credit each side of an in-band stream starts with: the sender may
+/// send this many bytes of a stream before the receiver grants more.
+pub const STREAM_WINDOW: u64 = 256 * 1024;
+
+/// The largest `data` of one in-band `StreamData` frame.
+pub const STREAM_CHUNK: usize = 64 * 1024;
 
 /// Environment variable naming the pool's payload [`Codec`] (`postcard` or
 /// `json`), so a worker uses the codec its pool does.

@@ -49,6 +49,10 @@ pub struct RequestFrame {
     /// The caller's payload, in the pool's codec.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// The caller's trace context in W3C `traceparent` form
+    /// (`00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`), when
+    /// the supervisor traces requests; the worker's handler span is its child.
+    pub trace: Option<String>,
 }
 
 /// Messages the supervisor sends to a worker.
@@ -125,6 +129,38 @@ pub enum ToWorker {
         #[serde(skip)]
         fd: Fd,
     },
+    /// 10: a request whose byte stream follows in-band, as
+    /// [`ToWorker::StreamData`] frames ended by one [`ToWorker::StreamEnd`],
+    /// for workers that take no descriptors. Answered like `Request`.
+    RequestStreamed(RequestFrame),
+    /// 11: the next bytes of the stream of request `id` (at most
+    /// [`STREAM_CHUNK`](crate::STREAM_CHUNK), within the worker's credit).
+    StreamData {
+        /// Which request.
+        id: RequestId,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// 12: the stream of request `id` is over: `Ok(bytes sent)`, or
+    /// `Err(why)` when the caller's reader failed.
+    StreamEnd {
+        /// Which request.
+        id: RequestId,
+        /// Bytes sent, or why the stream stopped early.
+        outcome: Result<u64, String>,
+    },
+    /// 13: the worker may send `bytes` more bytes of request `id`'s
+    /// response stream (see [`ToSupervisor::ResponseStreamed`]).
+    StreamCredit {
+        /// Which request.
+        id: RequestId,
+        /// Bytes granted, on top of what was granted before.
+        bytes: u64,
+    },
+    /// 14: the supervisor cannot sample this worker's process (it runs
+    /// elsewhere): answer [`ToSupervisor::Usage`].
+    ReportUsage,
 }
 
 /// Messages a worker sends to the supervisor.
@@ -145,6 +181,10 @@ pub enum ToSupervisor {
         /// The names of the calls it has handlers for ([`Call::NAME`](crate::Call::NAME)).
         /// A request for the `n`-th (from 1) carries `call: n`.
         calls: Vec<String>,
+        /// Whether it receives descriptors (`SCM_RIGHTS`) on this channel:
+        /// `false` over stdio, or for a worker that cannot. Streams to such a
+        /// worker go in-band and sockets are not handed to it.
+        takes_fds: bool,
     },
     /// 1: the worker takes requests (again).
     Ready,
@@ -222,6 +262,40 @@ pub enum ToSupervisor {
         /// Which request.
         id: RequestId,
     },
+    /// 14: the answer to a request, with a byte stream that follows in-band
+    /// as [`ToSupervisor::StreamData`] frames (within the credit the
+    /// supervisor grants), ended by a [`ToSupervisor::StreamEnd`].
+    ResponseStreamed {
+        /// Which request.
+        id: RequestId,
+        /// The answer, in the pool's codec.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// 15: the next bytes of request `id`'s response stream.
+    StreamData {
+        /// Which request.
+        id: RequestId,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// 16: the supervisor may send `bytes` more bytes of request `id`'s
+    /// in-band request stream (see [`ToWorker::RequestStreamed`]).
+    StreamCredit {
+        /// Which request.
+        id: RequestId,
+        /// Bytes granted, on top of what was granted before.
+        bytes: u64,
+    },
+    /// 17: the worker's own resource usage, the answer to
+    /// [`ToWorker::ReportUsage`].
+    Usage {
+        /// Resident set size, in bytes.
+        rss_bytes: u64,
+        /// CPU time used since the worker started (user and system), in nanoseconds.
+        cpu_ns: u64,
+    },
 }
 
 impl ToWorker {
@@ -238,6 +312,11 @@ impl ToWorker {
             ToWorker::Ping { .. } => "Ping",
             ToWorker::RequestWithFd { .. } => "RequestWithFd",
             ToWorker::EventWithFd { .. } => "EventWithFd",
+            ToWorker::RequestStreamed(_) => "RequestStreamed",
+            ToWorker::StreamData { .. } => "StreamData",
+            ToWorker::StreamEnd { .. } => "StreamEnd",
+            ToWorker::StreamCredit { .. } => "StreamCredit",
+            ToWorker::ReportUsage => "ReportUsage",
         }
     }
 }
@@ -260,6 +339,10 @@ impl ToSupervisor {
             ToSupervisor::StreamEnd { .. } => "StreamEnd",
             ToSupervisor::SocketClosed { .. } => "SocketClosed",
             ToSupervisor::NotHandled { .. } => "NotHandled",
+            ToSupervisor::ResponseStreamed { .. } => "ResponseStreamed",
+            ToSupervisor::StreamData { .. } => "StreamData",
+            ToSupervisor::StreamCredit { .. } => "StreamCredit",
+            ToSupervisor::Usage { .. } => "Usage",
         }
     }
 }
@@ -303,4 +386,5 @@ pub(crate) struct RequestFrameRef<'a> {
     pub(crate) call: u32,
     #[serde(with = "serde_bytes")]
     pub(crate) payload: &'a [u8],
+    pub(crate) trace: Option<&'a str>,
 }

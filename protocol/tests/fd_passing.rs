@@ -19,6 +19,7 @@ fn request_with(n: u8, fd: OwnedFd) -> ToWorker {
             created_at: Timestamp(u64::from(n)),
             call: u32::from(n),
             payload: vec![n; usize::from(n) * 100],
+            trace: None,
         },
         kind: FdKind::Pipe,
         fd: Fd::new(fd),

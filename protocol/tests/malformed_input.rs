@@ -35,6 +35,7 @@ fn trailing_bytes_are_malformed() {
             pid: 7,
             codec: lpm_protocol::Codec::Json,
             calls: vec!["x".into()],
+            takes_fds: true,
         },
     ] {
         let mut body = frame(&msg, DEFAULT_MAX_FRAME_LEN).unwrap().split_off(4);

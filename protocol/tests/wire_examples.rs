@@ -24,6 +24,9 @@ const EXAMPLE_ID: Uuid = Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0
 
 const EXAMPLE_CREATED_AT: Timestamp = Timestamp(1_700_000_000_123_456_789);
 
+/// The W3C trace-context specification's own example `traceparent`.
+const EXAMPLE_TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 /// The typed call of examples 1 and 3.
 #[derive(Serialize, Deserialize)]
 struct CountPrimes {
@@ -88,6 +91,7 @@ fn example_1_worker_hello() {
         pid: 4242,
         codec: Codec::Json,
         calls: vec![CountPrimes::NAME.into()],
+        takes_fds: false,
     };
     assert_eq!(hex(&example_bytes("### Example 1")), hex(&encode(&msg)));
 
@@ -106,6 +110,7 @@ fn example_2_untyped_request_and_its_cancel() {
         created_at: EXAMPLE_CREATED_AT,
         call: 0,
         payload,
+        trace: None,
     });
     assert_eq!(hex(&example_bytes("### Example 2")), hex(&encode(&msg)));
 
@@ -121,6 +126,7 @@ fn example_3_json_call_its_answer_and_not_handled() {
         created_at: EXAMPLE_CREATED_AT,
         call: 1, // the first name in example 1's `calls`
         payload,
+        trace: Some(EXAMPLE_TRACE.to_owned()),
     });
     assert_eq!(hex(&example_bytes("### Example 3")), hex(&encode(&msg)));
 
@@ -131,6 +137,38 @@ fn example_3_json_call_its_answer_and_not_handled() {
         payload: answer,
     });
     shown_inline(&ToSupervisor::NotHandled { id: EXAMPLE_ID });
+}
+
+#[test]
+fn example_5_in_band_response_stream() {
+    let msg = ToSupervisor::ResponseStreamed {
+        id: EXAMPLE_ID,
+        payload: vec![1],
+    };
+    assert_eq!(hex(&example_bytes("### Example 5")), hex(&encode(&msg)));
+
+    shown_inline(&ToSupervisor::StreamData {
+        id: EXAMPLE_ID,
+        data: b"abc".to_vec(),
+    });
+    shown_inline(&ToSupervisor::StreamEnd {
+        id: EXAMPLE_ID,
+        outcome: Ok(3),
+    });
+    shown_inline(&ToWorker::StreamCredit {
+        id: EXAMPLE_ID,
+        bytes: 65_536,
+    });
+}
+
+#[test]
+fn example_6_usage() {
+    shown_inline(&ToWorker::ReportUsage);
+    let msg = ToSupervisor::Usage {
+        rss_bytes: 50 << 20,
+        cpu_ns: 1_250_000_000,
+    };
+    assert_eq!(hex(&example_bytes("### Example 6")), hex(&encode(&msg)));
 }
 
 #[test]
@@ -379,8 +417,12 @@ fn codec_table() {
 
 #[test]
 fn documented_constants() {
-    assert_eq!(PROTOCOL_VERSION, 3);
-    assert!(WIRE.starts_with("# Wire format, version 3\n"));
+    assert_eq!(PROTOCOL_VERSION, 4);
+    assert!(WIRE.starts_with("# Wire format, version 4\n"));
+    assert_eq!(lpm_protocol::STREAM_CHUNK, 65_536);
+    assert!(WIRE.contains("at most\n  **65 536** (`STREAM_CHUNK`)"));
+    assert_eq!(lpm_protocol::STREAM_WINDOW, 262_144);
+    assert!(WIRE.contains("**262 144** bytes\n  (`STREAM_WINDOW`)"));
     assert_eq!(lpm_protocol::IPC_FD, 3);
     assert_eq!(lpm_protocol::IPC_FD_ENV, "LPM_IPC_FD");
     assert_eq!(lpm_protocol::HEADER_LEN, 4);

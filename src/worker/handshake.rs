@@ -100,6 +100,7 @@ pub(crate) async fn send_hello(
         pid: std::process::id(),
         codec,
         calls,
+        takes_fds: true,
     })
     .map_err(WorkerError::channel)?;
     sink.flush().await.map_err(|e| match e.kind() {

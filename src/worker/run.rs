@@ -214,7 +214,12 @@ impl Session<'_> {
                 ToWorker::Ping { seq } => {
                     let _ = self.shared.outbox.push(&ToSupervisor::Pong { seq });
                 }
-                other @ ToWorker::Hello { .. } => {
+                other @ (ToWorker::Hello { .. }
+                | ToWorker::RequestStreamed(_)
+                | ToWorker::StreamData { .. }
+                | ToWorker::StreamEnd { .. }
+                | ToWorker::StreamCredit { .. }
+                | ToWorker::ReportUsage) => {
                     tracing::warn!(
                         message = other.kind(),
                         "unexpected message after the handshake; ignored"

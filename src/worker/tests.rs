@@ -100,6 +100,7 @@ impl Supervisor {
                     pid,
                     codec,
                     calls,
+                    takes_fds: true,
                 },
                 None,
             ) => {
@@ -177,6 +178,7 @@ fn request_with_id<T: Serialize + ?Sized>(id: Uuid, payload: &T) -> (Uuid, ToWor
         created_at: Timestamp::now(),
         call: 0,
         payload: postcard::to_allocvec(payload).unwrap(),
+        trace: None,
     };
     (id, ToWorker::Request(frame))
 }
@@ -629,6 +631,7 @@ async fn requests_snapshot_shows_requests_in_flight_until_answered() {
         created_at,
         call: 0,
         payload: postcard::to_allocvec(&(42u32, "x".to_owned())).unwrap(),
+        trace: None,
     };
     sup.send(ToWorker::Request(frame)).await;
     assert_eq!(
@@ -1684,6 +1687,7 @@ async fn the_json_codec_decodes_and_encodes_payloads() {
         created_at: Timestamp::now(),
         call: 1,
         payload: b"21".to_vec(),
+        trace: None,
     }))
     .await;
     match sup.recv("the JSON answer").await {

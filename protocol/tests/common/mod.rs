@@ -28,11 +28,16 @@ pub(crate) fn to_worker_index(msg: &ToWorker) -> u8 {
         ToWorker::Ping { .. } => 7,
         ToWorker::RequestWithFd { .. } => 8,
         ToWorker::EventWithFd { .. } => 9,
+        ToWorker::RequestStreamed(_) => 10,
+        ToWorker::StreamData { .. } => 11,
+        ToWorker::StreamEnd { .. } => 12,
+        ToWorker::StreamCredit { .. } => 13,
+        ToWorker::ReportUsage => 14,
     }
 }
 
 /// Number of `ToWorker` variants.
-pub(crate) const TO_WORKER_VARIANTS: u8 = 10;
+pub(crate) const TO_WORKER_VARIANTS: u8 = 15;
 
 /// The wire index of a `ToSupervisor` variant (no wildcard, as above).
 pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
@@ -51,11 +56,15 @@ pub(crate) fn to_supervisor_index(msg: &ToSupervisor) -> u8 {
         ToSupervisor::StreamEnd { .. } => 11,
         ToSupervisor::SocketClosed { .. } => 12,
         ToSupervisor::NotHandled { .. } => 13,
+        ToSupervisor::ResponseStreamed { .. } => 14,
+        ToSupervisor::StreamData { .. } => 15,
+        ToSupervisor::StreamCredit { .. } => 16,
+        ToSupervisor::Usage { .. } => 17,
     }
 }
 
 /// Number of `ToSupervisor` variants.
-pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 14;
+pub(crate) const TO_SUPERVISOR_VARIANTS: u8 = 18;
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e000 | n)
@@ -79,12 +88,14 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
             created_at: Timestamp(1_700_000_000_123_456_789),
             call: 0,
             payload: vec![2, b'h', b'i', 3],
+            trace: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         }),
         ToWorker::Request(RequestFrame {
             id: Uuid::nil(),
             created_at: Timestamp(0),
             call: u32::MAX,
             payload: Vec::new(),
+            trace: None,
         }),
         ToWorker::Event {
             name: "config-reloaded".into(),
@@ -115,6 +126,7 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
                 created_at: Timestamp(5),
                 call: 2,
                 payload: vec![1],
+                trace: None,
             },
             kind: FdKind::Pipe,
             fd: Fd::none(),
@@ -125,6 +137,7 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
                 created_at: Timestamp(0),
                 call: 0,
                 payload: Vec::new(),
+                trace: None,
             },
             kind: FdKind::UnixStream,
             fd: Fd::none(),
@@ -135,6 +148,34 @@ pub(crate) fn every_to_worker() -> Vec<ToWorker> {
             kind: FdKind::TcpListener,
             fd: Fd::none(),
         },
+        ToWorker::RequestStreamed(RequestFrame {
+            id: id(13),
+            created_at: Timestamp(7),
+            call: 1,
+            payload: vec![4, 2],
+            trace: None,
+        }),
+        ToWorker::StreamData {
+            id: id(13),
+            data: vec![0xab; 300],
+        },
+        ToWorker::StreamData {
+            id: id(13),
+            data: Vec::new(),
+        },
+        ToWorker::StreamEnd {
+            id: id(13),
+            outcome: Ok(300),
+        },
+        ToWorker::StreamEnd {
+            id: id(14),
+            outcome: Err("the caller's reader failed".into()),
+        },
+        ToWorker::StreamCredit {
+            id: id(15),
+            bytes: 262_144,
+        },
+        ToWorker::ReportUsage,
     ]
 }
 
@@ -146,12 +187,14 @@ pub(crate) fn every_to_supervisor() -> Vec<ToSupervisor> {
             pid: 4242,
             codec: Codec::Postcard,
             calls: Vec::new(),
+            takes_fds: true,
         },
         ToSupervisor::Hello {
             version: lpm_protocol::PROTOCOL_VERSION,
             pid: 1,
             codec: Codec::Json,
             calls: vec!["count_primes".into(), "ünïcode".into()],
+            takes_fds: true,
         },
         ToSupervisor::Ready,
         ToSupervisor::Busy,
@@ -202,6 +245,22 @@ pub(crate) fn every_to_supervisor() -> Vec<ToSupervisor> {
         },
         ToSupervisor::SocketClosed { id: id(11) },
         ToSupervisor::NotHandled { id: id(12) },
+        ToSupervisor::ResponseStreamed {
+            id: id(15),
+            payload: vec![1],
+        },
+        ToSupervisor::StreamData {
+            id: id(15),
+            data: vec![0xcd; 70_000],
+        },
+        ToSupervisor::StreamCredit {
+            id: id(13),
+            bytes: u64::MAX,
+        },
+        ToSupervisor::Usage {
+            rss_bytes: 50 << 20,
+            cpu_ns: 1_250_000_000,
+        },
     ]
 }
 
@@ -272,12 +331,29 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
             slot,
             codec
         }),
-        (uuid(), any::<u64>(), any::<u32>(), bytes()).prop_map(|(id, t, call, payload)| {
-            ToWorker::Request(RequestFrame {
+        (
+            uuid(),
+            any::<u64>(),
+            any::<u32>(),
+            bytes(),
+            any::<Option<String>>()
+        )
+            .prop_map(|(id, t, call, payload, trace)| {
+                ToWorker::Request(RequestFrame {
+                    id,
+                    created_at: Timestamp(t),
+                    call,
+                    payload,
+                    trace,
+                })
+            }),
+        (uuid(), any::<u64>(), bytes()).prop_map(|(id, t, payload)| {
+            ToWorker::RequestStreamed(RequestFrame {
                 id,
                 created_at: Timestamp(t),
-                call,
+                call: 0,
                 payload,
+                trace: None,
             })
         }),
         (any::<String>(), bytes()).prop_map(|(name, payload)| ToWorker::Event { name, payload }),
@@ -292,6 +368,14 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
         Just(ToWorker::SoftKill),
         Just(ToWorker::HardKill),
         uuid().prop_map(|id| ToWorker::Cancel { id }),
+        (uuid(), bytes()).prop_map(|(id, data)| ToWorker::StreamData { id, data }),
+        (
+            uuid(),
+            prop_oneof![any::<u64>().prop_map(Ok), any::<String>().prop_map(Err)]
+        )
+            .prop_map(|(id, outcome)| ToWorker::StreamEnd { id, outcome }),
+        (uuid(), any::<u64>()).prop_map(|(id, bytes)| ToWorker::StreamCredit { id, bytes }),
+        Just(ToWorker::ReportUsage),
         any::<u64>().prop_map(|seq| ToWorker::Ping { seq }),
         (uuid(), any::<u64>(), bytes(), fd_kind()).prop_map(|(id, t, payload, kind)| {
             ToWorker::RequestWithFd {
@@ -300,6 +384,7 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
                     created_at: Timestamp(t),
                     call: 1,
                     payload,
+                    trace: None,
                 },
                 kind,
                 fd: Fd::none(),
@@ -319,11 +404,14 @@ pub(crate) fn to_worker() -> impl Strategy<Value = ToWorker> {
 /// Any `ToSupervisor` without NaN in its stats.
 pub(crate) fn to_supervisor() -> impl Strategy<Value = ToSupervisor> {
     prop_oneof![
-        (any::<u16>(), any::<u32>()).prop_map(|(version, pid)| ToSupervisor::Hello {
-            version,
-            pid,
-            codec: Codec::Json,
-            calls: vec!["a".into(), String::new()],
+        (any::<u16>(), any::<u32>(), any::<bool>()).prop_map(|(version, pid, takes_fds)| {
+            ToSupervisor::Hello {
+                version,
+                pid,
+                codec: Codec::Json,
+                calls: vec!["a".into(), String::new()],
+                takes_fds,
+            }
         }),
         Just(ToSupervisor::Ready),
         Just(ToSupervisor::Busy),
@@ -352,5 +440,10 @@ pub(crate) fn to_supervisor() -> impl Strategy<Value = ToSupervisor> {
             .prop_map(|(id, outcome)| ToSupervisor::StreamEnd { id, outcome }),
         uuid().prop_map(|id| ToSupervisor::SocketClosed { id }),
         uuid().prop_map(|id| ToSupervisor::NotHandled { id }),
+        (uuid(), bytes()).prop_map(|(id, payload)| ToSupervisor::ResponseStreamed { id, payload }),
+        (uuid(), bytes()).prop_map(|(id, data)| ToSupervisor::StreamData { id, data }),
+        (uuid(), any::<u64>()).prop_map(|(id, bytes)| ToSupervisor::StreamCredit { id, bytes }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(rss_bytes, cpu_ns)| ToSupervisor::Usage { rss_bytes, cpu_ns }),
     ]
 }

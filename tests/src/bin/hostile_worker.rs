@@ -163,6 +163,7 @@ fn main() {
                 pid,
                 codec: Codec::Postcard,
                 calls,
+                takes_fds: true,
             });
             channel.send(&ToSupervisor::Ready);
             channel.ignore_everything()
@@ -173,6 +174,7 @@ fn main() {
                 pid,
                 codec: Codec::Postcard,
                 calls: vec!["echo".to_owned()],
+                takes_fds: true,
             });
             channel.send(&ToSupervisor::Ready);
         }

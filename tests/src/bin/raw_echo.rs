@@ -21,6 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pid: std::process::id(),
         codec: Codec::Postcard,
         calls: Vec::new(),
+        takes_fds: true,
     })?;
     sink.push(&ToSupervisor::Ready)?;
     sink.flush().await?;

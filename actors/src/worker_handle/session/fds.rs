@@ -68,7 +68,7 @@ impl Session {
         let Some(attachment) = pending.attachment.take() else {
             return self
                 .outbox
-                .push_request(pending.id, pending.created_at, call, &pending.payload)
+                .push_request(pending.id, pending.created_at, call, &pending.payload, None)
                 .map_err(frame_error);
         };
         let what = attachment.what();
@@ -92,6 +92,7 @@ impl Session {
                 created_at: pending.created_at,
                 call,
                 payload: pending.payload.clone(),
+                trace: None,
             },
             kind,
             fd: Fd::new(fd),

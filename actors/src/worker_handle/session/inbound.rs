@@ -91,6 +91,7 @@ impl Session {
                     pid,
                     codec,
                     calls,
+                    takes_fds: _,
                 } => self
                     .on_hello(version, pid, codec, calls, now)
                     .map(|()| false),
@@ -183,6 +184,15 @@ impl Session {
                 true
             }
             ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
+            ToSupervisor::ResponseStreamed { .. }
+            | ToSupervisor::StreamData { .. }
+            | ToSupervisor::StreamCredit { .. }
+            | ToSupervisor::Usage { .. } => {
+                return Err(format!(
+                    "{} before this supervisor takes in-band streams",
+                    msg.kind()
+                ))
+            }
         };
         Ok(freed)
     }

@@ -78,6 +78,7 @@ pub(super) fn hello(codec: Codec) -> ToSupervisor {
         pid: PID,
         codec,
         calls: Vec::new(),
+        takes_fds: true,
     }
 }
 
@@ -545,6 +546,7 @@ fn a_hello_that_lists_a_call_twice_is_a_protocol_violation() {
             pid: PID,
             codec: Codec::Postcard,
             calls: vec!["a".into(), "a".into()],
+            takes_fds: true,
         }],
         now,
     );
