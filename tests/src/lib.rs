@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod conformance;
 pub mod procfs;
+pub mod sshd;
 pub mod typed;
 
 use std::future::Future;
