@@ -103,6 +103,8 @@ mod config;
 mod error;
 mod events;
 mod health;
+#[cfg(feature = "actix-web")]
+pub mod http;
 mod id;
 mod pool;
 mod reasons;

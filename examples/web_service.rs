@@ -1,0 +1,225 @@
+//! An actix-web service that offloads work to an lpm pool: the recipe of
+//! the README's "Running it in a service".
+//!
+//! ```text
+//! cargo run --release --example web_service --features actix-web -- --bind 127.0.0.1:8080
+//! curl -s -XPOST localhost:8080/work -H 'content-type: application/json' -d '{"below":100000,"sleep_ms":0}'
+//! curl -s localhost:8080/health
+//! ```
+//!
+//! * `POST /work` runs the typed call [`Work`] on a worker. A failure
+//!   answers through `lpm::PoolError`'s `ResponseError`: 503 with
+//!   `Retry-After` when the queue is full, 504 on a timeout, and so on.
+//! * `GET /health` answers the pool's health as JSON.
+//! * SIGTERM or SIGINT stops it gracefully: new work is refused with 503,
+//!   every request already accepted is answered, the server stops, then the
+//!   pool is soft-killed and the process exits with status 0.
+//! * A client that disconnects cancels its job: the server drops the
+//!   handler's future (`h1_allow_half_closed(false)`), which cancels the
+//!   call in the worker.
+//!
+//! The binary is both sides: it re-executes itself as each worker (the
+//! worker sees `LPM_IPC_FD`). `WEB_SERVICE_VERSION` (default `1`) tags every
+//! answer, so a rolling reload shows which version served. It prints
+//! `listening on http://ADDR` once it serves.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use lpm::worker::{CallContext, Worker};
+use lpm::{Call, Config, Pool, PoolError, SignalPolicy, WorkerCommand};
+use serde::{Deserialize, Serialize};
+
+/// Count the primes below `below`, after waiting `sleep_ms` (a stand-in for
+/// slow I/O; the wait ends early when the caller goes away).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Work {
+    below: u64,
+    #[serde(default)]
+    sleep_ms: u64,
+}
+
+/// What a worker answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Done {
+    primes: u64,
+    pid: u32,
+    version: String,
+}
+
+impl Call for Work {
+    const NAME: &'static str = "work";
+    type Reply = Done;
+}
+
+/// The environment variable that tags answers with a version.
+const VERSION_ENV: &str = "WEB_SERVICE_VERSION";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os(lpm::IPC_FD_ENV).is_some() {
+        return worker_main();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let options = Options::parse(std::env::args().skip(1))?;
+    actix_rt::System::new().block_on(serve(options))?;
+    Ok(())
+}
+
+/// The command line: `--bind ADDR` (default 127.0.0.1:8080), `--workers N` (4).
+struct Options {
+    bind: String,
+    workers: usize,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+        let mut options = Options {
+            bind: "127.0.0.1:8080".to_owned(),
+            workers: 4,
+        };
+        while let Some(flag) = args.next() {
+            let value = args.next().ok_or(format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--bind" => options.bind = value,
+                "--workers" => {
+                    options.workers = value.parse().map_err(|e| format!("{flag}: {e}"))?
+                }
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// What every handler shares.
+struct State {
+    pool: Pool,
+    /// Set on SIGTERM: new work is refused from then on.
+    draining: AtomicBool,
+}
+
+async fn work(state: web::Data<State>, job: web::Json<Work>) -> Result<HttpResponse, PoolError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(PoolError::ShuttingDown);
+    }
+    // Dropping this future (the client went away) cancels the call.
+    let done = state.pool.call(job.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+async fn health(state: web::Data<State>) -> Result<HttpResponse, PoolError> {
+    let workers = state.pool.health().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "draining": state.draining.load(Ordering::Relaxed),
+        "workers": workers,
+    })))
+}
+
+async fn serve(options: Options) -> std::io::Result<()> {
+    let pool = Pool::start(
+        WorkerCommand::new(std::env::current_exe()?),
+        Config::default()
+            .workers(options.workers)
+            .timeout(Duration::from_secs(30))
+            .retries(2)
+            // The server decides when to stop, not the pool.
+            .on_signal(SignalPolicy::Ignore),
+    );
+    pool.online()
+        .await
+        .map_err(|e| std::io::Error::other(format!("the pool did not come online: {e}")))?;
+    let state = web::Data::new(State {
+        pool: pool.clone(),
+        draining: AtomicBool::new(false),
+    });
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .route("/work", web::post().to(work))
+            .route("/health", web::get().to(health))
+    })
+    // A client that closes its side mid-request is gone: drop its handler.
+    .h1_allow_half_closed(false)
+    .disable_signals()
+    .shutdown_timeout(60)
+    .bind(&options.bind)?;
+    for addr in server.addrs() {
+        println!("listening on http://{addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        stop_signal().await;
+        state.draining.store(true, Ordering::Relaxed);
+        // Graceful: answers what it accepted, then stops.
+        handle.stop(true).await;
+    });
+    server.await?;
+    match pool.soft_kill().await {
+        Ok(report) => eprintln!(
+            "stopped: served {}, failed {}, killed {}",
+            report.served, report.failed, report.killed
+        ),
+        Err(e) => eprintln!("soft kill: {e}"),
+    }
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn worker_main() -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let worker = Worker::from_env().await?;
+        let version = std::env::var(VERSION_ENV).unwrap_or_else(|_| "1".to_owned());
+        let cancelled = Arc::new(AtomicU64::new(0));
+        let handle = worker.clone();
+        worker.handle(move |job: Work, ctx: CallContext| {
+            let (version, cancelled, worker) =
+                (version.clone(), Arc::clone(&cancelled), handle.clone());
+            async move {
+                if job.sleep_ms > 0 {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(job.sleep_ms)) => {}
+                        () = ctx.cancelled() => {
+                            let n = cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+                            worker.report_stats(&[("cancelled", n as f64)]);
+                            return Err("cancelled".into());
+                        }
+                    }
+                }
+                Ok(Done {
+                    primes: count_primes(job.below),
+                    pid: std::process::id(),
+                    version,
+                })
+            }
+        });
+        worker.ready();
+        worker.run().await
+    })?;
+    Ok(())
+}
+
+fn count_primes(below: u64) -> u64 {
+    (2..below)
+        .filter(|n| (2..).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+        .count() as u64
+}
