@@ -59,6 +59,7 @@ impl Supervisor {
             }
         }
         self.answer_online_waiters(Err(Error::ShuttingDown));
+        self.abort_reload(ctx);
         let (drained_tx, drained_rx) = oneshot::channel();
         self.balancer.do_send(Close {
             drained: drained_tx,
