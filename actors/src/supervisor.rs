@@ -237,12 +237,16 @@ impl Supervisor {
     }
 
     fn new_slot(&self) -> Slot {
-        Slot::new(RestartWindow::new(
+        Slot::new(self.fresh_restart_window())
+    }
+
+    fn fresh_restart_window(&self) -> RestartWindow {
+        RestartWindow::new(
             self.config.max_restarts,
             self.config.restart_window,
             self.config.restart_backoff,
             self.config.max_restart_backoff,
-        ))
+        )
     }
 
     fn add_slot(&mut self, ctx: &mut Context<Self>) {
@@ -299,7 +303,7 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Running) {
             return;
         }
-        let window = self.new_slot().restarts;
+        let window = self.fresh_restart_window();
         let Some(s) = self.slots.get_mut(&slot).filter(|s| s.resting()) else {
             return;
         };
