@@ -176,6 +176,8 @@ pub struct Supervisor {
     listeners: Vec<SendListener>,
     /// The autoscaling policy, when the pool autoscales.
     autoscaler: Option<Autoscaler>,
+    /// The autoscaler's sampling timer, cancelled when the pool stops.
+    sampler: Option<SpawnHandle>,
     /// A sample for the autoscaler is on its way.
     sampling: bool,
     /// The rolling reload under way.
@@ -227,6 +229,7 @@ impl Supervisor {
             signals: None,
             listeners: Vec::new(),
             autoscaler,
+            sampler: None,
             sampling: false,
             reload: None,
         }

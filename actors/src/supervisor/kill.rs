@@ -190,6 +190,9 @@ impl Supervisor {
         if let Some(signals) = self.signals.take() {
             ctx.cancel_future(signals);
         }
+        if let Some(sampler) = self.sampler.take() {
+            ctx.cancel_future(sampler);
+        }
         // No worker will start again: the broadcast listeners close.
         self.listeners.clear();
         let report = KillReport {

@@ -69,7 +69,7 @@ impl Supervisor {
         let Some(every) = self.autoscaler.as_ref().map(|a| a.config().sample_every) else {
             return;
         };
-        ctx.run_interval(every, |act, ctx| act.sample(ctx));
+        self.sampler = Some(ctx.run_interval(every, |act, ctx| act.sample(ctx)));
     }
 
     /// Asks the Balancer for a sample, one at a time.
