@@ -3,7 +3,7 @@
 //! requests of the dead, runs resize, autoscaling, rolling reloads and the
 //! kill phases, handles SIGINT/SIGTERM and publishes events.
 
-pub(crate) mod autoscale;
+mod autoscale;
 mod kill;
 mod listener;
 mod recycle;
