@@ -173,11 +173,11 @@ pub use lpm_protocol::{Call, Codec, Query, Topic};
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use lpm_actors::{
-    balance, Answer, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent, Enqueue,
-    Error as PoolError, ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason,
-    KillReport, Listener, Pool, PoolEvent, Raw, RecycleReason, Resize, Response, ResponseStream,
-    SignalPolicy, SoftKill, Strategy, Subscribe, Supervisor, WithResponse, WorkerCommand,
-    WorkerHealth, WorkerState,
+    balance, Answer, Autoscale, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent,
+    Enqueue, Error as PoolError, ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason,
+    KillReport, Listener, Pool, PoolEvent, Raw, RecycleReason, Reload, ReloadReport, Reloaded,
+    Resize, Response, ResponseStream, ScaleReason, SignalPolicy, SoftKill, StartFailure, Strategy,
+    Subscribe, Supervisor, WithResponse, WorkerCommand, WorkerHealth, WorkerState,
 };
 
 /// The environment variable that names a worker's IPC channel; set for every worker.

@@ -130,6 +130,24 @@ pub(crate) struct FailQueued(pub(crate) Error);
 #[rtype(result = "()")]
 pub(crate) struct PoolDown(pub(crate) bool);
 
+/// Asks what the queue and the workers look like now, for the autoscaler.
+#[derive(Debug, Message)]
+#[rtype(result = "Observed")]
+pub(crate) struct Observe;
+
+/// The answer to [`Observe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Observed {
+    /// Requests waiting in the queue.
+    pub(crate) queued: usize,
+    /// How long the first of them has waited since it was enqueued.
+    pub(crate) oldest_wait: Option<std::time::Duration>,
+    /// Ready workers holding no request.
+    pub(crate) idle: usize,
+    /// Workers holding requests, or that said busy.
+    pub(crate) busy: usize,
+}
+
 /// Where a worker's handle takes its messages.
 #[derive(Debug)]
 struct Peer {
@@ -415,6 +433,15 @@ impl Handler<FailQueued> for Balancer {
         self.take_submissions();
         self.dispatch.fail_queued(msg.0);
         self.follow(ctx);
+    }
+}
+
+impl Handler<Observe> for Balancer {
+    type Result = MessageResult<Observe>;
+
+    fn handle(&mut self, _msg: Observe, _ctx: &mut Context<Self>) -> Self::Result {
+        self.take_submissions();
+        MessageResult(self.dispatch.observe(lpm_protocol::Timestamp::now()))
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::balance::{Balance, CustomStrategy, LeastPressure, PowerOfTwoChoices, RoundRobin};
+use crate::Autoscale;
 use lpm_protocol::Codec;
 
 /// The program each worker runs, with its arguments, environment and directory.
@@ -194,8 +195,12 @@ pub enum SignalPolicy {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Workers to keep running.
+    /// Workers to keep running (with [`Config::autoscale`], the number to
+    /// start with, brought within its bounds).
     pub workers: usize,
+    /// Scale the number of workers with load, between a minimum and a
+    /// maximum; off (`None`) by default. See [`Autoscale`].
+    pub autoscale: Option<Autoscale>,
     /// Per-attempt request timeout; `None` waits forever.
     pub timeout: Option<Duration>,
     /// Times a request is tried again when its worker dies or its attempt times
@@ -211,6 +216,13 @@ pub struct Config {
     pub restart_backoff: Duration,
     /// Cap on the delay between restarts.
     pub max_restart_backoff: Duration,
+    /// How long a slot given up after `max_restarts` rests before it is tried
+    /// again, its restart window starting over
+    /// ([`PoolEvent::SlotRevived`](crate::PoolEvent::SlotRevived)); `None`
+    /// gives it up for good (until a resize). While every slot is given up
+    /// and none is revived within `max_restart_backoff`, requests fail with
+    /// [`Error::NoWorkers`](crate::Error::NoWorkers) rather than wait.
+    pub revive_after: Option<Duration>,
     /// Requests that may wait for a worker; past it, enqueue answers
     /// `QueueFull`. It also bounds the requests handed to the Balancer and
     /// not taken in yet (a caller's loop that never yields), so the intake
@@ -284,6 +296,8 @@ impl Default for Config {
             restart_window: Duration::from_secs(120),
             restart_backoff: Duration::from_millis(50),
             max_restart_backoff: Duration::from_secs(5),
+            revive_after: Some(Duration::from_secs(60)),
+            autoscale: None,
             queue_capacity: 10_000,
             max_in_flight: 256,
             max_fds_in_flight: 64,
@@ -406,6 +420,32 @@ impl Config {
         self.max_rss = Some(bytes);
         self
     }
+
+    /// Scales the pool with load (see [`Autoscale`]). The pool starts with
+    /// [`Config::workers`] brought within the bounds, and
+    /// [`Resize`](crate::Resize) is refused with
+    /// [`Error::Autoscaling`](crate::Error::Autoscaling) from then on.
+    #[must_use]
+    pub fn autoscale(mut self, autoscale: Autoscale) -> Self {
+        self.autoscale = Some(autoscale);
+        self
+    }
+
+    /// Tries a slot given up after its restart limit again after `rest`
+    /// (see [`Config::revive_after`]).
+    #[must_use]
+    pub fn revive_after(mut self, rest: Duration) -> Self {
+        self.revive_after = Some(rest);
+        self
+    }
+
+    /// Gives a slot up for good once it reaches its restart limit (see
+    /// [`Config::revive_after`]).
+    #[must_use]
+    pub fn never_revive(mut self) -> Self {
+        self.revive_after = None;
+        self
+    }
 }
 
 #[cfg(test)]
@@ -422,5 +462,8 @@ mod tests {
         assert_eq!(c.restart_window, Duration::from_secs(120));
         assert_eq!(c.strategy, Strategy::LeastPressure);
         assert_eq!(c.on_signal, SignalPolicy::SoftKill);
+        assert_eq!(c.autoscale, None);
+        assert_eq!(c.revive_after, Some(Duration::from_secs(60)));
+        assert_eq!(c.never_revive().revive_after, None);
     }
 }

@@ -167,6 +167,33 @@ pub enum Error {
         /// Restarts counted in the window.
         restarts: u32,
     },
+    /// [`Resize`](crate::Resize) while the pool autoscales: the autoscaler
+    /// owns the pool's size, between its bounds.
+    #[error(
+        "the pool autoscales between {min} and {max} workers, so resize is refused; \
+         start the pool without `Config::autoscale` to size it by hand"
+    )]
+    Autoscaling {
+        /// The autoscaler's lower bound.
+        min: usize,
+        /// Its upper bound.
+        max: usize,
+    },
+    /// A rolling reload while another one runs.
+    #[error("a rolling reload is already under way; wait for its report, then reload again")]
+    ReloadInProgress,
+    /// A rolling reload stopped: the new worker for a slot did not get ready.
+    #[error(
+        "rolling reload stopped at slot {slot}: the new worker {cause}; the workers not \
+         replaced yet keep running the old command, which the pool uses again; fix the new \
+         command and reload again"
+    )]
+    ReloadFailed {
+        /// The slot whose new worker failed.
+        slot: usize,
+        /// What became of it.
+        cause: crate::StartFailure,
+    },
     /// A size that makes no sense, e.g. `resize(0)`.
     #[error("invalid pool size {requested}: a pool needs at least one worker")]
     InvalidSize {
@@ -271,6 +298,12 @@ pub enum ErrorKind {
     NotHandled,
     /// [`Error::CodecMismatch`]: `"codec_mismatch"`.
     CodecMismatch,
+    /// [`Error::Autoscaling`]: `"autoscaling"`.
+    Autoscaling,
+    /// [`Error::ReloadInProgress`]: `"reload_in_progress"`.
+    ReloadInProgress,
+    /// [`Error::ReloadFailed`]: `"reload_failed"`.
+    ReloadFailed,
 }
 
 impl ErrorKind {
@@ -299,6 +332,9 @@ impl ErrorKind {
             ErrorKind::Descriptor => "descriptor",
             ErrorKind::NotHandled => "not_handled",
             ErrorKind::CodecMismatch => "codec_mismatch",
+            ErrorKind::Autoscaling => "autoscaling",
+            ErrorKind::ReloadInProgress => "reload_in_progress",
+            ErrorKind::ReloadFailed => "reload_failed",
         }
     }
 }
@@ -353,6 +389,9 @@ impl Error {
             Error::Descriptor { .. } => ErrorKind::Descriptor,
             Error::NotHandled { .. } => ErrorKind::NotHandled,
             Error::CodecMismatch { .. } => ErrorKind::CodecMismatch,
+            Error::Autoscaling { .. } => ErrorKind::Autoscaling,
+            Error::ReloadInProgress => ErrorKind::ReloadInProgress,
+            Error::ReloadFailed { .. } => ErrorKind::ReloadFailed,
         }
     }
 }
@@ -430,6 +469,9 @@ mod tests {
             Error::Descriptor { .. } => "Descriptor",
             Error::NotHandled { .. } => "NotHandled",
             Error::CodecMismatch { .. } => "CodecMismatch",
+            Error::Autoscaling { .. } => "Autoscaling",
+            Error::ReloadInProgress => "ReloadInProgress",
+            Error::ReloadFailed { .. } => "ReloadFailed",
         }
     }
 
@@ -498,6 +540,14 @@ mod tests {
                 pool: Codec::Json,
                 payload: Codec::Postcard,
             },
+            Error::Autoscaling { min: 1, max: 4 },
+            Error::ReloadInProgress,
+            Error::ReloadFailed {
+                slot: 0,
+                cause: crate::StartFailure::Spawn {
+                    reason: "No such file or directory".into(),
+                },
+            },
         ]
     }
 
@@ -521,7 +571,7 @@ mod tests {
         let errors = one_of_each();
         let variants: HashSet<_> = errors.iter().map(variant_name).collect();
         assert_eq!(variants.len(), errors.len(), "one example per variant");
-        assert_eq!(errors.len(), 21, "every variant has an example");
+        assert_eq!(errors.len(), 24, "every variant has an example");
         let kinds: HashSet<ErrorKind> = errors.iter().map(Error::kind).collect();
         assert_eq!(kinds.len(), errors.len(), "one kind per variant");
         for e in &errors {

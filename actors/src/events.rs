@@ -29,6 +29,9 @@ use crate::{Error, KillReport};
 /// {"event": "worker_killed", "slot": 0, "pid": 4242, "reason": {"kind": "unresponsive", "silent_for": 1.5, "message": "..."}}
 /// {"event": "worker_recycled", "slot": 0, "pid": 4242, "successor": 4250, "reason": {"kind": "max_requests", "served": 1000, "message": "..."}}
 /// {"event": "restart_limit_reached", "slot": 0, "restarts": 5}
+/// {"event": "slot_revived", "slot": 0}
+/// {"event": "scaled", "from": 2, "to": 3, "reason": {"kind": "backlog", "waited": 0.25, "message": "..."}}
+/// {"event": "reloaded", "slot": 0, "old_pid": 4242, "new_pid": 4250}
 /// {"event": "custom", "slot": 0, "pid": 4242, "name": "progress", "payload_len": 8, "wants_reply": false}
 /// {"event": "signal", "signal": 15}
 /// {"event": "stopped", "served": 6, "failed": 1, "killed": 0}
@@ -82,12 +85,41 @@ pub enum PoolEvent {
         /// Which limit.
         reason: crate::RecycleReason,
     },
-    /// A slot restarted too often within the window and will not be restarted again.
+    /// A slot restarted too often within the window and is given up: for
+    /// good, or until [`Config::revive_after`](crate::Config::revive_after) has passed.
     RestartLimitReached {
         /// The slot given up on.
         slot: usize,
         /// Restarts counted in the window.
         restarts: u32,
+    },
+    /// A slot given up after its restart limit rested its
+    /// [`Config::revive_after`](crate::Config::revive_after) and gets a
+    /// worker again, with a fresh restart window.
+    SlotRevived {
+        /// The slot.
+        slot: usize,
+    },
+    /// The autoscaler changed the pool's size ([`Config::autoscale`](crate::Config::autoscale)).
+    /// Workers added start now; a worker removed finishes its requests first.
+    Scaled {
+        /// Workers before.
+        from: usize,
+        /// Workers now aimed for.
+        to: usize,
+        /// Why.
+        reason: crate::ScaleReason,
+    },
+    /// A rolling reload ([`Pool::reload`](crate::Pool::reload)) replaced a
+    /// slot's worker: the new one is ready, the old one finishes its
+    /// requests and exits.
+    Reloaded {
+        /// The slot.
+        slot: usize,
+        /// The old worker's process id.
+        old_pid: u32,
+        /// The new worker's process id.
+        new_pid: u32,
     },
     /// A worker emitted a custom event.
     Custom(CustomEvent),
@@ -403,6 +435,30 @@ mod tests {
                 restarts: 5
             }),
             json!({"event": "restart_limit_reached", "slot": 2, "restarts": 5})
+        );
+        assert_eq!(
+            json(&PoolEvent::SlotRevived { slot: 2 }),
+            json!({"event": "slot_revived", "slot": 2})
+        );
+        assert_eq!(
+            json(&PoolEvent::Scaled {
+                from: 2,
+                to: 1,
+                reason: crate::ScaleReason::Idle {
+                    period: Duration::from_secs(30)
+                },
+            }),
+            json!({"event": "scaled", "from": 2, "to": 1,
+                   "reason": {"kind": "idle", "for": 30.0,
+                              "message": "a worker was spare for 30s"}})
+        );
+        assert_eq!(
+            json(&PoolEvent::Reloaded {
+                slot: 1,
+                old_pid: 42,
+                new_pid: 43
+            }),
+            json!({"event": "reloaded", "slot": 1, "old_pid": 42, "new_pid": 43})
         );
         assert_eq!(
             json(&PoolEvent::Signal { signal: 15 }),

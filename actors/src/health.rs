@@ -20,7 +20,9 @@ pub enum WorkerState {
     Draining,
     /// Dead, waiting for its restart.
     Restarting,
-    /// Dead and not coming back (restart limit reached, or the pool stopped).
+    /// Dead and not coming back (restart limit reached and no revival, or
+    /// the pool stopped). A slot given up that will be revived
+    /// ([`Config::revive_after`](crate::Config::revive_after)) shows `Restarting`.
     Stopped,
 }
 
@@ -57,7 +59,8 @@ impl std::fmt::Display for WorkerState {
 /// ```json
 /// {"slot": 0, "pid": 4242, "rss": 10485760, "cpu": 1.5, "in_flight": 2,
 ///  "served": 120, "restarts": 0, "recycles": 0, "quarantined": 0,
-///  "uptime": 12.25, "state": "ready", "stats": {"heap": 1024.0}, "sockets": 0}
+///  "uptime": 12.25, "state": "ready", "stats": {"heap": 1024.0}, "sockets": 0,
+///  "target": 4}
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[non_exhaustive]
@@ -95,6 +98,12 @@ pub struct WorkerHealth {
     /// Connections handed to this worker ([`Enqueue::tcp`](crate::Enqueue::tcp))
     /// that it has not closed yet.
     pub sockets: usize,
+    /// How many workers the pool aims for now: [`Config::workers`](crate::Config::workers),
+    /// as [`Resize`](crate::Resize) or the autoscaler
+    /// ([`Config::autoscale`](crate::Config::autoscale)) last set it. The same in
+    /// every slot's entry; while workers are being retired or started, the
+    /// slots listed differ from it.
+    pub target: usize,
 }
 
 impl WorkerHealth {
@@ -113,6 +122,7 @@ impl WorkerHealth {
             state,
             sockets: 0,
             stats: Vec::new(),
+            target: 0,
         }
     }
 }
@@ -144,6 +154,7 @@ mod tests {
         h.uptime = Duration::from_millis(12_250);
         h.stats = vec![("heap".into(), 1024.0), ("hits".into(), 7.0)];
         h.sockets = 5;
+        h.target = 4;
         assert_eq!(
             serde_json::to_value(&h).unwrap(),
             json!({
@@ -160,6 +171,7 @@ mod tests {
                 "state": "ready",
                 "stats": {"heap": 1024.0, "hits": 7.0},
                 "sockets": 5,
+                "target": 4,
             })
         );
         // Stats keep the worker's order.

@@ -125,7 +125,7 @@ pub use reasons::{KillReason, RecycleReason};
 pub use request::{Body, Enqueue, Raw, Response, WithResponse};
 pub use stream::{Listener, ResponseStream};
 pub use supervisor::{
-    Broadcast, BroadcastListener, HardKill, Health, KillReport, Resize, SoftKill, Subscribe,
-    Supervisor,
+    Autoscale, Broadcast, BroadcastListener, HardKill, Health, KillReport, Reload, ReloadReport,
+    Reloaded, Resize, ScaleReason, SoftKill, StartFailure, Subscribe, Supervisor,
 };
 // `WorkerHandle` is internal: nothing public can be sent to it.

@@ -13,8 +13,8 @@ use crate::events::EventStream;
 use crate::request::{Body, Counters, Raw};
 use crate::supervisor::{Abandoned, StartKill, SubscribeStream, WhenOnline};
 use crate::{
-    Broadcast, Config, Enqueue, Error, Health, KillReport, Resize, Response, Subscribe, Supervisor,
-    WorkerCommand, WorkerHealth,
+    Broadcast, Config, Enqueue, Error, Health, KillReport, Reload, ReloadReport, Resize, Response,
+    Subscribe, Supervisor, WorkerCommand, WorkerHealth,
 };
 
 /// Hard-kills a running pool when the last clone of its [`Pool`] is dropped,
@@ -384,10 +384,44 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidSize`] for 0, [`Error::ShuttingDown`] during a kill.
+    /// [`Error::InvalidSize`] for 0, [`Error::ShuttingDown`] during a kill,
+    /// [`Error::Autoscaling`] while the pool autoscales.
     pub async fn resize(&self, workers: usize) -> Result<(), Error> {
         self.supervisor
             .send(Resize(workers))
+            .await
+            .map_err(|_| Error::PoolStopped)?
+    }
+
+    /// Replaces every worker with one running `command`, one slot at a time
+    /// and successor first, so the pool never drops below strength and no
+    /// request fails; resolves once every slot is replaced, or the reload
+    /// stopped. See [`Reload`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReloadInProgress`] while another reload runs,
+    /// [`Error::ShuttingDown`] during a kill, [`Error::PoolStopped`] when the
+    /// supervisor is gone. A reload that stops early is no `Err`: its
+    /// report's `error` says why ([`Error::ReloadFailed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use lpm_actors::{Pool, PoolEvent, WorkerCommand};
+    ///
+    /// # async fn demo(pool: Pool) -> Result<(), lpm_actors::Error> {
+    /// let report = pool.reload(WorkerCommand::new("./my-worker-v2")).await?;
+    /// match report.error {
+    ///     None => println!("{} workers replaced", report.replaced.len()),
+    ///     Some(e) => eprintln!("reload stopped, old workers kept: {e}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reload(&self, command: WorkerCommand) -> Result<ReloadReport, Error> {
+        self.supervisor
+            .send(Reload(command))
             .await
             .map_err(|_| Error::PoolStopped)?
     }

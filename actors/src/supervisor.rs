@@ -1,12 +1,16 @@
 //! The Supervisor actor: owns the Balancer and one WorkerHandle per slot,
-//! spawns and restarts children, re-queues the requests of the dead, runs
-//! resize and the kill phases, handles SIGINT/SIGTERM and publishes events.
+//! spawns and restarts children (and revives slots given up), re-queues the
+//! requests of the dead, runs resize, autoscaling, rolling reloads and the
+//! kill phases, handles SIGINT/SIGTERM and publishes events.
 
+mod autoscale;
 mod kill;
 mod listener;
 mod recycle;
 pub use listener::BroadcastListener;
+mod reload;
 mod restart;
+mod scale;
 mod slot;
 mod spawn;
 
@@ -20,8 +24,12 @@ use futures::future::join_all;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
+use autoscale::Autoscaler;
+pub use autoscale::{Autoscale, ScaleReason};
 pub use kill::KillReport;
 pub(crate) use recycle::RecycleMe;
+use reload::Reloading;
+pub use reload::{Reload, ReloadReport, Reloaded, StartFailure};
 use restart::RestartWindow;
 use slot::{Filled, Live, Slot};
 
@@ -52,6 +60,10 @@ pub struct Broadcast {
 
 /// Grows or shrinks the pool to this many workers. Growing spawns at once;
 /// shrinking soft-kills the surplus workers, which finish their requests first.
+///
+/// Refused with [`Error::Autoscaling`] while the pool autoscales
+/// ([`Config::autoscale`]): the autoscaler owns the size then, between its
+/// bounds.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), Error>")]
 pub struct Resize(pub usize);
@@ -162,15 +174,27 @@ pub struct Supervisor {
     /// Listeners broadcast so far, sent to every worker started later;
     /// dropped (closed) when the pool stops.
     listeners: Vec<SendListener>,
+    /// The autoscaling policy, when the pool autoscales.
+    autoscaler: Option<Autoscaler>,
+    /// The autoscaler's sampling timer, cancelled when the pool stops.
+    sampler: Option<SpawnHandle>,
+    /// A sample for the autoscaler is on its way.
+    sampling: bool,
+    /// The rolling reload under way.
+    reload: Option<Reloading>,
 }
 
 impl Supervisor {
     pub(crate) fn new(
         command: WorkerCommand,
-        config: Config,
+        mut config: Config,
         balancer: Addr<Balancer>,
         counters: Arc<Counters>,
     ) -> Self {
+        if let Some(bounds) = &config.autoscale {
+            config.workers = bounds.clamp(config.workers);
+        }
+        let autoscaler = config.autoscale.map(Autoscaler::new);
         let handle_config = HandleConfig {
             session: SessionConfig {
                 max_frame_len: config.max_frame_len,
@@ -204,6 +228,10 @@ impl Supervisor {
             stop_timers: Vec::new(),
             signals: None,
             listeners: Vec::new(),
+            autoscaler,
+            sampler: None,
+            sampling: false,
+            reload: None,
         }
     }
 
@@ -212,12 +240,16 @@ impl Supervisor {
     }
 
     fn new_slot(&self) -> Slot {
-        Slot::new(RestartWindow::new(
+        Slot::new(self.fresh_restart_window())
+    }
+
+    fn fresh_restart_window(&self) -> RestartWindow {
+        RestartWindow::new(
             self.config.max_restarts,
             self.config.restart_window,
             self.config.restart_backoff,
             self.config.max_restart_backoff,
-        ))
+        )
     }
 
     fn add_slot(&mut self, ctx: &mut Context<Self>) {
@@ -253,8 +285,12 @@ impl Supervisor {
                 s.filled = Filled::Restarting(timer);
             }
             ControlFlow::Break(restarts) => {
-                s.filled = Filled::GaveUp;
-                tracing::error!(slot, restarts, window = ?self.config.restart_window, "worker restarted too often; giving up on this slot");
+                let revival = self
+                    .config
+                    .revive_after
+                    .map(|after| ctx.run_later(after, move |act, ctx| act.revive(slot, ctx)));
+                s.filled = Filled::GaveUp(revival);
+                tracing::error!(slot, restarts, window = ?self.config.restart_window, revive_after = ?self.config.revive_after, "worker restarted too often; giving up on this slot");
                 self.publish(PoolEvent::RestartLimitReached { slot, restarts });
                 if !self.online_sent {
                     self.answer_online_waiters(Err(Error::RestartLimit { slot, restarts }));
@@ -264,10 +300,38 @@ impl Supervisor {
         }
     }
 
-    /// When no slot can serve again (each gave up or is retiring), requests
-    /// fail with `NoWorkers` instead of waiting for a worker that will not come.
+    /// A given-up slot's cool-down is over: its restart window starts over
+    /// and it gets a worker again.
+    fn revive(&mut self, slot: usize, ctx: &mut Context<Self>) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let window = self.fresh_restart_window();
+        let Some(s) = self.slots.get_mut(&slot).filter(|s| s.resting()) else {
+            return;
+        };
+        s.restarts = window;
+        s.filled = Filled::Empty;
+        tracing::info!(slot, "reviving a slot given up after its restart limit");
+        self.publish(PoolEvent::SlotRevived { slot });
+        // Requests wait for it again rather than fail with NoWorkers.
+        self.balancer.do_send(PoolDown(false));
+        self.spawn_slot(slot, ctx);
+    }
+
+    /// When no slot can serve again soon (each is retiring, or gave up and
+    /// is not revived within `max_restart_backoff`, the longest a restart
+    /// waits), requests fail with `NoWorkers` instead of waiting for a worker
+    /// that will not come soon.
     fn check_down(&self) {
-        let can_serve = self.slots.values().any(|s| !s.gave_up() && !s.retiring);
+        let revives_soon = self
+            .config
+            .revive_after
+            .is_some_and(|after| after <= self.config.max_restart_backoff);
+        let can_serve = self
+            .slots
+            .values()
+            .any(|s| !s.retiring && (!s.gave_up() || (revives_soon && s.resting())));
         if !can_serve && matches!(self.phase, Phase::Running) {
             self.balancer.do_send(PoolDown(true));
         }
@@ -356,6 +420,7 @@ impl Actor for Supervisor {
         if self.config.on_signal != SignalPolicy::Ignore {
             self.signals = Some(ctx.add_stream(kill::signals()));
         }
+        self.start_autoscaling(ctx);
     }
 }
 
@@ -372,11 +437,13 @@ impl Handler<Health> for Supervisor {
 
     fn handle(&mut self, _msg: Health, _ctx: &mut Context<Self>) -> Self::Result {
         let stopped = !matches!(self.phase, Phase::Running);
+        let target = self.config.workers;
         let slots: Vec<_> = self
             .slots
             .iter()
             .map(|(&slot, s)| {
-                let down = if s.gave_up() || stopped {
+                // A slot resting before its revival waits for a restart too.
+                let down = if (s.gave_up() && !s.resting()) || stopped {
                     WorkerState::Stopped
                 } else if s.total_restarts == 0 {
                     WorkerState::Starting
@@ -404,6 +471,7 @@ impl Handler<Health> for Supervisor {
                     health.restarts = restarts;
                     health.recycles = recycles;
                     health.quarantined = quarantined;
+                    health.target = target;
                     health
                 },
             ))
@@ -440,44 +508,26 @@ impl Handler<Resize> for Supervisor {
         if !matches!(self.phase, Phase::Running) {
             return Err(Error::ShuttingDown);
         }
-        self.config.workers = target;
+        if let Some(a) = &self.autoscaler {
+            let bounds = a.config();
+            return Err(Error::Autoscaling {
+                min: bounds.min,
+                max: bounds.max,
+            });
+        }
         // Slots that gave up are forgotten; a resize is a fresh start for them.
-        self.slots.retain(|_, s| !s.gave_up());
-        let active: Vec<usize> = self
+        let given_up: Vec<usize> = self
             .slots
             .iter()
-            .filter(|(_, s)| !s.retiring)
+            .filter(|(_, s)| s.gave_up())
             .map(|(&slot, _)| slot)
             .collect();
-        if active.len() < target {
-            for _ in active.len()..target {
-                self.add_slot(ctx);
-            }
-        } else {
-            // Retire the highest slots; one waiting for a restart goes at once.
-            let surplus = active.len() - target;
-            for slot in active.into_iter().rev().take(surplus) {
-                let Some(s) = self.slots.get_mut(&slot) else {
-                    continue;
-                };
-                s.retiring = true;
+        for slot in given_up {
+            if let Some(mut s) = self.slots.remove(&slot) {
                 s.cancel_restart(ctx);
-                if let Some(successor) = s.take_successor(ctx) {
-                    self.outgoing.insert(successor.id, successor.handle.clone());
-                    self.retire(successor.id, &successor.handle, ctx);
-                }
-                let Some(s) = self.slots.get_mut(&slot) else {
-                    continue;
-                };
-                match s.live().map(|l| (l.id, l.handle.clone())) {
-                    Some((id, handle)) => self.retire(id, &handle, ctx),
-                    None => {
-                        self.slots.remove(&slot);
-                        self.check_down();
-                    }
-                }
             }
         }
+        self.set_size(target, ctx);
         Ok(())
     }
 }
@@ -574,18 +624,19 @@ impl Handler<WorkerReady> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerReady, ctx: &mut Context<Self>) {
-        if self.successor_ready(msg.id, ctx) {
-            return self.check_online();
-        }
-        if let Some(live) = self
-            .slots
-            .get_mut(&msg.id.slot)
-            .and_then(Slot::live_mut)
-            .filter(|l| l.id == msg.id)
-        {
-            live.ready = true;
+        if !self.successor_ready(msg.id, ctx) {
+            if let Some(live) = self
+                .slots
+                .get_mut(&msg.id.slot)
+                .and_then(Slot::live_mut)
+                .filter(|l| l.id == msg.id)
+            {
+                live.ready = true;
+            }
         }
         self.check_online();
+        self.reload_step_ready(msg.id, ctx);
+        self.advance_reload(ctx);
     }
 }
 
@@ -613,6 +664,22 @@ impl Handler<WorkerExited> for Supervisor {
         let killed = self.signalled.contains(&id);
         if stopping || code != Some(0) {
             tracing::info!(slot = id.slot, pid, ?code, ?signal, "worker exited");
+        }
+        // A reload's successor that dies stops the reload before its slot restarts.
+        if self.reload_awaits(id) {
+            let cause = match &killed_for {
+                Some(reason) => StartFailure::Killed {
+                    pid,
+                    reason: reason.clone(),
+                },
+                None => StartFailure::Exited {
+                    pid,
+                    code,
+                    signal,
+                    stderr_tail: stderr_tail.clone(),
+                },
+            };
+            self.reload_step_failed(id, cause, ctx);
         }
         self.balancer.do_send(WorkerLeft { id });
         let now = Instant::now();
@@ -667,5 +734,6 @@ impl Handler<WorkerExited> for Supervisor {
             self.successor_died(id);
             self.check_stopped(ctx);
         }
+        self.advance_reload(ctx);
     }
 }

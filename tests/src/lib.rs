@@ -153,7 +153,13 @@ pub enum Op {
     /// Answers the descriptors the worker had open at the very start of
     /// `main`, before its runtime opened any (`Vec<i32>`, sorted).
     InheritedFds,
+    /// Answers the worker's [`VERSION_ENV`] (`String`, empty when unset), so
+    /// a test can tell workers started before and after a reload apart.
+    Version,
 }
+
+/// The environment variable [`Op::Version`] answers with.
+pub const VERSION_ENV: &str = "LPM_TEST_VERSION";
 
 /// The event [`Op::AwaitCancel`] emits when its request is cancelled.
 pub const CANCELLED: &str = "cancelled";

@@ -111,6 +111,18 @@ pub fn open_fds(pid: u32) -> Vec<(u32, String)> {
     fds
 }
 
+/// The value of the environment variable `name` that process `pid` was
+/// started with (`/proc/<pid>/environ`); `None` when it is not set or the
+/// process is gone.
+pub fn env_var(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|&b| b == 0).find_map(|entry| {
+        let entry = std::str::from_utf8(entry).ok()?;
+        let (key, value) = entry.split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +150,7 @@ mod tests {
         assert!(group_members(s.pgrp).iter().any(|m| m.pid == me));
         assert!(children(s.ppid).iter().any(|c| c.pid == me));
         assert!(!open_fds(me).is_empty(), "a test has stdin/stdout/stderr");
+        assert!(env_var(me, "PATH").is_some_and(|p| !p.is_empty()));
+        assert_eq!(env_var(me, "LPM_NO_SUCH_VARIABLE"), None);
     }
 }

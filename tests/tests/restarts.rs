@@ -11,14 +11,16 @@ use lpm_tests::{
 
 /// A worker that exits at start is restarted max_restarts times, then the
 /// slot is given up on: RestartLimitReached, no more spawns, and requests
-/// fail with NoWorkers.
+/// fail with NoWorkers. (Given up for good here; `slot_revival.rs` has the
+/// slots that come back.)
 #[actix_rt::test]
 async fn a_crash_loop_stops_at_the_restart_limit() {
     let (pool, mut events) = start(
         test_worker!().arg("--exit-at-start"),
         config(1)
             .max_restarts(3)
-            .restart_window(Duration::from_secs(60)),
+            .restart_window(Duration::from_secs(60))
+            .never_revive(),
     );
     let mut spawned = Vec::new();
     let mut exited = Vec::new();

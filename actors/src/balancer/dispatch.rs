@@ -299,6 +299,24 @@ impl Dispatch {
         self.queue.earliest_deadline()
     }
 
+    /// What the queue and the workers look like at `now` (wall clock, as
+    /// requests are stamped): for the autoscaler.
+    pub(crate) fn observe(&self, now: lpm_protocol::Timestamp) -> super::Observed {
+        let (idle, busy) = self.workers.idle_and_busy();
+        // The front has waited longest: new requests join at the back, and
+        // requests back for another attempt were enqueued before those queued.
+        let oldest_wait = self
+            .queue
+            .front()
+            .map(|p| std::time::Duration::from_nanos(now.0.saturating_sub(p.created_at.0)));
+        super::Observed {
+            queued: self.queue.len(),
+            oldest_wait,
+            idle,
+            busy,
+        }
+    }
+
     /// Requests waiting in the queue.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {

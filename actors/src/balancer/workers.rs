@@ -335,6 +335,20 @@ impl Workers {
         self.reindex(key);
     }
 
+    /// Ready workers holding no request, and workers holding some or that
+    /// said busy (starting and draining ones are neither).
+    pub(super) fn idle_and_busy(&self) -> (usize, usize) {
+        let (mut idle, mut busy) = (0, 0);
+        for worker in self.table.iter().flatten() {
+            match worker.state {
+                WorkerState::Ready if worker.load.in_flight() == 0 => idle += 1,
+                WorkerState::Ready | WorkerState::Busy => busy += 1,
+                _ => {}
+            }
+        }
+        (idle, busy)
+    }
+
     /// Whether some worker has a batch to send.
     pub(super) fn has_batches(&self) -> bool {
         !self.batched.is_empty()

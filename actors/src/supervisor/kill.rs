@@ -59,6 +59,7 @@ impl Supervisor {
             }
         }
         self.answer_online_waiters(Err(Error::ShuttingDown));
+        self.abort_reload(ctx);
         let (drained_tx, drained_rx) = oneshot::channel();
         self.balancer.do_send(Close {
             drained: drained_tx,
@@ -188,6 +189,9 @@ impl Supervisor {
         }
         if let Some(signals) = self.signals.take() {
             ctx.cancel_future(signals);
+        }
+        if let Some(sampler) = self.sampler.take() {
+            ctx.cancel_future(sampler);
         }
         // No worker will start again: the broadcast listeners close.
         self.listeners.clear();

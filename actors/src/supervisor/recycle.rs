@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::slot::{Filled, Successor};
+use super::slot::{Filled, Successor, Why};
 use super::{Phase, Supervisor};
 use crate::id::WorkerId;
 use crate::{PoolEvent, RecycleReason};
@@ -72,7 +72,7 @@ impl Supervisor {
             s.successor = Some(Successor::Spawning {
                 id,
                 replaces: msg.pid,
-                reason: msg.reason,
+                why: Why::Recycle(msg.reason),
             });
         }
     }
@@ -105,7 +105,8 @@ impl Supervisor {
     }
 
     /// The successor takes the slot: because it is ready (the old worker then
-    /// drains), or because the old worker died (`ready` false).
+    /// drains), or because the old worker died (`ready` false). A recycle
+    /// says so here; a reload says so once its successor is ready (`reload.rs`).
     fn promote(&mut self, slot: usize, ready: bool, ctx: &mut Context<Self>) {
         let Some(s) = self.slots.get_mut(&slot) else {
             return;
@@ -113,36 +114,40 @@ impl Supervisor {
         let Some(Successor::Starting {
             mut live,
             replaces,
-            reason,
+            why,
         }) = s.successor.take()
         else {
             return;
         };
         live.ready = ready;
         let successor = live.pid;
-        s.recycles += 1;
+        if matches!(why, Why::Recycle(_)) {
+            s.recycles += 1;
+        }
         let old = std::mem::replace(&mut s.filled, Filled::Live(live));
         if let (Filled::Live(old), true) = (old, ready) {
             self.outgoing.insert(old.id, old.handle.clone());
             self.retire(old.id, &old.handle, ctx);
         }
-        tracing::info!(slot, pid = replaces, successor, %reason, "worker recycled");
-        self.publish(PoolEvent::WorkerRecycled {
-            slot,
-            pid: replaces,
-            successor,
-            reason,
-        });
+        if let Why::Recycle(reason) = why {
+            tracing::info!(slot, pid = replaces, successor, %reason, "worker recycled");
+            self.publish(PoolEvent::WorkerRecycled {
+                slot,
+                pid: replaces,
+                successor,
+                reason,
+            });
+        }
     }
 
     /// A successor died before it was ready: the worker it was to replace
-    /// keeps serving (and asks again later).
+    /// keeps serving (and asks again later, for a recycle).
     pub(super) fn successor_died(&mut self, id: WorkerId) {
         if let Some(s) = self.slots.get_mut(&id.slot) {
             if s.successor().is_some_and(|l| l.id == id) {
                 tracing::warn!(
                     slot = id.slot,
-                    "successor of a recycled worker died before it was ready"
+                    "successor of a replaced worker died before it was ready"
                 );
                 s.successor = None;
             }

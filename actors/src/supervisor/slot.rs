@@ -1,11 +1,13 @@
 //! One place in the pool: the worker filling it, or why none does.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 
 use super::restart::RestartWindow;
 use crate::id::WorkerId;
 use crate::worker_handle::WorkerHandle;
-use crate::RecycleReason;
+use crate::{RecycleReason, WorkerCommand};
 
 /// A running worker process.
 #[derive(Debug)]
@@ -15,6 +17,9 @@ pub(super) struct Live {
     pub(super) handle: Addr<WorkerHandle>,
     /// It has said ready at least once.
     pub(super) ready: bool,
+    /// The command it was started with (a rolling reload replaces the
+    /// workers whose command is not the pool's current one).
+    pub(super) command: Arc<WorkerCommand>,
 }
 
 /// Who fills the slot.
@@ -28,8 +33,18 @@ pub(super) enum Filled {
     Live(Live),
     /// Its worker died; a restart is timed.
     Restarting(SpawnHandle),
-    /// It restarted too often within the window and is given up.
-    GaveUp,
+    /// It restarted too often within the window and is given up: for good
+    /// (`None`), or until its revival timer rings (`Config::revive_after`).
+    GaveUp(Option<SpawnHandle>),
+}
+
+/// Why a slot's worker gets a successor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// It reached a recycling limit.
+    Recycle(RecycleReason),
+    /// A rolling reload replaces it with the pool's new command.
+    Reload,
 }
 
 /// The worker that will take over a slot whose worker is being recycled.
@@ -42,14 +57,14 @@ pub(super) enum Successor {
         id: WorkerId,
         /// The process it replaces.
         replaces: u32,
-        reason: RecycleReason,
+        why: Why,
     },
     /// Started; it takes over once it says ready.
     Starting {
         live: Live,
         /// The process it replaces.
         replaces: u32,
-        reason: RecycleReason,
+        why: Why,
     },
 }
 
@@ -128,21 +143,43 @@ impl Slot {
     }
 
     pub(super) fn gave_up(&self) -> bool {
-        matches!(self.filled, Filled::GaveUp)
+        matches!(self.filled, Filled::GaveUp(_))
+    }
+
+    /// Given up, with a revival timed.
+    pub(super) fn resting(&self) -> bool {
+        matches!(self.filled, Filled::GaveUp(Some(_)))
+    }
+
+    /// Started and not ready yet: spawning, or spawned and not ready.
+    pub(super) fn starting(&self) -> bool {
+        match &self.filled {
+            Filled::Spawning(_) => true,
+            Filled::Live(live) => !live.ready,
+            _ => false,
+        }
     }
 
     pub(super) fn is_restarting(&self) -> bool {
         matches!(self.filled, Filled::Restarting(_))
     }
 
-    /// Cancels a timed restart; the slot is left empty.
+    /// Cancels a timed restart (the slot is left empty) or a timed revival
+    /// (the slot stays given up).
     pub(super) fn cancel_restart<A>(&mut self, ctx: &mut Context<A>)
     where
         A: Actor<Context = Context<A>>,
     {
-        if let Filled::Restarting(timer) = self.filled {
-            ctx.cancel_future(timer);
-            self.filled = Filled::Empty;
+        match self.filled {
+            Filled::Restarting(timer) => {
+                ctx.cancel_future(timer);
+                self.filled = Filled::Empty;
+            }
+            Filled::GaveUp(Some(timer)) => {
+                ctx.cancel_future(timer);
+                self.filled = Filled::GaveUp(None);
+            }
+            _ => {}
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use super::reload::StartFailure;
 use super::slot::{Filled, Live, Successor};
 use super::Supervisor;
 use crate::balancer::WorkerJoined;
@@ -17,7 +18,7 @@ use crate::id::WorkerId;
 use crate::request::Load;
 use crate::worker_handle::spawn::{spawn_worker, Spawned};
 use crate::worker_handle::WorkerHandle;
-use crate::PoolEvent;
+use crate::{PoolEvent, WorkerCommand};
 
 /// True for a spawn error that says the supervisor ran short of a resource
 /// (descriptors, processes, threads, memory), which passes, rather than that
@@ -50,32 +51,39 @@ impl Supervisor {
             generation: self.generation,
         };
         self.in_transit += 1;
+        let command = Arc::clone(&self.command);
         let spawn = spawn_worker(
-            Arc::clone(&self.command),
+            Arc::clone(&command),
             self.config.max_frame_len,
             self.config.codec,
         );
         ctx.spawn(
             spawn
                 .into_actor(self)
-                .map(move |result, act, ctx| act.spawned(id, result, ctx)),
+                .map(move |result, act, ctx| act.spawned(id, command, result, ctx)),
         );
         id
     }
 
-    /// The spawner answered for worker `id`.
-    fn spawned(&mut self, id: WorkerId, result: io::Result<Spawned>, ctx: &mut Context<Self>) {
+    /// The spawner answered for worker `id`, started with `command`.
+    fn spawned(
+        &mut self,
+        id: WorkerId,
+        command: Arc<WorkerCommand>,
+        result: io::Result<Spawned>,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_transit -= 1;
         let wanted = self.may_spawn() && self.slots.get(&id.slot).is_some_and(|s| s.awaits(id));
         match result {
             Ok(spawned) if wanted => {
-                let live = self.introduce(id, spawned, ctx);
+                let live = self.introduce(id, command, spawned, ctx);
                 self.place(live);
             }
             Ok(spawned) => self.discard(id, spawned, ctx),
             Err(e) => {
                 let slot = id.slot;
-                tracing::error!(slot, program = %self.command.program.display(), error = %e, "could not start worker");
+                tracing::error!(slot, program = %command.program.display(), error = %e, "could not start worker");
                 if wanted {
                     self.spawn_failed(id, &e, ctx);
                 } else {
@@ -83,6 +91,7 @@ impl Supervisor {
                 }
             }
         }
+        self.advance_reload(ctx);
     }
 
     /// A started worker takes the place that waited for it: its slot, or
@@ -92,15 +101,11 @@ impl Supervisor {
             return;
         };
         match s.successor.take() {
-            Some(Successor::Spawning {
-                id,
-                replaces,
-                reason,
-            }) if id == live.id => {
+            Some(Successor::Spawning { id, replaces, why }) if id == live.id => {
                 s.successor = Some(Successor::Starting {
                     live,
                     replaces,
-                    reason,
+                    why,
                 });
             }
             other => {
@@ -120,7 +125,10 @@ impl Supervisor {
             // A successor that could not start: the worker it was to
             // replace keeps serving (and asks again later).
             s.successor = None;
-            return;
+            let cause = StartFailure::Spawn {
+                reason: e.to_string(),
+            };
+            return self.reload_step_failed(id, cause, ctx);
         }
         if !is_shortage(e) {
             return self.after_death(slot, ctx);
@@ -139,7 +147,13 @@ impl Supervisor {
 
     /// Introduces a started worker to the pool: its actor, the balancer, the
     /// broadcast listeners, and the `ChildSpawned` event.
-    fn introduce(&mut self, id: WorkerId, spawned: Spawned, ctx: &mut Context<Self>) -> Live {
+    fn introduce(
+        &mut self,
+        id: WorkerId,
+        command: Arc<WorkerCommand>,
+        spawned: Spawned,
+        ctx: &mut Context<Self>,
+    ) -> Live {
         let pid = spawned.pid;
         let load = Arc::new(Load::default());
         let handle = WorkerHandle::new(
@@ -164,6 +178,7 @@ impl Supervisor {
             pid,
             handle,
             ready: false,
+            command,
         }
     }
 

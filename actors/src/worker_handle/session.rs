@@ -310,6 +310,7 @@ impl Session {
             state: self.phase.state(),
             stats: self.stats.clone(),
             sockets: self.fds.sockets(),
+            target: 0,
         }
     }
 

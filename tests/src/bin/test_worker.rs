@@ -9,12 +9,15 @@
 //!   `go` event arrives (the others at once);
 //! * `--exit-at-start`: writes one line to stderr and exits before connecting
 //!   (a crash loop);
+//! * `--exit-at-start-unless PATH`: the same while no file is at PATH (a
+//!   crash loop that a test can end);
 //! * `--soft-kill-hook`: registers a soft-kill hook that emits `hook-started`,
 //!   works a little, emits `hook-done` and calls `done`;
 //! * `--stuck-in-soft-kill`: registers a soft-kill hook that never calls
 //!   `done`, so only a signal ends the worker.
 //!
 //! Every worker answers the `ping` event by emitting `pong` with its pid,
+//! answers [`Op::Version`] with `LPM_TEST_VERSION` from its environment,
 //! and notes the descriptors it inherited before anything else runs (for
 //! [`Op::InheritedFds`]).
 
@@ -25,7 +28,7 @@ use lpm::worker::{Done, Event, Request, Worker};
 use lpm::BoxError;
 use lpm_tests::{
     Op, Seen, ASK, CANCELLED, EXIT_AT_START_CODE, EXIT_AT_START_LINE, GO, HOOK_DONE, HOOK_STARTED,
-    HOOK_WORK, PING, PONG,
+    HOOK_WORK, PING, PONG, VERSION_ENV,
 };
 
 /// What the command line asked for.
@@ -36,6 +39,7 @@ struct Flags {
     no_handshake: bool,
     ready_on_go: Option<u32>,
     exit_at_start: bool,
+    exit_at_start_unless: Option<std::path::PathBuf>,
     soft_kill_hook: bool,
     stuck_in_soft_kill: bool,
 }
@@ -45,6 +49,11 @@ impl Flags {
         let mut flags = Flags::default();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
+            if arg == "--exit-at-start-unless" {
+                let path = args.next().expect("--exit-at-start-unless needs a path");
+                flags.exit_at_start_unless = Some(path.into());
+                continue;
+            }
             let mut number = |name: &str| -> u64 {
                 args.next()
                     .and_then(|n| n.parse().ok())
@@ -93,7 +102,8 @@ fn open_fds() -> Vec<i32> {
 
 async fn run() -> Result<(), lpm::WorkerError> {
     let flags = Flags::parse();
-    if flags.exit_at_start {
+    let unless = flags.exit_at_start_unless.as_deref();
+    if flags.exit_at_start || unless.is_some_and(|path| !path.exists()) {
         eprintln!("{EXIT_AT_START_LINE}");
         std::process::exit(EXIT_AT_START_CODE);
     }
@@ -240,6 +250,7 @@ async fn serve(worker: Worker, request: Request) -> Result<(), BoxError> {
             request.respond(&ms)?;
         }
         Op::InheritedFds => request.respond(&INHERITED.get().cloned().unwrap_or_default())?,
+        Op::Version => request.respond(&std::env::var(VERSION_ENV).unwrap_or_default())?,
         Op::AwaitCancel => {
             request.cancelled().await;
             worker.emit(CANCELLED, &request.id())?;

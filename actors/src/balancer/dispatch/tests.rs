@@ -561,3 +561,33 @@ fn a_queued_request_takes_at_most_224_bytes_of_the_queue() {
     // payload live apart.
     assert!(std::mem::size_of::<crate::request::Pending>() <= 224);
 }
+
+#[test]
+fn observe_counts_idle_and_busy_workers_and_the_oldest_wait() {
+    let mut pool = Harness::with_ready(&config(), [0, 1, 2]);
+    pool.join(worker(3)); // starting: neither idle nor busy
+    let now = lpm_protocol::Timestamp::now();
+    let seen = pool.dispatch.observe(now);
+    assert_eq!((seen.idle, seen.busy, seen.queued), (3, 0, 0));
+    assert_eq!(seen.oldest_wait, None);
+    let callers: Vec<_> = (0..2).map(|_| pool.send(plain())).collect();
+    let assigned = pool.assigned();
+    pool.dispatch.worker_status(worker(2), WorkerState::Busy);
+    let seen = pool.dispatch.observe(now);
+    assert_eq!((seen.idle, seen.busy, seen.queued), (0, 3, 0));
+    // Two workers are full (4 each) and one said busy: the rest queue up.
+    let before = lpm_protocol::Timestamp::now();
+    let more: Vec<_> = (0..7).map(|_| pool.send(plain())).collect();
+    let after = lpm_protocol::Timestamp::now();
+    // Stamped between `before` and `after`; looked at 250 ms after `after`.
+    let later = lpm_protocol::Timestamp(after.0 + 250_000_000);
+    let seen = pool.dispatch.observe(later);
+    assert_eq!(seen.queued, 1);
+    let waited = seen.oldest_wait.expect("a request is queued");
+    let most = Duration::from_nanos(later.0 - before.0);
+    assert!(
+        waited >= Duration::from_millis(250) && waited <= most,
+        "{waited:?}"
+    );
+    drop((callers, assigned, more));
+}
