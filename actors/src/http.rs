@@ -7,6 +7,8 @@
 //! | `shutting_down`, `pool_stopped`, `killed` | 503 | this instance is stopping: try another |
 //! | `timeout` | 504 | the worker did not answer in time |
 //! | `worker_died`, `worker_killed`, `quarantined`, `not_retried`, `worker_gone` | 502 | the worker failed, not the request |
+//! | `reload_failed` | 502 | the new workers of a reload could not start |
+//! | `autoscaling`, `reload_in_progress` | 409 | the pool's size or command is being changed by something else |
 //! | `payload_too_large` | 413 | the request or its answer exceeds the frame limit |
 //! | `not_handled` | 501 | no worker serves this call |
 //! | `handler` | 500 | the worker's handler returned an error |
@@ -40,6 +42,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         | ErrorKind::NotRetried
         | ErrorKind::WorkerGone => StatusCode::BAD_GATEWAY,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Autoscaling | ErrorKind::ReloadInProgress => StatusCode::CONFLICT,
+        ErrorKind::ReloadFailed => StatusCode::BAD_GATEWAY,
         ErrorKind::NotHandled => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Handler
         | ErrorKind::Decode
