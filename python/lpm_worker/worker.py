@@ -332,7 +332,6 @@ class Worker:
             self._slot = message.slot
             self._greeted.set_result(None)
             return
-        self._greeted.set_exception(error)
         self._fail(error)
 
     def _on_request(self, m):
@@ -538,20 +537,23 @@ class Worker:
             self._done.set_result(reason)
 
     def _fail(self, error):
-        if not self._done.done():
+        # Before the handshake serve() awaits the greeting, after it the end.
+        if not self._greeted.done():
+            self._greeted.set_exception(error)
+        elif not self._done.done():
             self._done.set_exception(error)
         self._channel.abort()
 
     def _channel_closed(self, error):
+        if isinstance(error, ProtocolError):
+            self._fail(error)
+            return
         if not self._greeted.done():
             self._greeted.set_exception(
                 HandshakeError(f"the channel closed before the supervisor's Hello ({error or 'end of file'})")
             )
-        if isinstance(error, ProtocolError):
-            self._fail(error)
-        else:
-            # End of file, or the supervisor hung up mid-write: it is gone either way.
-            self._finish(EOF)
+        # End of file, or the supervisor hung up mid-write: it is gone either way.
+        self._finish(EOF)
 
     def _stop(self):
         """Ends everything still running: nothing more can be sent."""
