@@ -67,9 +67,13 @@ def _claim_stdio():
 class _Side(asyncio.Protocol):
     """asyncio's callbacks for one transport, passed on to the channel."""
 
-    def __init__(self, channel, writes):
+    def __init__(self, channel, reads, writes):
         self._channel = channel
+        self._reads = reads
         self._writes = writes
+
+    def connection_made(self, transport):
+        self._channel._made(transport, self._reads, self._writes)
 
     def data_received(self, data):
         self._channel._data(data)
@@ -92,13 +96,16 @@ class _Side(asyncio.Protocol):
 class Channel:
     """Frames to and from the supervisor over asyncio transports.
 
-    ``on_body(body)`` is called for each frame body in arrival order and
-    ``on_close(error)`` once when the channel ends: ``None`` for a clean
-    end of file, else the exception.
+    ``first`` is the body of the first frame to send: it is written as
+    soon as the channel connects, before any frame is read. ``on_body(body)``
+    is called for each frame body in arrival order and ``on_close(error)``
+    once when the channel ends: ``None`` for a clean end of file, else the
+    exception.
     """
 
-    def __init__(self, limit, on_body, on_close):
+    def __init__(self, limit, on_body, on_close, first):
         self.limit = limit
+        self._first = frame(first, limit)
         self._on_body = on_body
         self._on_close = on_close
         self._frames = FrameReader(limit)
@@ -118,13 +125,13 @@ class Channel:
         self._writer_gone = loop.create_future()
         if claimed.sock is not None:
             claimed.sock.setblocking(False)
-            transport, _ = await loop.create_connection(lambda: _Side(self, True), sock=claimed.sock)
-            self._reader = self._writer = transport
+            await loop.create_connection(lambda: _Side(self, True, True), sock=claimed.sock)
         else:
-            reader = os.fdopen(claimed.read_fd, "rb", buffering=0)
+            # The writer first: the first frame is out before anything is read.
             writer = os.fdopen(claimed.write_fd, "wb", buffering=0)
-            self._reader, _ = await loop.connect_read_pipe(lambda: _Side(self, False), reader)
-            self._writer, _ = await loop.connect_write_pipe(lambda: _Side(self, True), writer)
+            await loop.connect_write_pipe(lambda: _Side(self, False, True), writer)
+            reader = os.fdopen(claimed.read_fd, "rb", buffering=0)
+            await loop.connect_read_pipe(lambda: _Side(self, True, False), reader)
 
     @property
     def closed(self):
@@ -186,12 +193,22 @@ class Channel:
 
     def abort(self):
         """Closes at once, dropping anything not yet written."""
-        for transport in (self._writer, self._reader):
-            if transport is not None:
-                transport.abort()
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.abort()
+        if self._reader is not None and self._reader is not self._writer:
+            # A read pipe has nothing buffered to drop: closing is all there is.
+            self._reader.close()
         self._lost(None)
 
     # ---- asyncio callbacks ----
+
+    def _made(self, transport, reads, writes):
+        # asyncio calls this before it delivers any data on the transport.
+        if reads:
+            self._reader = transport
+        if writes:
+            self._writer = transport
+            transport.write(self._first)
 
     def _data(self, data):
         if self._closed:

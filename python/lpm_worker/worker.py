@@ -279,12 +279,11 @@ class Worker:
         self._idle = asyncio.Event()
         self._call_list = [None] + list(self._calls.values())
         self._call_names = [None] + list(self._calls)
-        self._channel = Channel(self._limit, self._receive, self._channel_closed)
+        # Our Hello goes first, so that a supervisor we refuse sees why too.
+        hello = msg.hello(os.getpid(), msg.CODEC_JSON, list(self._calls), takes_fds=False)
+        self._channel = Channel(self._limit, self._receive, self._channel_closed, hello)
         try:
             await self._channel.open(self._claimed)
-            # Our Hello goes first, so that a supervisor we refuse sees why too.
-            self._channel.send(msg.hello(os.getpid(), msg.CODEC_JSON, list(self._calls), takes_fds=False))
-            self._channel.flush()
             await self._greeted
             if self._start_hook is not None:
                 await _call_hook(self._start_hook)
