@@ -465,7 +465,13 @@ class Worker:
         if self._in_flight.get(request_id) is not state:
             return
         state.credit = ResponseCredit()
-        self._send(msg.response_streamed(request_id, payload))
+        try:
+            self._channel.send(msg.response_streamed(request_id, payload))
+        except FrameTooLarge as e:
+            self._answer(state, msg.failed(request_id, f"the answer cannot be sent: {e}"))
+            return
+        except ChannelClosed:
+            return
         chunk = min(msg.STREAM_CHUNK, self._limit - _STREAM_DATA_OVERHEAD)
         try:
             await send_response_stream(
@@ -489,7 +495,7 @@ class Worker:
         try:
             self._channel.send(body)
         except FrameTooLarge as e:
-            self._channel.send(msg.failed(state.id, f"the answer cannot be sent: {e}"))
+            self._send(msg.failed(state.id, f"the answer cannot be sent: {e}"))
         except ChannelClosed:
             pass
         del self._in_flight[state.id]

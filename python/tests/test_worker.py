@@ -332,6 +332,39 @@ class Session(unittest.IsolatedAsyncioTestCase):
         failed = await self.sup.expect("Failed")
         self.assertIn("the caller's reader failed", failed[2])
 
+    async def test_an_answer_over_the_frame_limit_fails_instead(self):
+        ours, theirs = socket.socketpair()
+        worker = Worker(channel=ours, max_frame_len=100)
+
+        @worker.handle("big")
+        async def big(size):
+            return "x" * size
+
+        await self.start(worker, theirs)
+        small, large = sv.new_id(), sv.new_id()
+        await self.sup.send(sv.request(small, 1, 10), sv.request(large, 1, 200))
+        self.assertEqual(await self.sup.recv(), ("Response", small, b'"' + b"x" * 10 + b'"'))
+        failed = await self.sup.expect("Failed")
+        self.assertEqual(failed[1], large)
+        self.assertIn("over the limit of 100 bytes", failed[2])
+
+    async def test_a_second_request_with_an_id_in_flight_is_refused(self):
+        worker, theirs = make_worker()
+        release = asyncio.Event()
+
+        @worker.handle("hold")
+        async def hold(_value):
+            await release.wait()
+            return "first"
+
+        await self.start(worker, theirs)
+        rid = sv.new_id()
+        await self.sup.send(sv.request(rid, 1, None), sv.request(rid, 1, None))
+        failed = await self.sup.expect("Failed")
+        self.assertIn("already in flight", failed[2])
+        release.set()
+        self.assertEqual(await self.sup.recv(), ("Response", rid, b'"first"'))
+
     async def test_another_codec_fails_the_handshake_after_our_hello(self):
         worker, theirs = make_worker()
         serving = asyncio.get_running_loop().create_task(worker.serve())
