@@ -207,9 +207,18 @@ def response(request_id, payload):
     return b"\x03\x10" + request_id + pc.varint(len(payload)) + payload
 
 
-def failed(request_id, message):
-    """``Failed``: request ``request_id`` failed with ``message``."""
-    return b"\x04\x10" + request_id + pc.string(message)
+def failed(request_id, message, limit=None):
+    """``Failed``: request ``request_id`` failed with ``message``.
+
+    With ``limit``, the message is cut (at a character boundary) so that the
+    body fits in a frame of that size: a failure must always be sendable.
+    """
+    data = message.encode("utf-8")
+    if limit is not None:
+        room = max(limit - 1 - 17 - len(pc.varint(limit)), 0)
+        if len(data) > room:
+            data = data[:room].decode("utf-8", "ignore").encode("utf-8")
+    return b"\x04\x10" + request_id + pc.varint(len(data)) + data
 
 
 def ack(request_id):

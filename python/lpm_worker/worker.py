@@ -335,16 +335,11 @@ class Worker:
 
     def _on_request(self, m):
         if m.fd_kind is not None:
-            self._send(
-                msg.failed(m.id, f"this worker takes no descriptors (takes_fds: false) but got a "
-                           f"{msg.FD_KINDS[m.fd_kind]}")
-            )
+            kind = msg.FD_KINDS[m.fd_kind]
+            self._refuse(m.id, f"this worker takes no descriptors (takes_fds: false) but got a {kind}")
             return
         if m.id in self._in_flight:
-            self._send(
-                msg.failed(m.id, f"request {m.id.hex()} is already in flight on this worker; "
-                           "the supervisor sent it twice")
-            )
+            self._refuse(m.id, f"request {m.id.hex()} is already in flight on this worker; the supervisor sent it twice")
             return
         call = m.call
         if call == 0:
@@ -454,10 +449,10 @@ class Worker:
         except asyncio.CancelledError:
             if self._in_flight.get(request_id) is state and not self._channel.closed:
                 # Cancelled by the handler's own code, not by the supervisor: still one answer.
-                self._answer(state, msg.failed(request_id, "the handler was cancelled"))
+                self._answer_failed(state, "the handler was cancelled")
             raise
         except Exception as e:
-            self._answer(state, msg.failed(request_id, _error_message(e)))
+            self._answer_failed(state, _error_message(e))
             return
         if not streamed:
             self._answer(state, msg.response(request_id, payload))
@@ -468,7 +463,7 @@ class Worker:
         try:
             self._channel.send(msg.response_streamed(request_id, payload))
         except FrameTooLarge as e:
-            self._answer(state, msg.failed(request_id, f"the answer cannot be sent: {e}"))
+            self._answer_failed(state, f"the answer cannot be sent: {e}")
             return
         except ChannelClosed:
             return
@@ -495,11 +490,18 @@ class Worker:
         try:
             self._channel.send(body)
         except FrameTooLarge as e:
-            self._send(msg.failed(state.id, f"the answer cannot be sent: {e}"))
+            self._send(msg.failed(state.id, f"the answer cannot be sent: {e}", self._limit))
         except ChannelClosed:
             pass
         del self._in_flight[state.id]
         self._settled()
+
+    def _refuse(self, request_id, message):
+        """Fails a request that never got a handler."""
+        self._send(msg.failed(request_id, message, self._limit))
+
+    def _answer_failed(self, state, message):
+        self._answer(state, msg.failed(state.id, message, self._limit))
 
     def _settled(self):
         if not self._in_flight:

@@ -211,6 +211,14 @@ class OtherMessages(unittest.TestCase):
         self.assertEqual(msg.stream_end(ID, False, "no"), b"\x0b\x10" + ID + hexbytes("01 02 6e 6f"))
         self.assertEqual(msg.emit("e", b"1"), hexbytes("06 01 65 01 31 00"))
 
+    def test_a_failure_is_cut_to_fit_the_frame_limit_at_a_character_boundary(self):
+        body = msg.failed(ID, "é" * 100, limit=40)
+        self.assertLessEqual(len(body), 40)
+        r = pc.Reader(body, 1)
+        self.assertEqual(r.uuid(), ID)
+        self.assertEqual(r.string(), "é" * 10)
+        r.finish()
+
     def test_every_to_worker_variant_decodes(self):
         self.assertEqual(msg.decode(hexbytes("02 01 65 01 31")), msg.Event("e", b"1"))
         self.assertEqual(msg.decode(hexbytes("03 07 01 02 6e 6f")), msg.EmitReply(7, False, "no"))
