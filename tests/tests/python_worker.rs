@@ -10,8 +10,7 @@ use std::time::Duration;
 use lpm::prelude::*;
 use lpm::{Call, Codec, PoolEvent, WorkerCommand, WorkerState};
 use lpm_tests::{
-    config, health, online, process_alive, recv_or_fail, start, wait_for_health, within,
-    DEADLINE,
+    config, health, online, process_alive, recv_or_fail, start, wait_for_health, within, DEADLINE,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -141,9 +140,12 @@ impl Call for Unserved {
 
 /// The next custom event named `name`.
 async fn custom(events: &mut lpm::EventStream, name: &str) -> lpm::CustomEvent {
-    let event = recv_or_fail(events, name, DEADLINE, |e| {
-        matches!(e, PoolEvent::Custom(c) if c.name() == name)
-    })
+    let event = recv_or_fail(
+        events,
+        name,
+        DEADLINE,
+        |e| matches!(e, PoolEvent::Custom(c) if c.name() == name),
+    )
     .await;
     let PoolEvent::Custom(c) = event else {
         unreachable!("recv_or_fail returned an event its predicate refused")
@@ -246,7 +248,10 @@ async fn heartbeats_are_answered_while_a_handler_sleeps() {
 async fn a_broadcast_reaches_the_event_handler() {
     let (pool, _events) = start(python_worker(), json_config(1));
     online(&pool).await;
-    assert_eq!(within("recall", pool.call(Recall)).await.unwrap(), Value::Null);
+    assert_eq!(
+        within("recall", pool.call(Recall)).await.unwrap(),
+        Value::Null
+    );
     let value = json!({"remember": "this"});
     assert_eq!(pool.broadcast("remember", &value).await, Ok(1));
     assert_eq!(within("recall", pool.call(Recall)).await.unwrap(), value);
@@ -324,9 +329,12 @@ async fn soft_kill_runs_the_hook_and_drains_the_requests() {
     assert_eq!(report.unwrap().killed, 0);
     let goodbye = custom(&mut events, "goodbye").await;
     assert_eq!(goodbye.pid(), pid);
-    recv_or_fail(&mut events, "a clean exit", DEADLINE, |e| {
-        matches!(e, PoolEvent::ChildExited { pid: p, code: Some(0), .. } if *p == pid)
-    })
+    recv_or_fail(
+        &mut events,
+        "a clean exit",
+        DEADLINE,
+        |e| matches!(e, PoolEvent::ChildExited { pid: p, code: Some(0), .. } if *p == pid),
+    )
     .await;
 }
 
@@ -346,5 +354,8 @@ async fn hard_kill_ends_the_worker_with_its_request() {
     let (slept, report) = within("the kill", async { futures::join!(sleeping, kill) }).await;
     assert!(slept.is_err(), "the request in flight fails: {slept:?}");
     report.unwrap();
-    assert!(!process_alive(pid), "the worker is gone once the kill returns");
+    assert!(
+        !process_alive(pid),
+        "the worker is gone once the kill returns"
+    );
 }
