@@ -291,8 +291,11 @@ class Worker:
                 self.ready()
             reason = await self._done
             if reason == SOFT_KILL:
-                self._channel.send(msg.SOFT_KILL_DONE)
-                await self._channel.close()
+                try:
+                    self._channel.send(msg.SOFT_KILL_DONE)
+                    await self._channel.close()
+                except ChannelClosed:
+                    pass  # the supervisor left first: nobody is waiting for the word
             return reason
         finally:
             self._stop()
@@ -339,7 +342,9 @@ class Worker:
             self._refuse(m.id, f"this worker takes no descriptors (takes_fds: false) but got a {kind}")
             return
         if m.id in self._in_flight:
-            self._refuse(m.id, f"request {m.id.hex()} is already in flight on this worker; the supervisor sent it twice")
+            self._refuse(
+                m.id, f"request {m.id.hex()} is already in flight on this worker; the supervisor sent it twice"
+            )
             return
         call = m.call
         if call == 0:

@@ -90,7 +90,8 @@ class Stdio(unittest.IsolatedAsyncioTestCase):
         size = 16 * 1024 * 1024
         rid = sv.new_id()
         await self.sup.send(sv.request(rid, calls["stream"], {"bytes": size}))
-        self.assertEqual(await self.sup.expect("ResponseStreamed"), ("ResponseStreamed", rid, str(size).encode()))
+        streamed = await self.sup.expect("ResponseStreamed")
+        self.assertEqual(streamed, ("ResponseStreamed", rid, str(size).encode()))
         received = 0
         outstanding = 0
         pattern = bytes(range(251)) * 600
