@@ -13,6 +13,7 @@ requests it served as a statistic. Start it from a pool with the JSON codec:
 
 import os
 import sys
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -20,6 +21,7 @@ from lpm_worker import Worker  # noqa: E402
 
 worker = Worker()
 served = 0
+served_lock = threading.Lock()  # handlers run on several threads
 
 
 # A plain function: CPU-bound work runs on a worker thread, so the event loop
@@ -33,8 +35,10 @@ def count_primes(args):
     for n in range(2, int(below**0.5) + 1):
         if sieve[n]:
             sieve[n * n :: n] = bytes(len(range(n * n, below, n)))
-    served += 1
-    worker.report_stats({"served": served})
+    with served_lock:
+        served += 1
+        count = served
+    worker.report_stats({"served": count})
     return sum(sieve[:below])
 
 
