@@ -15,10 +15,10 @@ from .errors import DecodeError
 
 _F64 = struct.Struct("<d")
 
-# The most bytes a varint of each width may take, and its value bound.
-_U16 = (3, 1 << 16)
-_U32 = (5, 1 << 32)
-_U64 = (10, 1 << 64)
+#: The most bytes a varint of each width may take, and its value bound.
+U16 = (3, 1 << 16)
+U32 = (5, 1 << 32)
+U64 = (10, 1 << 64)
 
 
 def varint(n):
@@ -79,6 +79,33 @@ def f64(value):
     return _F64.pack(value)
 
 
+def read_varint(data, pos, width=U64):
+    """Decodes the varint at ``data[pos]``; returns it and the position after it.
+
+    ``width`` is :data:`U16`, :data:`U32` or :data:`U64`; a varint longer
+    than its type allows, or whose value does not fit, is refused.
+    """
+    max_bytes, bound = width
+    try:
+        byte = data[pos]
+    except IndexError:
+        raise DecodeError("truncated: a varint is cut short") from None
+    if byte < 0x80:
+        return byte, pos + 1
+    n = 0
+    shift = 0
+    for byte in data[pos : pos + max_bytes]:
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            if n >= bound:
+                raise DecodeError(f"varint value {n} does not fit its type")
+            return n, pos + shift // 7
+    if pos + max_bytes <= len(data):
+        raise DecodeError(f"varint longer than {max_bytes} bytes")
+    raise DecodeError("truncated: a varint is cut short")
+
+
 class Reader:
     """Reads postcard values from one message body, front to back.
 
@@ -120,37 +147,24 @@ class Reader:
         return byte == 1
 
     def _varint(self, width):
-        max_bytes, bound = width
-        data, pos = self._data, self._pos
-        n = shift = 0
-        for i in range(max_bytes):
-            if pos + i >= len(data):
-                raise DecodeError("truncated: a varint is cut short")
-            byte = data[pos + i]
-            n |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                if n >= bound:
-                    raise DecodeError(f"varint value {n} does not fit its type")
-                self._pos = pos + i + 1
-                return n
-            shift += 7
-        raise DecodeError(f"varint longer than {max_bytes} bytes")
+        value, self._pos = read_varint(self._data, self._pos, width)
+        return value
 
     def u16(self):
         """A ``u16`` varint."""
-        return self._varint(_U16)
+        return self._varint(U16)
 
     def u32(self):
         """A ``u32`` varint."""
-        return self._varint(_U32)
+        return self._varint(U32)
 
     def u64(self):
         """A ``u64`` varint (also ``usize`` and lengths)."""
-        return self._varint(_U64)
+        return self._varint(U64)
 
     def i64(self):
         """An ``i64``: zigzag, then a varint."""
-        return unzigzag(self._varint(_U64))
+        return unzigzag(self._varint(U64))
 
     def f64(self):
         """An ``f64``."""
@@ -163,7 +177,7 @@ class Reader:
 
     def byte_string(self):
         """Bytes: a varint length, then that many bytes."""
-        size = self._varint(_U64)
+        size = self._varint(U64)
         end = self._pos + size
         if end > len(self._data):
             raise DecodeError(f"truncated: {size} bytes announced, {len(self._data) - self._pos} left")
@@ -197,7 +211,7 @@ class Reader:
 
     def result(self, read_ok, read_err):
         """A ``Result``: ``(True, ok value)`` or ``(False, err value)``."""
-        tag = self._varint(_U32)
+        tag = self._varint(U32)
         if tag == 0:
             return True, read_ok()
         if tag == 1:

@@ -47,9 +47,12 @@ def _is_async(fn):
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
+# serde_json reads neither NaN nor Infinity: refuse them here, with a clear message.
+_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def _to_json(value):
-    # serde_json reads neither NaN nor Infinity: refuse them here, with a clear message.
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    return _encode_json(value).encode()
 
 
 def _error_message(e):
@@ -591,7 +594,8 @@ def _decode_payload(handler, payload):
     if handler.raw:
         return payload
     try:
-        return json.loads(payload)
+        # Decoding first spares json.loads its guess of the encoding: serde_json writes UTF-8.
+        return json.loads(payload.decode("utf-8"))
     except ValueError as e:
         raise ValueError(f"the request's payload is not JSON ({e})") from None
 
