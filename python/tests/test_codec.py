@@ -211,6 +211,19 @@ class OtherMessages(unittest.TestCase):
         self.assertEqual(msg.stream_end(ID, False, "no"), b"\x0b\x10" + ID + hexbytes("01 02 6e 6f"))
         self.assertEqual(msg.emit("e", b"1"), hexbytes("06 01 65 01 31 00"))
 
+    def test_a_malformed_request_is_refused_whichever_path_decodes_it(self):
+        good = b"\x01\x10" + ID + hexbytes("05 01 02 31 32 00")
+        self.assertEqual(msg.decode(good), msg.Request(ID, 5, 1, b"12", None))
+        for bad in (
+            good + b"\x00",  # a trailing byte
+            good[:-1],  # no trace field
+            good[:-2],  # the payload cut short
+            b"\x01\x0f" + ID[:15] + hexbytes("05 01 02 31 32 00"),  # an id of 15 bytes
+            b"\x01\x10" + ID + hexbytes("05 01 02 31 32 02"),  # trace tag 02
+        ):
+            with self.assertRaises(DecodeError, msg=bad.hex()):
+                msg.decode(bad)
+
     def test_a_failure_is_cut_to_fit_the_frame_limit_at_a_character_boundary(self):
         body = msg.failed(ID, "é" * 100, limit=40)
         self.assertLessEqual(len(body), 40)
