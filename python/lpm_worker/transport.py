@@ -38,7 +38,10 @@ def claim():
             fd = int(text)
         except ValueError:
             raise ProtocolError(f"LPM_IPC_FD is {text!r}, not a descriptor number") from None
-        sock = socket.socket(fileno=fd)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as e:
+            raise ProtocolError(f"LPM_IPC_FD is {fd}, which is no open socket ({e})") from None
         # Programs the worker starts must not hold the channel open.
         sock.set_inheritable(False)
         return Claimed("socketpair", sock=sock)
@@ -127,11 +130,17 @@ class Channel:
             claimed.sock.setblocking(False)
             await loop.create_connection(lambda: _Side(self, True, True), sock=claimed.sock)
         else:
-            # The writer first: the first frame is out before anything is read.
-            writer = os.fdopen(claimed.write_fd, "wb", buffering=0)
-            await loop.connect_write_pipe(lambda: _Side(self, False, True), writer)
-            reader = os.fdopen(claimed.read_fd, "rb", buffering=0)
-            await loop.connect_read_pipe(lambda: _Side(self, True, False), reader)
+            try:
+                # The writer first: the first frame is out before anything is read.
+                writer = os.fdopen(claimed.write_fd, "wb", buffering=0)
+                await loop.connect_write_pipe(lambda: _Side(self, False, True), writer)
+                reader = os.fdopen(claimed.read_fd, "rb", buffering=0)
+                await loop.connect_read_pipe(lambda: _Side(self, True, False), reader)
+            except ValueError as e:
+                # asyncio takes pipes, sockets and terminals only, not files or /dev/null.
+                raise ProtocolError(
+                    f"stdin and stdout must be pipes or sockets ({e}): start this worker from an lpm pool"
+                ) from None
 
     @property
     def closed(self):
