@@ -572,9 +572,6 @@ class Worker:
 
     def _stop(self):
         """Ends everything still running: nothing more can be sent."""
-        for future in (self._greeted, self._done):
-            if future.done() and not future.cancelled():
-                future.exception()  # serve() raised or returned what mattered; the rest is moot
         if self._channel is not None and not self._channel.closed:
             self._channel.abort()
         for state in self._in_flight.values():
@@ -591,6 +588,9 @@ class Worker:
             task.cancel()
         if self._soft_kill_task is not None:
             self._soft_kill_task.cancel()
+        for future in (self._greeted, self._done):
+            if future.done() and not future.cancelled():
+                future.exception()  # serve() raised or returned what mattered; the rest is moot
 
 
 def _decode_payload(handler, payload):
