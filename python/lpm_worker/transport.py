@@ -7,7 +7,8 @@ and fd 1 (and ``sys.stdout``) at stderr, so that neither a stray ``print``
 nor a program the worker starts can write into the frames or read them.
 
 :class:`Channel` carries frames over the claimed descriptors with asyncio.
-Frames written in one turn of the event loop leave in one write.
+Frames written in one turn of the event loop leave in one write, and the
+answers given while the frames of one read are dispatched leave right after.
 """
 
 import asyncio
@@ -116,6 +117,8 @@ class Channel:
         self._writer = None
         self._pending = []
         self._flush_scheduled = False
+        # True while the frames of one read are dispatched: their answers leave together after.
+        self._reading = False
         self._paused = None
         self._closed = False
         self._writer_gone = None
@@ -156,7 +159,7 @@ class Channel:
         if self._closed:
             raise ChannelClosed("the channel to the supervisor is closed")
         self._pending.append(frame(body, self.limit))
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._reading:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
@@ -227,10 +230,16 @@ class Channel:
         except ProtocolError as e:
             self._lost(e)
             return
-        for body in bodies:
-            if self._closed:
-                return
-            self._on_body(body)
+        self._reading = True
+        try:
+            for body in bodies:
+                if self._closed:
+                    return
+                self._on_body(body)
+        finally:
+            self._reading = False
+        if self._pending:
+            self.flush()
 
     def _pause(self):
         if self._paused is None:

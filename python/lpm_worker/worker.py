@@ -15,8 +15,8 @@ import os
 import sys
 import threading
 
+from . import eager, usage
 from . import messages as msg
-from . import usage
 from .errors import (
     ChannelClosed,
     DecodeError,
@@ -364,13 +364,15 @@ class Worker:
         self._in_flight[m.id] = state
         self._idle.clear()
         request = Request(m.id, name, m.created_at, m.trace, self._slot, stream)
-        state.task = self._loop.create_task(self._serve_request(state, handler, request, m.payload))
+        serving = self._serve_request(state, handler, request, m.payload)
+        state.task = eager.start(self._loop, serving, contextvars.copy_context())
 
     def _on_cancel(self, m):
         state = self._in_flight.pop(m.id, None)
         if state is None:
             return  # unknown or answered already
-        state.task.cancel()
+        if state.task is not None:
+            state.task.cancel()
         self._settled()
 
     def _on_ping(self, m):

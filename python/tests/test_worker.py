@@ -90,6 +90,36 @@ class Session(unittest.IsolatedAsyncioTestCase):
         self.sup.close()
         self.assertEqual(await self.ended(), EOF)
 
+    async def test_each_request_sees_its_own_context_and_the_loop_none(self):
+        worker, theirs = make_worker()
+        seen = []
+
+        @worker.handle("at_once")
+        async def at_once(value):
+            seen.append((value, current_request().call))
+            return value
+
+        @worker.handle("after_a_wait")
+        async def after_a_wait(value):
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return [value, current_request().call]
+
+        @worker.on_event("probe")
+        def probe(_value):
+            # Runs on the reader's callback, where the requests above were started.
+            seen.append(("probe", current_request()))
+
+        await self.start(worker, theirs)
+        a, b = sv.new_id(), sv.new_id()
+        await self.sup.send(sv.request(a, 2, "b"), sv.request(b, 1, "a"), sv.event("probe", None))
+        answers = {}
+        for _ in range(2):
+            message = await self.sup.expect("Response")
+            answers[message[1]] = json.loads(message[2])
+        self.assertEqual(answers, {a: ["b", "after_a_wait"], b: "a"})
+        self.assertEqual(seen, [("a", "at_once"), ("probe", None)])
+
     async def test_a_handler_error_fails_its_request_with_the_message(self):
         worker, theirs = make_worker()
 
