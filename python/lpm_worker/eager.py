@@ -18,7 +18,12 @@ def start(loop, coro, context):
         first = context.run(coro.send, None)
     except StopIteration:
         return None
-    return loop.create_task(_resume(coro, first, context))
+    return loop.create_task(_carry_on(coro, first, context))
+
+
+async def _carry_on(coro, waiting_on, context):
+    # Tasks take native coroutines only (3.12 and later): this one delegates.
+    return await _resume(coro, waiting_on, context)
 
 
 @types.coroutine
