@@ -6,9 +6,10 @@ takes the two descriptors for itself at once and points fd 0 at /dev/null
 and fd 1 (and ``sys.stdout``) at stderr, so that neither a stray ``print``
 nor a program the worker starts can write into the frames or read them.
 
-:class:`Channel` carries frames over the claimed descriptors with asyncio.
-Frames written in one turn of the event loop leave in one write, and the
-answers given while the frames of one read are dispatched leave right after.
+:class:`Channel` carries frames over the claimed descriptors with the
+asyncio event loop. Frames written in one turn of the loop leave in one
+write, and the answers given while the frames of one read are dispatched
+leave right after it.
 """
 
 import asyncio
@@ -68,43 +69,26 @@ def _claim_stdio():
     return Claimed("stdio", read_fd=read_fd, write_fd=write_fd)
 
 
-class _Side(asyncio.Protocol):
-    """asyncio's callbacks for one transport, passed on to the channel."""
-
-    def __init__(self, channel, reads, writes):
-        self._channel = channel
-        self._reads = reads
-        self._writes = writes
-
-    def connection_made(self, transport):
-        self._channel._made(transport, self._reads, self._writes)
-
-    def data_received(self, data):
-        self._channel._data(data)
-
-    def eof_received(self):
-        self._channel._lost(None)
-
-    def connection_lost(self, exc):
-        if self._writes:
-            self._channel._writer_closed()
-        self._channel._lost(exc)
-
-    def pause_writing(self):
-        self._channel._pause()
-
-    def resume_writing(self):
-        self._channel._resume()
+# Bytes buffered for writing above which drain() waits, and below which it resumes.
+_HIGH_WATER = 1024 * 1024
+_LOW_WATER = 256 * 1024
+# One read takes at most this much (frames longer than that arrive in several reads).
+_READ_SIZE = 256 * 1024
 
 
 class Channel:
-    """Frames to and from the supervisor over asyncio transports.
+    """Frames to and from the supervisor over the claimed descriptors.
 
-    ``first`` is the body of the first frame to send: it is written as
-    soon as the channel connects, before any frame is read. ``on_body(body)``
-    is called for each frame body in arrival order and ``on_close(error)``
-    once when the channel ends: ``None`` for a clean end of file, else the
-    exception.
+    It reads and writes the non-blocking descriptors itself, with the event
+    loop's ``add_reader`` and ``add_writer``: asyncio's transports allocate
+    a fresh 256 KiB buffer for every read, which costs more than a whole
+    small request.
+
+    ``first`` is the body of the first frame to send: it is written as the
+    channel opens, before any frame is read. ``on_body(body)`` is called for
+    each frame body in arrival order and ``on_close(error)`` once when the
+    channel ends: ``None`` for a clean end of file (or a supervisor that
+    hung up), else the exception.
     """
 
     def __init__(self, limit, on_body, on_close, first):
@@ -113,37 +97,40 @@ class Channel:
         self._on_body = on_body
         self._on_close = on_close
         self._frames = FrameReader(limit)
-        self._reader = None
-        self._writer = None
+        self._claimed = None
+        self._read_fd = None
+        self._write_fd = None
+        self._scratch = bytearray(_READ_SIZE)
         self._pending = []
         self._flush_scheduled = False
         # True while the frames of one read are dispatched: their answers leave together after.
         self._reading = False
-        self._paused = None
+        # Bytes the descriptor did not take yet; while any wait, the writer callback is on.
+        self._unwritten = bytearray()
+        self._drained = None
         self._closed = False
-        self._writer_gone = None
         self._loop = None
 
-    async def open(self, claimed):
-        """Connects the claimed descriptors to the running event loop."""
+    def open(self, claimed):
+        """Starts reading and writing the claimed descriptors on the running event loop."""
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._writer_gone = loop.create_future()
+        self._claimed = claimed
         if claimed.sock is not None:
-            claimed.sock.setblocking(False)
-            await loop.create_connection(lambda: _Side(self, True, True), sock=claimed.sock)
+            self._read_fd = self._write_fd = claimed.sock.fileno()
         else:
-            try:
-                # The writer first: the first frame is out before anything is read.
-                writer = os.fdopen(claimed.write_fd, "wb", buffering=0)
-                await loop.connect_write_pipe(lambda: _Side(self, False, True), writer)
-                reader = os.fdopen(claimed.read_fd, "rb", buffering=0)
-                await loop.connect_read_pipe(lambda: _Side(self, True, False), reader)
-            except ValueError as e:
-                # asyncio takes pipes, sockets and terminals only, not files or /dev/null.
-                raise ProtocolError(
-                    f"stdin and stdout must be pipes or sockets ({e}): start this worker from an lpm pool"
-                ) from None
+            self._read_fd, self._write_fd = claimed.read_fd, claimed.write_fd
+        for fd in {self._read_fd, self._write_fd}:
+            os.set_blocking(fd, False)
+        self._write(self._first)
+        try:
+            loop.add_reader(self._read_fd, self._read_ready)
+        except (PermissionError, ValueError) as e:
+            # epoll takes pipes, sockets and terminals, not files or /dev/null.
+            self._release()
+            raise ProtocolError(
+                f"stdin and stdout must be pipes or sockets ({e}): start this worker from an lpm pool"
+            ) from None
 
     @property
     def closed(self):
@@ -176,51 +163,92 @@ class Channel:
         self._loop.call_soon_threadsafe(queue)
 
     def flush(self):
-        """Writes the queued frames now."""
+        """Writes the queued frames now (what the descriptor does not take waits for it)."""
         self._flush_scheduled = False
         if not self._pending or self._closed:
             self._pending.clear()
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
-        self._writer.write(data)
+        self._write(data)
 
     async def drain(self):
-        """Waits while the transport's write buffer is over its high-water mark."""
-        if self._paused is not None:
-            await asyncio.shield(self._paused)
+        """Waits while more than 1 MiB waits to be written."""
+        if len(self._unwritten) > _HIGH_WATER:
+            if self._drained is None:
+                self._drained = self._loop.create_future()
+            await asyncio.shield(self._drained)
         if self._closed:
             raise ChannelClosed("the channel to the supervisor is closed")
 
     async def close(self):
-        """Writes what is queued, closes the channel and waits until the bytes are out."""
+        """Writes what is queued, waits until it is out, and closes the channel."""
         self.flush()
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.close()
-        if self._reader is not None and self._reader is not self._writer:
-            self._reader.close()
-        if self._writer is not None:
-            await self._writer_gone
+        while self._unwritten and not self._closed:
+            if self._drained is None:
+                self._drained = self._loop.create_future()
+            await asyncio.shield(self._drained)
         self._lost(None)
 
     def abort(self):
         """Closes at once, dropping anything not yet written."""
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.abort()
-        if self._reader is not None and self._reader is not self._writer:
-            # A read pipe has nothing buffered to drop: closing is all there is.
-            self._reader.close()
         self._lost(None)
 
-    # ---- asyncio callbacks ----
+    # ---- event loop callbacks ----
 
-    def _made(self, transport, reads, writes):
-        # asyncio calls this before it delivers any data on the transport.
-        if reads:
-            self._reader = transport
-        if writes:
-            self._writer = transport
-            transport.write(self._first)
+    def _write(self, data):
+        if self._unwritten:
+            self._unwritten += data
+            return
+        try:
+            written = os.write(self._write_fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as e:
+            self._write_failed(e)
+            return
+        if written < len(data):
+            self._unwritten += memoryview(data)[written:]
+            self._loop.add_writer(self._write_fd, self._write_ready)
+
+    def _write_ready(self):
+        try:
+            written = os.write(self._write_fd, self._unwritten)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._write_failed(e)
+            return
+        del self._unwritten[:written]
+        if not self._unwritten:
+            self._loop.remove_writer(self._write_fd)
+        if len(self._unwritten) <= _LOW_WATER:
+            self._wake_drain()
+
+    def _write_failed(self, error):
+        # EPIPE or a reset: the supervisor is gone, as at end of file.
+        gone = isinstance(error, (BrokenPipeError, ConnectionResetError))
+        self._lost(None if gone else error)
+
+    def _wake_drain(self):
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _read_ready(self):
+        try:
+            count = os.readv(self._read_fd, [self._scratch])
+        except (BlockingIOError, InterruptedError):
+            return
+        except (ConnectionResetError, BrokenPipeError):
+            count = 0
+        except OSError as e:
+            self._lost(e)
+            return
+        if count == 0:
+            self._lost(None)
+            return
+        self._data(memoryview(self._scratch)[:count])
 
     def _data(self, data):
         if self._closed:
@@ -241,24 +269,32 @@ class Channel:
         if self._pending:
             self.flush()
 
-    def _pause(self):
-        if self._paused is None:
-            self._paused = self._loop.create_future()
-
-    def _resume(self):
-        paused, self._paused = self._paused, None
-        if paused is not None and not paused.done():
-            paused.set_result(None)
-
-    def _writer_closed(self):
-        if not self._writer_gone.done():
-            self._writer_gone.set_result(None)
+    def _release(self):
+        """Stops watching the descriptors and closes them."""
+        loop = self._loop
+        for fd in {self._read_fd, self._write_fd}:
+            if fd is not None:
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
+        claimed = self._claimed
+        if claimed.sock is not None:
+            claimed.sock.close()
+        else:
+            for fd in (claimed.read_fd, claimed.write_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # closed already
+        self._read_fd = self._write_fd = None
 
     def _lost(self, exc):
         if self._closed:
             return
         self._closed = True
-        self._resume()
+        self._release()
+        self._pending.clear()
+        self._unwritten.clear()
+        self._wake_drain()
         if exc is None and self._frames.partial:
             exc = ProtocolError("the channel ended in the middle of a frame")
         self._on_close(exc)

@@ -286,7 +286,7 @@ class Worker:
         hello = msg.hello(os.getpid(), msg.CODEC_JSON, list(self._calls), takes_fds=False)
         self._channel = Channel(self._limit, self._receive, self._channel_closed, hello)
         try:
-            await self._channel.open(self._claimed)
+            self._channel.open(self._claimed)
             await self._greeted
             if self._start_hook is not None:
                 await _call_hook(self._start_hook)
