@@ -71,6 +71,12 @@ impl Sshd {
         sshd
     }
 
+    /// The listening server's process id: every session, and every worker
+    /// it runs, descends from it.
+    pub fn pid(&self) -> u32 {
+        self.server.id()
+    }
+
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
