@@ -1,7 +1,8 @@
 'use strict';
 // The framed channel over a readable and a writable: frames in, bodies out.
-// Outgoing frames are gathered and written once per turn of the event loop
-// (setImmediate), so answers produced together leave in one write.
+// Outgoing frames are gathered and written in one write once the current
+// job's microtasks are done, so the answers of the requests that arrived in
+// one read leave together.
 
 const { FrameDecoder, encodeFrame } = require('./frames');
 
@@ -49,7 +50,7 @@ class Channel {
   schedule() {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    queueMicrotask(() => this.flush());
   }
 
   /** Writes what is queued now; returns whether the writable wants more. */

@@ -11,10 +11,10 @@ function uuidText(id) {
 }
 
 class Context {
-  constructor(worker, request, call, signal, requestStream) {
+  constructor(worker, request, call, entry, requestStream) {
     this.worker = worker;
     this.call = call;
-    this.signal = signal;
+    this.entry = entry;
     this.requestStream = requestStream;
     this.trace = request.trace;
     this.rawId = request.id;
@@ -31,9 +31,14 @@ class Context {
     return new Date(Number(this.createdAtNs / 1000000n));
   }
 
+  /** Aborted when the supervisor cancels the request. */
+  get signal() {
+    return this.entry.signal;
+  }
+
   /** True once the supervisor cancelled the request: nothing will be sent for it. */
   get cancelled() {
-    return this.signal.aborted;
+    return this.entry.cancelled;
   }
 
   /**

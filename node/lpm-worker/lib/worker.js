@@ -42,11 +42,26 @@ class InFlight {
   constructor(id, key) {
     this.id = id;
     this.key = key;
-    this.controller = new AbortController();
+    // Made on first use of `ctx.signal`: most requests never look at it.
+    this.controller = null;
+    this.cancelled = false;
     this.requestStream = null;
     this.responseStream = null;
     // Answered (or answering with a stream) or cancelled: never answered again.
     this.settled = false;
+  }
+
+  get signal() {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.cancelled) this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  cancel() {
+    this.cancelled = true;
+    this.controller?.abort();
   }
 }
 
@@ -314,7 +329,7 @@ class Worker {
       this.fail(entry, `the request's payload is not JSON (${err.message}); the pool must use Codec::Json`);
       return;
     }
-    const ctx = new Context(this, msg, name, entry.controller.signal, entry.requestStream?.readable ?? null);
+    const ctx = new Context(this, msg, name, entry, entry.requestStream?.readable ?? null);
     // Started after the whole batch is read, so a Cancel or Ping in the same read is seen first.
     queueMicrotask(() => {
       if (entry.settled) return;
@@ -407,7 +422,7 @@ class Worker {
     entry.requestStream?.close('the request was cancelled');
     entry.responseStream?.stop();
     this.release(entry);
-    entry.controller.abort();
+    entry.cancel();
   }
 
   deliverEvent(name, payload) {
