@@ -301,7 +301,14 @@ class Worker {
     this.slot = msg.slot;
     this.greeted = true;
     if (this.autoReady) this.channel.send(encode.ready());
-    for (const body of this.waitingForHandshake) this.channel.send(body);
+    for (const body of this.waitingForHandshake) {
+      try {
+        this.channel.send(body);
+      } catch (err) {
+        // Queued before run(), so there was no caller left to throw to.
+        log(`a message queued before the handshake was not sent: ${err.message}`);
+      }
+    }
     this.waitingForHandshake = [];
     this.onHandshake(this.slot);
   }
