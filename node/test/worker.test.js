@@ -242,6 +242,15 @@ for (const transport of TRANSPORTS) {
     });
   });
 
+  test(`${transport}: a stream answered after the cancel is not sent, and its source is destroyed`, async (t) => {
+    const { sup, call } = await start(t, TEST_WORKER, { transport });
+    const late = request(sup, call, 'late_stream', null);
+    assert.deepEqual(await sup.fence(1n), []);
+    sup.send(ToWorker.cancel(late.id));
+    assert.deepEqual(await sup.next('Emit'), { type: 'Emit', name: 'source_closed', value: null, replyTo: null });
+    assert.deepEqual(await sup.fence(2n), []);
+  });
+
   test(`${transport}: an answer over the frame limit fails the request instead`, async (t) => {
     const { sup, call } = await start(t, TEST_WORKER, { transport, env: { LPM_MAX_FRAME_LEN: '4096' } });
     const big = request(sup, call, 'big', { length: 5000 });

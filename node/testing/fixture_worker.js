@@ -2,6 +2,7 @@
 // A worker for the library's own tests: request streams, stray output on
 // stdout, answers over the frame limit, and an untyped handler.
 
+const { Readable } = require('stream');
 const { Worker } = require('../lpm-worker');
 
 const worker = new Worker();
@@ -38,6 +39,15 @@ worker.handle('broken_stream', ({ bytes }, ctx) => {
     throw new Error('the disk went away');
   }
   return ctx.respondWithStream(failing(), 'partial');
+});
+
+// Waits for its cancel, then answers with a stream anyway; emits
+// `source_closed` once the library has destroyed the unsent source.
+worker.handle('late_stream', async (_value, ctx) => {
+  await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+  const source = Readable.from([Buffer.from('never sent')]);
+  source.on('close', () => worker.emit('source_closed', null));
+  return ctx.respondWithStream(source, null);
 });
 
 worker.onRequest((value) => ({ untyped: value }));

@@ -29,6 +29,12 @@ class StreamedResponse {
     this.source = source;
     this.value = value;
   }
+
+  /** Releases a source that will not be sent (a Readable is destroyed). */
+  discard() {
+    if (typeof this.source.destroy === 'function') this.source.destroy();
+    else if (typeof this.source.return === 'function') Promise.resolve(this.source.return()).catch(() => {});
+  }
 }
 
 function toBuffer(chunk) {

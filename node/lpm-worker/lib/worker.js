@@ -355,7 +355,11 @@ class Worker {
   }
 
   answer(entry, result) {
-    if (entry.settled) return;
+    if (entry.settled) {
+      // Cancelled meanwhile: a stream's source will never be read.
+      if (result instanceof StreamedResponse) result.discard();
+      return;
+    }
     if (result instanceof StreamedResponse) {
       this.answerWithStream(entry, result);
       return;
@@ -376,6 +380,7 @@ class Worker {
     try {
       payload = jsonBytes(streamed.value);
     } catch (err) {
+      streamed.discard();
       this.fail(entry, `the stream's value cannot be written as JSON: ${err.message}`);
       return;
     }
@@ -383,6 +388,7 @@ class Worker {
     entry.requestStream?.close('the request was answered before its stream ended');
     entry.settled = true;
     if (!this.sendAnswer(entry.id, encode.responseStreamed(entry.id, payload))) {
+      streamed.discard();
       this.release(entry);
       return;
     }
