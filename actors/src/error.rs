@@ -206,6 +206,19 @@ pub enum Error {
         /// The system's error.
         reason: String,
     },
+    /// A socket or listener cannot be handed to the pool's workers: their
+    /// channel carries no file descriptors (the stdio transport, or a worker
+    /// whose `Hello` says `takes_fds: false`). Nothing was sent and the
+    /// descriptor is closed. Streams and files are not refused: they go in-band.
+    #[error(
+        "cannot hand a {what} to the pool's workers: their channel ({transport}) carries no          file descriptors; serve connections from workers on the socketpair transport, or          send the bytes as a stream (`Enqueue::stream`)"
+    )]
+    NoFdPassing {
+        /// `"socket"` or `"listener"`.
+        what: &'static str,
+        /// The transport of the workers that refused it.
+        transport: crate::Transport,
+    },
 }
 
 /// What kind of failure an [`Error`] is: one kind per variant, without the
@@ -271,6 +284,8 @@ pub enum ErrorKind {
     NotHandled,
     /// [`Error::CodecMismatch`]: `"codec_mismatch"`.
     CodecMismatch,
+    /// [`Error::NoFdPassing`]: `"no_fd_passing"`.
+    NoFdPassing,
 }
 
 impl ErrorKind {
@@ -299,6 +314,7 @@ impl ErrorKind {
             ErrorKind::Descriptor => "descriptor",
             ErrorKind::NotHandled => "not_handled",
             ErrorKind::CodecMismatch => "codec_mismatch",
+            ErrorKind::NoFdPassing => "no_fd_passing",
         }
     }
 }
@@ -353,6 +369,7 @@ impl Error {
             Error::Descriptor { .. } => ErrorKind::Descriptor,
             Error::NotHandled { .. } => ErrorKind::NotHandled,
             Error::CodecMismatch { .. } => ErrorKind::CodecMismatch,
+            Error::NoFdPassing { .. } => ErrorKind::NoFdPassing,
         }
     }
 }
@@ -430,6 +447,7 @@ mod tests {
             Error::Descriptor { .. } => "Descriptor",
             Error::NotHandled { .. } => "NotHandled",
             Error::CodecMismatch { .. } => "CodecMismatch",
+            Error::NoFdPassing { .. } => "NoFdPassing",
         }
     }
 
@@ -498,6 +516,10 @@ mod tests {
                 pool: Codec::Json,
                 payload: Codec::Postcard,
             },
+            Error::NoFdPassing {
+                what: "socket",
+                transport: crate::Transport::Stdio,
+            },
         ]
     }
 
@@ -521,7 +543,7 @@ mod tests {
         let errors = one_of_each();
         let variants: HashSet<_> = errors.iter().map(variant_name).collect();
         assert_eq!(variants.len(), errors.len(), "one example per variant");
-        assert_eq!(errors.len(), 21, "every variant has an example");
+        assert_eq!(errors.len(), 22, "every variant has an example");
         let kinds: HashSet<ErrorKind> = errors.iter().map(Error::kind).collect();
         assert_eq!(kinds.len(), errors.len(), "one kind per variant");
         for e in &errors {

@@ -51,10 +51,12 @@
 //! ```
 
 mod call;
+mod channel;
 mod emit;
 mod event;
 mod fds;
 mod handshake;
+mod in_band;
 mod in_flight;
 mod outbox;
 mod request;

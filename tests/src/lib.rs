@@ -151,6 +151,9 @@ pub enum Op {
     /// Answers the descriptors the worker had open at the very start of
     /// `main`, before its runtime opened any (`Vec<i32>`, sorted).
     InheritedFds,
+    /// Prints this line to stdout with `println!`, then answers it
+    /// (`String`): over stdio the line must go to the log, not the channel.
+    Print(String),
 }
 
 /// The event [`Op::AwaitCancel`] emits when its request is cancelled.
@@ -454,6 +457,9 @@ pub enum StreamOp {
     HoldUntilClosed,
     /// Answers how many requests the worker holds, this one included (`u64`).
     Held,
+    /// Answers how many bytes the worker's [`StreamOp::Generate`] streams
+    /// have produced so far, in all (`u64`): what it read of them to send.
+    Generated,
 }
 
 /// What [`StreamOp::Hash`] answers: the stream's length and SHA-256 (hex).

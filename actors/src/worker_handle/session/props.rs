@@ -13,7 +13,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 use super::tests::{config, effects, hello, request, sent, worker_id, Answer, PID};
 use super::{Effect, Session};
 use crate::request::{Pending, Response};
-use crate::{Error, Heartbeat, KillReason};
+use crate::{Error, Heartbeat, KillReason, Transport};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -155,7 +155,7 @@ fn run(drain_before_hello: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
         every: Duration::from_secs(1),
         timeout: Duration::from_secs(3600),
     });
-    let mut session = Session::new(worker_id(), PID, config, now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config, now);
     let mut worker = Worker::default();
     let mut ledger = Ledger::default();
     let mut next_id = 1u128;
