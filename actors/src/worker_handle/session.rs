@@ -12,7 +12,7 @@
 //! Its outputs are frames queued in [`Session::outbox`] and [`Effect`]s
 //! taken with [`Session::take_effects`]; [`Session::next_timeout`] says when
 //! to call it next. The [`WorkerHandle`](super::WorkerHandle) actor does the
-//! socket, the timers, the child and the messages to the other actors.
+//! channel, the timers, the child and the messages to the other actors.
 
 mod cancel_fence;
 mod effect;
@@ -25,6 +25,8 @@ mod liveness;
 #[cfg(test)]
 mod props;
 mod remote;
+#[cfg(test)]
+mod stdio_tests;
 #[cfg(test)]
 mod tests;
 

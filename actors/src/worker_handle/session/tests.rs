@@ -102,7 +102,7 @@ pub(super) fn effects(session: &mut Session) -> Vec<Effect> {
 }
 
 /// A session past its handshake, ready, with its frames and effects taken.
-fn ready(config: SessionConfig, now: Instant) -> Session {
+pub(super) fn ready(config: SessionConfig, now: Instant) -> Session {
     let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config, now);
     session.on_frames(vec![hello(Codec::Postcard), ToSupervisor::Ready], now);
     sent(&mut session);
@@ -117,14 +117,14 @@ fn response(n: u128) -> ToSupervisor {
     }
 }
 
-fn killed_for(effects: &[Effect]) -> Option<&KillReason> {
+pub(super) fn killed_for(effects: &[Effect]) -> Option<&KillReason> {
     effects.iter().find_map(|e| match e {
         Effect::Killing(reason) => Some(reason),
         _ => None,
     })
 }
 
-fn signals(effects: &[Effect]) -> Vec<Signal> {
+pub(super) fn signals(effects: &[Effect]) -> Vec<Signal> {
     effects
         .iter()
         .filter_map(|e| match e {
