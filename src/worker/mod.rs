@@ -66,6 +66,8 @@ mod soft_kill;
 mod worker;
 
 #[cfg(test)]
+mod stdio_tests;
+#[cfg(test)]
 mod tests;
 
 pub use call::CallContext;

@@ -93,6 +93,21 @@ async fn requests_are_served_over_stdin_and_stdout() {
     assert_eq!(report.killed, 0, "{report:?}");
 }
 
+/// A worker started without `LPM_CODEC` (as one behind ssh is) takes the
+/// pool's codec from the supervisor's `Hello`.
+#[actix_rt::test]
+async fn a_worker_without_lpm_codec_adopts_the_pools() {
+    let command = WorkerCommand::new("env")
+        .args(["-u", "LPM_CODEC", env!("CARGO_BIN_EXE_test_worker")])
+        .transport(Transport::Stdio);
+    let (pool, _events) = start(command, config(1).codec(lpm::Codec::Json));
+    online(&pool).await;
+    let (bytes, response): (Vec<u8>, _) = call(&pool, &Op::Echo(vec![4, 2])).await;
+    assert_eq!(bytes, [4, 2]);
+    assert_eq!(response.codec(), lpm::Codec::Json);
+    pool.soft_kill().await.expect("the pool is running");
+}
+
 #[actix_rt::test]
 async fn a_println_in_a_handler_goes_to_the_log_not_the_channel() {
     let (pool, mut events) = start(stdio_worker(), config(1));
