@@ -107,6 +107,8 @@ pub(crate) struct Publish(pub(crate) PoolEvent);
 #[rtype(result = "()")]
 pub(crate) struct WorkerReady {
     pub(crate) id: WorkerId,
+    /// Set when the worker takes no descriptors: the transport that keeps it from them.
+    pub(crate) refuses_fds: Option<crate::Transport>,
 }
 
 #[derive(Debug, Message)]
@@ -162,6 +164,8 @@ pub struct Supervisor {
     /// Listeners broadcast so far, sent to every worker started later;
     /// dropped (closed) when the pool stops.
     listeners: Vec<SendListener>,
+    /// Live workers that take no descriptors (no listener goes to them).
+    fd_refusals: HashMap<WorkerId, crate::Transport>,
 }
 
 impl Supervisor {
@@ -204,6 +208,7 @@ impl Supervisor {
             stop_timers: Vec::new(),
             signals: None,
             listeners: Vec::new(),
+            fd_refusals: HashMap::new(),
         }
     }
 
@@ -574,6 +579,9 @@ impl Handler<WorkerReady> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerReady, ctx: &mut Context<Self>) {
+        if let Some(transport) = msg.refuses_fds {
+            self.fd_refusals.insert(msg.id, transport);
+        }
         if self.successor_ready(msg.id, ctx) {
             return self.check_online();
         }
@@ -593,6 +601,7 @@ impl Handler<WorkerExited> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerExited, ctx: &mut Context<Self>) {
+        self.fd_refusals.remove(&msg.id);
         let WorkerExited {
             id,
             pid,

@@ -215,7 +215,10 @@ impl WorkerHandle {
                 pid: self.pid,
                 reason,
             })),
-            Effect::Online => self.supervisor.do_send(WorkerReady { id }),
+            Effect::Online => self.supervisor.do_send(WorkerReady {
+                id,
+                refuses_fds: self.session.refuses_fds(),
+            }),
             Effect::Emitted {
                 name,
                 payload,

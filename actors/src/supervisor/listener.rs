@@ -21,9 +21,10 @@ use crate::{Error, Transport};
 /// broadcast a listener only once per address, as each broadcast is kept.
 ///
 /// Workers over the stdio transport take no descriptors: the broadcast then
-/// fails with [`Error::NoFdPassing`] and the listener is closed. (A worker
-/// on the socketpair whose `Hello` says it takes no descriptors is skipped,
-/// with a warning in the log.)
+/// fails with [`Error::NoFdPassing`] and the listener is closed. A worker on
+/// the socketpair whose `Hello` says it takes no descriptors is skipped (not
+/// counted as reached); when no live worker takes descriptors, the
+/// broadcast fails the same way.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, Error>")]
 pub struct BroadcastListener {
@@ -53,9 +54,20 @@ impl Handler<BroadcastListener> for Supervisor {
             fd: Arc::new(fd),
         });
         let mut reached = 0;
+        let mut refused = None;
         for live in self.serving() {
+            if let Some(&transport) = self.fd_refusals.get(&live.id) {
+                refused = Some(transport);
+                continue;
+            }
             live.handle.do_send(event.clone());
             reached += 1;
+        }
+        if let (0, Some(transport)) = (reached, refused) {
+            return Err(Error::NoFdPassing {
+                what: "listener",
+                transport,
+            });
         }
         if matches!(self.phase, Phase::Running) {
             self.listeners.push(event);

@@ -165,6 +165,11 @@ impl Session {
         &mut self.outbox
     }
 
+    /// The transport that keeps the worker from descriptors, if it takes none.
+    pub(crate) fn refuses_fds(&self) -> Option<Transport> {
+        (!self.takes_fds).then_some(self.transport)
+    }
+
     /// The pool's payload codec (custom events are decoded with it).
     pub(crate) fn codec(&self) -> Codec {
         self.config.codec

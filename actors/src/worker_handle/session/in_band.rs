@@ -120,7 +120,10 @@ impl Session {
 
     /// Nothing more is sent for request `id`'s stream (answered, cancelled).
     pub(super) fn stop_request_stream(&mut self, id: &RequestId) {
-        self.fds.outgoing.remove(id);
+        // Every answer passes here: no lookup while no stream goes out.
+        if !self.fds.outgoing.is_empty() {
+            self.fds.outgoing.remove(id);
+        }
     }
 
     /// The worker answered with an in-band stream: the caller gets it now,
