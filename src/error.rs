@@ -16,10 +16,13 @@ use crate::BoxError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerError {
-    /// This process did not inherit a usable IPC channel from a supervisor.
+    /// This process did not inherit a usable IPC channel from a supervisor:
+    /// `LPM_IPC_FD` names no socket, or, without it, stdin or stdout is no
+    /// pipe or socket.
     #[error(
         "this process has no IPC channel to an lpm supervisor; start it through an lpm pool, \
-         which passes the channel as file descriptor 3 and names it in LPM_IPC_FD \
+         which passes the channel as file descriptor 3 and names it in LPM_IPC_FD, or, over \
+         the stdio transport, as the worker's stdin and stdout \
          (tests can use `Worker::connect` with one end of a socketpair)"
     )]
     NoChannel {

@@ -177,10 +177,12 @@ pub use lpm_actors::{
     Enqueue, Error as PoolError, ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason,
     KillReport, Listener, Pool, PoolEvent, Raw, RecycleReason, Reload, ReloadReport, Reloaded,
     Resize, Response, ResponseStream, ScaleReason, SignalPolicy, SoftKill, StartFailure, Strategy,
-    Subscribe, Supervisor, WithResponse, WorkerCommand, WorkerHealth, WorkerState,
+    Subscribe, Supervisor, Transport, UsageSource, WithResponse, WorkerCommand, WorkerHealth,
+    WorkerState,
 };
 
-/// The environment variable that names a worker's IPC channel; set for every worker.
+/// The environment variable that names a worker's IPC channel; set for every
+/// worker on the socketpair transport (its absence means stdio).
 pub use lpm_protocol::IPC_FD_ENV;
 
 /// What a worker that speaks the wire protocol itself (in place of

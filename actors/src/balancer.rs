@@ -70,12 +70,14 @@ pub(crate) struct WorkerJoined {
     pub(crate) load: Arc<Load>,
 }
 
-/// A worker said hello: these are the calls it serves.
+/// A worker said hello: these are the calls it serves, and whether it
+/// takes descriptors (else the transport that keeps it from them).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct WorkerCalls {
     pub(crate) id: WorkerId,
     pub(crate) calls: Arc<[Box<str>]>,
+    pub(crate) refuses_fds: Option<crate::Transport>,
 }
 
 /// The caller of an [`Enqueue`] sent as an actix message stopped waiting.
@@ -375,6 +377,7 @@ impl Handler<WorkerCalls> for Balancer {
 
     fn handle(&mut self, msg: WorkerCalls, ctx: &mut Context<Self>) {
         self.dispatch.worker_calls(msg.id, &msg.calls);
+        self.dispatch.worker_fds(msg.id, msg.refuses_fds);
         self.follow(ctx);
     }
 }

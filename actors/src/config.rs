@@ -27,6 +27,44 @@ pub struct WorkerCommand {
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) cwd: Option<PathBuf>,
+    pub(crate) transport: Transport,
+}
+
+/// How frames travel between the supervisor and a worker; see
+/// [`WorkerCommand::transport`] and the wire page's "The stdio transport".
+///
+/// It displays as its lower-case name (`"socketpair"`, `"stdio"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Transport {
+    /// A Unix socketpair the worker inherits as fd 3 (`LPM_IPC_FD`); its
+    /// stdout and stderr are its log. Streams, sockets and listeners pass
+    /// as descriptors.
+    #[default]
+    Socketpair,
+    /// The worker's stdin and stdout; its stderr is its log. Works through
+    /// launchers that carry only stdio (`ssh host worker`, `docker run -i`):
+    /// streams go in-band, sockets and listeners cannot be handed over
+    /// ([`Error::NoFdPassing`](crate::Error::NoFdPassing)).
+    Stdio,
+}
+
+impl Transport {
+    /// The transport's lower-case name, e.g. `"stdio"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Socketpair => "socketpair",
+            Transport::Stdio => "stdio",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    /// Writes [`Transport::as_str`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl WorkerCommand {
@@ -37,6 +75,7 @@ impl WorkerCommand {
             args: Vec::new(),
             env: Vec::new(),
             cwd: None,
+            transport: Transport::Socketpair,
         }
     }
 
@@ -72,9 +111,37 @@ impl WorkerCommand {
         self
     }
 
+    /// Chooses how frames travel: [`Transport::Socketpair`] (the default)
+    /// or [`Transport::Stdio`], the worker's stdin and stdout, for workers
+    /// started through a launcher that carries only those.
+    ///
+    /// # Examples
+    ///
+    /// A worker on another machine, through ssh (no TTY, so stdin and stdout
+    /// stay plain pipes):
+    ///
+    /// ```
+    /// use lpm_actors::{Transport, WorkerCommand};
+    ///
+    /// let cmd = WorkerCommand::new("ssh")
+    ///     .args(["-T", "worker-host", "/srv/bin/my-worker"])
+    ///     .transport(Transport::Stdio);
+    /// assert_eq!(cmd.transport_kind(), Transport::Stdio);
+    /// ```
+    #[must_use]
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// The program to run.
     pub fn program(&self) -> &std::path::Path {
         &self.program
+    }
+
+    /// How frames travel to and from this command's workers.
+    pub fn transport_kind(&self) -> Transport {
+        self.transport
     }
 }
 

@@ -233,6 +233,19 @@ pub enum Error {
         /// The system's error.
         reason: String,
     },
+    /// A socket or listener cannot be handed to the pool's workers: their
+    /// channel carries no file descriptors (the stdio transport, or a worker
+    /// whose `Hello` says `takes_fds: false`). Nothing was sent and the
+    /// descriptor is closed. Streams and files are not refused: they go in-band.
+    #[error(
+        "cannot hand a {what} to the pool's workers: their channel ({transport}) carries no          file descriptors; serve connections from workers on the socketpair transport, or          send the bytes as a stream (`Enqueue::stream`)"
+    )]
+    NoFdPassing {
+        /// `"socket"` or `"listener"`.
+        what: &'static str,
+        /// The transport of the workers that refused it.
+        transport: crate::Transport,
+    },
 }
 
 /// What kind of failure an [`Error`] is: one kind per variant, without the
@@ -304,6 +317,8 @@ pub enum ErrorKind {
     ReloadInProgress,
     /// [`Error::ReloadFailed`]: `"reload_failed"`.
     ReloadFailed,
+    /// [`Error::NoFdPassing`]: `"no_fd_passing"`.
+    NoFdPassing,
 }
 
 impl ErrorKind {
@@ -335,6 +350,7 @@ impl ErrorKind {
             ErrorKind::Autoscaling => "autoscaling",
             ErrorKind::ReloadInProgress => "reload_in_progress",
             ErrorKind::ReloadFailed => "reload_failed",
+            ErrorKind::NoFdPassing => "no_fd_passing",
         }
     }
 }
@@ -392,6 +408,7 @@ impl Error {
             Error::Autoscaling { .. } => ErrorKind::Autoscaling,
             Error::ReloadInProgress => ErrorKind::ReloadInProgress,
             Error::ReloadFailed { .. } => ErrorKind::ReloadFailed,
+            Error::NoFdPassing { .. } => ErrorKind::NoFdPassing,
         }
     }
 }
@@ -472,6 +489,7 @@ mod tests {
             Error::Autoscaling { .. } => "Autoscaling",
             Error::ReloadInProgress => "ReloadInProgress",
             Error::ReloadFailed { .. } => "ReloadFailed",
+            Error::NoFdPassing { .. } => "NoFdPassing",
         }
     }
 
@@ -548,6 +566,10 @@ mod tests {
                     reason: "No such file or directory".into(),
                 },
             },
+            Error::NoFdPassing {
+                what: "socket",
+                transport: crate::Transport::Stdio,
+            },
         ]
     }
 
@@ -571,7 +593,7 @@ mod tests {
         let errors = one_of_each();
         let variants: HashSet<_> = errors.iter().map(variant_name).collect();
         assert_eq!(variants.len(), errors.len(), "one example per variant");
-        assert_eq!(errors.len(), 24, "every variant has an example");
+        assert_eq!(errors.len(), 25, "every variant has an example");
         let kinds: HashSet<ErrorKind> = errors.iter().map(Error::kind).collect();
         assert_eq!(kinds.len(), errors.len(), "one kind per variant");
         for e in &errors {

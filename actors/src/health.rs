@@ -48,6 +48,22 @@ impl std::fmt::Display for WorkerState {
     }
 }
 
+/// Where a worker's `rss` and `cpu` come from.
+///
+/// It serializes as its lower-case name (`"sampled"`, `"reported"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UsageSource {
+    /// Sampled by the supervisor from the worker's process (`/proc`).
+    #[default]
+    Sampled,
+    /// Reported by the worker itself when asked: a remote worker (its
+    /// `Hello` names a pid other than the process the pool started, e.g.
+    /// one behind `ssh`), whose process the supervisor cannot see.
+    Reported,
+}
+
 /// Health of one worker slot.
 ///
 /// It serializes as an object with the fields below, under the same names,
@@ -57,8 +73,8 @@ impl std::fmt::Display for WorkerState {
 /// them), and `pid` as `null` while no process runs.
 ///
 /// ```json
-/// {"slot": 0, "pid": 4242, "rss": 10485760, "cpu": 1.5, "in_flight": 2,
-///  "served": 120, "restarts": 0, "recycles": 0, "quarantined": 0,
+/// {"slot": 0, "pid": 4242, "rss": 10485760, "cpu": 1.5, "usage": "sampled",
+///  "in_flight": 2, "served": 120, "restarts": 0, "recycles": 0, "quarantined": 0,
 ///  "uptime": 12.25, "state": "ready", "stats": {"heap": 1024.0}, "sockets": 0,
 ///  "target": 4}
 /// ```
@@ -67,12 +83,15 @@ impl std::fmt::Display for WorkerState {
 pub struct WorkerHealth {
     /// The slot.
     pub slot: usize,
-    /// The current process, if one is running.
+    /// The current process, if one is running (for a remote worker, its
+    /// launcher: the process the pool started).
     pub pid: Option<u32>,
-    /// Resident set size in bytes, from the last sample.
+    /// Resident set size in bytes, from the last sample or report.
     pub rss: u64,
-    /// CPU use in percent of one core, from the last sample.
+    /// CPU use in percent of one core, from the last two samples or reports.
     pub cpu: f32,
+    /// Whether `rss` and `cpu` were sampled here or reported by the worker.
+    pub usage: UsageSource,
     /// Requests assigned and not yet answered, or answered with a stream
     /// that has not ended yet.
     pub in_flight: usize,
@@ -113,6 +132,7 @@ impl WorkerHealth {
             pid: None,
             rss: 0,
             cpu: 0.0,
+            usage: UsageSource::Sampled,
             in_flight: 0,
             served: 0,
             restarts,
@@ -162,6 +182,7 @@ mod tests {
                 "pid": 4242,
                 "rss": 10485760,
                 "cpu": 1.5,
+                "usage": "sampled",
                 "in_flight": 3,
                 "served": 120,
                 "restarts": 2,

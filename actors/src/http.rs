@@ -12,7 +12,7 @@
 //! | `payload_too_large` | 413 | the request or its answer exceeds the frame limit |
 //! | `not_handled` | 501 | no worker serves this call |
 //! | `handler` | 500 | the worker's handler returned an error |
-//! | `decode`, `encode`, `codec_mismatch`, `descriptor`, `invalid_size`, `already_replied` | 500 | a bug or a misconfiguration on the server |
+//! | `decode`, `encode`, `codec_mismatch`, `descriptor`, `invalid_size`, `already_replied`, `no_fd_passing` | 500 | a bug or a misconfiguration on the server |
 //!
 //! The body is JSON: `{"error": "<kind>", "message": "<what happened>",
 //! "request_id": "<uuid>" or null}`.
@@ -51,7 +51,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         | ErrorKind::CodecMismatch
         | ErrorKind::Descriptor
         | ErrorKind::InvalidSize
-        | ErrorKind::AlreadyReplied => StatusCode::INTERNAL_SERVER_ERROR,
+        | ErrorKind::AlreadyReplied
+        | ErrorKind::NoFdPassing => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -115,10 +115,10 @@ mod supervisor;
 mod worker_handle;
 
 pub use balancer::{Answer, Balancer};
-pub use config::{Config, Heartbeat, SignalPolicy, Strategy, WorkerCommand};
+pub use config::{Config, Heartbeat, SignalPolicy, Strategy, Transport, WorkerCommand};
 pub use error::{Error, ErrorKind};
 pub use events::{CustomEvent, EventStream, PoolEvent};
-pub use health::{WorkerHealth, WorkerState};
+pub use health::{UsageSource, WorkerHealth, WorkerState};
 pub use lpm_protocol::{Call, Codec, Query, Topic};
 pub use pool::Pool;
 pub use reasons::{KillReason, RecycleReason};

@@ -362,7 +362,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`Error::Encode`], or [`Error::PoolStopped`] when the supervisor is gone.
+    /// [`Error::Encode`], [`Error::NoFdPassing`] when the workers are on the
+    /// stdio transport, or [`Error::PoolStopped`] when the supervisor is gone.
     pub async fn broadcast_listener<T: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -377,7 +378,7 @@ impl Pool {
                 listener: listener.into(),
             })
             .await
-            .map_err(|_| Error::PoolStopped)
+            .map_err(|_| Error::PoolStopped)?
     }
 
     /// Grows or shrinks the pool; see [`Resize`].

@@ -119,6 +119,8 @@ pub(crate) struct Publish(pub(crate) PoolEvent);
 #[rtype(result = "()")]
 pub(crate) struct WorkerReady {
     pub(crate) id: WorkerId,
+    /// Set when the worker takes no descriptors: the transport that keeps it from them.
+    pub(crate) refuses_fds: Option<crate::Transport>,
 }
 
 #[derive(Debug, Message)]
@@ -182,6 +184,8 @@ pub struct Supervisor {
     sampling: bool,
     /// The rolling reload under way.
     reload: Option<Reloading>,
+    /// Live workers that take no descriptors (no listener goes to them).
+    fd_refusals: HashMap<WorkerId, crate::Transport>,
 }
 
 impl Supervisor {
@@ -232,6 +236,7 @@ impl Supervisor {
             sampler: None,
             sampling: false,
             reload: None,
+            fd_refusals: HashMap::new(),
         }
     }
 
@@ -624,6 +629,9 @@ impl Handler<WorkerReady> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerReady, ctx: &mut Context<Self>) {
+        if let Some(transport) = msg.refuses_fds {
+            self.fd_refusals.insert(msg.id, transport);
+        }
         if !self.successor_ready(msg.id, ctx) {
             if let Some(live) = self
                 .slots
@@ -644,6 +652,7 @@ impl Handler<WorkerExited> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerExited, ctx: &mut Context<Self>) {
+        self.fd_refusals.remove(&msg.id);
         let WorkerExited {
             id,
             pid,

@@ -1,9 +1,12 @@
 //! The WorkerHandle actor: one per child process. It is the I/O shell of a
-//! [`Session`] (the state machine in `session.rs`): it reads the socket and
-//! feeds the session, writes what the session queues, keeps one timer for
-//! the session's next deadline, samples RSS/CPU, awaits the child's exit,
-//! and carries the session's effects to the Balancer and the Supervisor.
+//! [`Session`] (the state machine in `session.rs`): it reads the channel
+//! (a socket or the worker's stdout, `channel.rs`) and feeds the session,
+//! writes what the session queues, keeps one timer for the session's next
+//! deadline, samples RSS/CPU (or asks a remote worker for them), awaits the
+//! child's exit, pumps request streams, and carries the session's effects to
+//! the Balancer and the Supervisor.
 
+mod channel;
 mod group_guard;
 mod output;
 mod pump;
@@ -12,13 +15,11 @@ mod session;
 pub(crate) mod spawn;
 
 use std::process::ExitStatus;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use lpm_protocol::{FrameStream, ToSupervisor};
+use lpm_protocol::{FrameStream, RequestId, ToSupervisor};
 use nix::sys::signal::Signal;
-use tokio::net::UnixStream;
 
 use crate::alarm::Alarm;
 use crate::balancer::{
@@ -31,10 +32,11 @@ use crate::request::Pending;
 use crate::stream::ResponseStream;
 use crate::supervisor::{Publish, RecycleMe, Supervisor, WorkerExited, WorkerReady};
 use crate::{Error, PoolEvent};
+use channel::Channel;
 use output::StderrTail;
 use sampler::Sampler;
-use session::{Effect, Exit, Session};
-pub(crate) use session::{SessionConfig, SharedListener};
+use session::{Effect, Exit, RequestChunk, Session};
+pub(crate) use session::{Feedback, SessionConfig, SharedListener};
 use spawn::{signal_group, Spawned};
 
 /// Requests the balancer assigned to this worker.
@@ -75,6 +77,22 @@ pub(crate) struct SignalWorker(pub(crate) Signal);
 #[rtype(result = "WorkerHealth")]
 pub(crate) struct Sample;
 
+/// What a caller did with an in-band response stream of this worker.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StreamFeedback {
+    pub(crate) id: RequestId,
+    pub(crate) feedback: Feedback,
+}
+
+/// The next piece of an in-band request stream, from its pump.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct RequestChunkFor {
+    pub(crate) id: RequestId,
+    pub(crate) chunk: RequestChunk,
+}
+
 /// How long the exit report waits for the last stderr lines.
 const STDERR_DRAIN: Duration = Duration::from_millis(200);
 
@@ -94,9 +112,11 @@ pub(crate) struct WorkerHandle {
     sample_interval: Duration,
     balancer: Addr<Balancer>,
     supervisor: Addr<Supervisor>,
-    channel: Arc<UnixStream>,
-    /// Waiting for the socket to take more.
+    channel: Channel,
+    /// Waiting for the channel to take more.
     flush_waiting: bool,
+    /// The session asked to close the worker's input, once the outbox is written.
+    close_input: bool,
     stream: Option<FrameStream<ToSupervisor>>,
     child: Option<spawn::Child>,
     /// Rings at the session's next deadline.
@@ -122,7 +142,6 @@ impl WorkerHandle {
             pid,
             channel,
         } = spawned;
-        let channel = Arc::new(channel);
         let stderr_tail = StderrTail::default();
         let stderr_eof = output::forward(
             id.slot,
@@ -135,13 +154,14 @@ impl WorkerHandle {
         Self {
             id,
             pid,
-            session: Session::new(id, pid, config.session, Instant::now()),
+            session: Session::new(id, pid, channel.transport(), config.session, Instant::now()),
             sample_interval: config.sample_interval,
             balancer,
             supervisor,
-            stream: Some(FrameStream::new(Arc::clone(&channel), max_frame_len)),
+            stream: Some(channel.frames(max_frame_len)),
             channel,
             flush_waiting: false,
+            close_input: false,
             child: Some(child),
             timer: Alarm::default(),
             spare_effects: Vec::new(),
@@ -181,13 +201,24 @@ impl WorkerHandle {
             Effect::Requeue(requests) => self.balancer.do_send(Requeue(requests)),
             Effect::Freed => self.balancer.do_send(Freed),
             Effect::Rss(rss) => self.balancer.do_send(LoadSample { id, rss }),
-            Effect::Calls(calls) => self.balancer.do_send(WorkerCalls { id, calls }),
+            Effect::Calls {
+                calls,
+                takes_fds,
+                transport,
+            } => self.balancer.do_send(WorkerCalls {
+                id,
+                calls,
+                refuses_fds: (!takes_fds).then_some(transport),
+            }),
             Effect::Killing(reason) => self.supervisor.do_send(Publish(PoolEvent::WorkerKilled {
                 slot: id.slot,
                 pid: self.pid,
                 reason,
             })),
-            Effect::Online => self.supervisor.do_send(WorkerReady { id }),
+            Effect::Online => self.supervisor.do_send(WorkerReady {
+                id,
+                refuses_fds: self.session.refuses_fds(),
+            }),
             Effect::Emitted {
                 name,
                 payload,
@@ -205,7 +236,26 @@ impl WorkerHandle {
             }),
             Effect::Exited(exit) => self.report_exit(exit, ctx),
             Effect::Signal(signal) => signal_group(self.pid, signal),
+            Effect::SignalLauncher(signal) => signal_process(self.pid, signal),
+            Effect::CloseInput => {
+                self.close_input = true;
+                self.close_input_when_written();
+            }
             Effect::Pump { id, reader, writer } => pump::start(id, reader, writer),
+            Effect::PumpInBand { id, reader, credit } => {
+                pump::start_in_band(id, reader, credit, ctx.address().recipient());
+            }
+            Effect::AnswerStreamed {
+                pending,
+                payload,
+                chunks,
+                end,
+            } => {
+                let request = pending.id;
+                let feedback = ctx.address().recipient();
+                let stream = ResponseStream::in_band(request, chunks, end, self.pid, feedback);
+                pending.respond_with_stream(self.pid, id.slot, payload, stream);
+            }
             Effect::AnswerWithStream {
                 pending,
                 payload,
@@ -221,18 +271,26 @@ impl WorkerHandle {
         }
     }
 
-    /// Writes what the socket takes now; waits for writability once if it is full.
+    /// Closes the worker's input if it is to be closed and nothing queued
+    /// for it is left to write.
+    fn close_input_when_written(&mut self) {
+        if self.close_input && !self.flush_waiting && self.session.outbox().pending() == 0 {
+            self.channel.close_input();
+        }
+    }
+
+    /// Writes what the channel takes now; waits for writability once if it is full.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.flush_waiting || self.session.outbox().pending() == 0 {
-            return;
+            return self.close_input_when_written();
         }
-        match self.session.outbox().write_to(&self.channel) {
-            Ok(true) => {}
+        match self.channel.write(self.session.outbox()) {
+            Ok(true) => self.close_input_when_written(),
             Ok(false) => {
                 self.flush_waiting = true;
-                let channel = Arc::clone(&self.channel);
                 ctx.spawn(
-                    async move { channel.writable().await }
+                    self.channel
+                        .writable()
                         .into_actor(self)
                         .map(|ready, act, ctx| {
                             act.flush_waiting = false;
@@ -302,7 +360,12 @@ impl WorkerHandle {
         }
     }
 
+    /// Samples the worker's RSS and CPU, or asks a remote worker for them.
     fn sample(&mut self) {
+        if self.session.is_remote() {
+            self.session.request_usage();
+            return;
+        }
         let sample = self.sampler.sample();
         self.session.on_sample(sample, Instant::now());
     }
@@ -420,8 +483,37 @@ impl Handler<SignalWorker> for WorkerHandle {
     type Result = ();
 
     fn handle(&mut self, msg: SignalWorker, ctx: &mut Context<Self>) {
-        self.session.signal(msg.0);
+        self.session.signal(msg.0, Instant::now());
         self.apply(ctx);
+    }
+}
+
+impl Handler<StreamFeedback> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamFeedback, ctx: &mut Context<Self>) {
+        self.session
+            .on_stream_feedback(msg.id, msg.feedback, Instant::now());
+        self.apply(ctx);
+    }
+}
+
+impl Handler<RequestChunkFor> for WorkerHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestChunkFor, ctx: &mut Context<Self>) {
+        self.session.on_request_chunk(msg.id, msg.chunk);
+        self.apply(ctx);
+    }
+}
+
+/// Sends `signal` to the process `pid` alone (a remote worker's launcher).
+fn signal_process(pid: u32, signal: Signal) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    if let Err(e) = nix::sys::signal::kill(pid, signal) {
+        if e != nix::errno::Errno::ESRCH {
+            tracing::warn!(%pid, ?signal, error = %e, "could not signal a remote worker's launcher");
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::net::UnixStream;
 
 use crate::fd::{CarriesFd, OutFds};
 use crate::message::{RequestFrameRef, ToWorkerRef};
+use crate::pipe::Pipe;
 use crate::{encode_frame, Error, RequestId, Timestamp};
 
 /// Encoded frames waiting to be written, each descriptor with its frame.
@@ -123,6 +124,32 @@ impl FrameBuf {
             }
         } else if !self.fds.write(stream, &self.buf, &mut self.written)? {
             return Ok(false);
+        }
+        self.buf.clear();
+        self.written = 0;
+        Ok(true)
+    }
+
+    /// Writes as much as `pipe` takes now; `Ok(true)` once nothing is left.
+    ///
+    /// # Errors
+    ///
+    /// The pipe's error (the reader is gone, usually), and `InvalidInput`
+    /// when a queued frame carries a descriptor, which no pipe can pass.
+    pub fn write_to_pipe(&mut self, pipe: &Pipe) -> io::Result<bool> {
+        if !self.fds.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a frame that carries a file descriptor cannot go through a pipe",
+            ));
+        }
+        while self.written < self.buf.len() {
+            match pipe.try_write(&self.buf[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
         self.buf.clear();
         self.written = 0;

@@ -17,6 +17,7 @@ use tokio::net::UnixStream;
 
 use crate::fd::{recv_with_fds, CarriesFd, FdQueue, MAX_QUEUED_FDS};
 use crate::frame_buf::FrameBuf;
+use crate::pipe::Pipe;
 use crate::{Error, FrameDecoder, RequestId, Timestamp};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -25,13 +26,14 @@ const READ_CHUNK: usize = 64 * 1024;
 ///
 /// Yields `Err` once on a broken or malformed channel and `None` at a clean EOF.
 ///
-/// It reads with `recvmsg`, so file descriptors the peer passes
+/// On a socket it reads with `recvmsg`, so file descriptors the peer passes
 /// (`SCM_RIGHTS`) are received close-on-exec, owned at once, and handed to
 /// the messages that declare them ([`CarriesFd`]); a descriptor no message
-/// claims is closed when the stream is dropped.
+/// claims is closed when the stream is dropped. On a [`Pipe`] no descriptor
+/// can arrive: a message that declares one is an error ([`Error::MissingFd`]).
 #[derive(Debug)]
 pub struct FrameStream<T> {
-    stream: Arc<UnixStream>,
+    source: Source,
     buf: BytesMut,
     decoder: FrameDecoder,
     fds: FdQueue,
@@ -41,11 +43,28 @@ pub struct FrameStream<T> {
     _msg: PhantomData<fn() -> T>,
 }
 
+/// What a [`FrameStream`] reads.
+#[derive(Debug)]
+enum Source {
+    Socket(Arc<UnixStream>),
+    Pipe(Arc<Pipe>),
+}
+
 impl<T: DeserializeOwned + CarriesFd> FrameStream<T> {
     /// Reads frames of at most `max_frame_len` body bytes from `stream`.
     pub fn new(stream: Arc<UnixStream>, max_frame_len: usize) -> Self {
+        Self::with_source(Source::Socket(stream), max_frame_len)
+    }
+
+    /// Reads frames of at most `max_frame_len` body bytes from `pipe` (the
+    /// stdio transport: no descriptors).
+    pub fn from_pipe(pipe: Arc<Pipe>, max_frame_len: usize) -> Self {
+        Self::with_source(Source::Pipe(pipe), max_frame_len)
+    }
+
+    fn with_source(source: Source, max_frame_len: usize) -> Self {
         Self {
-            stream,
+            source,
             buf: BytesMut::with_capacity(READ_CHUNK),
             decoder: FrameDecoder::new(max_frame_len),
             fds: VecDeque::new(),
@@ -109,12 +128,20 @@ impl<T: DeserializeOwned + CarriesFd> FrameStream<T> {
             if !batch.is_empty() {
                 return Poll::Ready(Some(Ok(batch)));
             }
-            if let Err(e) = ready!(self.stream.poll_read_ready(cx)) {
+            let ready = match &self.source {
+                Source::Socket(stream) => stream.poll_read_ready(cx),
+                Source::Pipe(pipe) => pipe.poll_read_ready(cx),
+            };
+            if let Err(e) = ready!(ready) {
                 self.done = true;
                 return Poll::Ready(Some(Err(e.into())));
             }
             self.buf.reserve(READ_CHUNK);
-            match read_draining(&self.stream, &mut self.buf, &mut self.fds) {
+            let read = match &self.source {
+                Source::Socket(stream) => read_draining(stream, &mut self.buf, &mut self.fds),
+                Source::Pipe(pipe) => pipe.read_buf(&mut self.buf),
+            };
+            match read {
                 Ok(0) => {
                     self.done = true;
                     let buffered = self.decoder.pending(&self.buf);

@@ -26,6 +26,7 @@
 //! [postcard]: https://docs.rs/postcard
 
 mod codec;
+mod credit;
 mod error;
 mod fd;
 mod frame_buf;
@@ -33,6 +34,7 @@ mod id_map;
 mod io;
 mod message;
 mod payload;
+mod pipe;
 mod typed;
 
 pub mod wire {
@@ -40,6 +42,7 @@ pub mod wire {
 }
 
 pub use codec::{encode_frame, frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
+pub use credit::Credit;
 pub use error::Error;
 pub use fd::{dup_cloexec, pipe, CarriesFd, Fd, FdKind, OutFds, MAX_FDS_PER_FRAME, MAX_QUEUED_FDS};
 pub use frame_buf::FrameBuf;
@@ -47,6 +50,7 @@ pub use id_map::{IdHasher, IdMap};
 pub use io::{FrameSink, FrameStream};
 pub use message::{RequestFrame, RequestId, Timestamp, ToSupervisor, ToWorker};
 pub use payload::Codec;
+pub use pipe::Pipe;
 pub use typed::{Call, Query, Topic};
 
 /// Version of this protocol; both sides send it in their `Hello`.

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 use uuid::Uuid;
 
+use super::in_band::InBandReader;
 use super::worker::Shared;
 use crate::WorkerError;
 
@@ -22,9 +23,13 @@ pub(crate) type Attached = (FdKind, OwnedFd);
 
 /// The byte stream the caller sent with a request ([`Request::stream`](super::Request::stream)).
 ///
-/// It ends (a read of 0 bytes) when the caller's reader ended. If the
-/// supervisor dies first, it ends early: a stream whose length matters
-/// should carry it in the request's payload.
+/// It ends (a read of 0 bytes) when the caller's reader ended. Over the
+/// socketpair it reads a pipe or a file; if the supervisor dies first, it
+/// ends early: a stream whose length matters should carry it in the
+/// request's payload. Over stdio it reads the chunks the supervisor sends
+/// in-band (granting it more as it reads), and a stream cut short (the
+/// caller's reader failed, the request was cancelled, the supervisor is
+/// gone) fails instead of ending early.
 pub struct RequestStream {
     inner: StreamInner,
 }
@@ -32,9 +37,16 @@ pub struct RequestStream {
 enum StreamInner {
     Pipe(pipe::Receiver),
     File(tokio::fs::File),
+    InBand(InBandReader),
 }
 
 impl RequestStream {
+    pub(crate) fn in_band(reader: InBandReader) -> Self {
+        Self {
+            inner: StreamInner::InBand(reader),
+        }
+    }
+
     pub(crate) fn new(kind: FdKind, fd: OwnedFd) -> Result<Self, WorkerError> {
         let inner = match kind {
             FdKind::Pipe => StreamInner::Pipe(pipe::Receiver::from_owned_fd(fd).map_err(|e| {
@@ -64,6 +76,7 @@ impl AsyncRead for RequestStream {
         match &mut self.get_mut().inner {
             StreamInner::Pipe(p) => Pin::new(p).poll_read(cx, buf),
             StreamInner::File(f) => Pin::new(f).poll_read(cx, buf),
+            StreamInner::InBand(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -73,6 +86,7 @@ impl fmt::Debug for RequestStream {
         let kind = match self.inner {
             StreamInner::Pipe(_) => "pipe",
             StreamInner::File(_) => "file",
+            StreamInner::InBand(_) => "in-band",
         };
         f.debug_struct("RequestStream")
             .field("kind", &kind)

@@ -51,10 +51,12 @@
 //! ```
 
 mod call;
+mod channel;
 mod emit;
 mod event;
 mod fds;
 mod handshake;
+mod in_band;
 mod in_flight;
 mod outbox;
 mod request;
@@ -63,6 +65,8 @@ mod soft_kill;
 #[allow(clippy::module_inception)]
 mod worker;
 
+#[cfg(test)]
+mod stdio_tests;
 #[cfg(test)]
 mod tests;
 

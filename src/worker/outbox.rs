@@ -8,9 +8,9 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lpm_protocol::{OutFds, ToSupervisor};
-use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
+use super::channel::Channel;
 use crate::WorkerError;
 
 /// Initial capacity of each of the two buffers.
@@ -130,12 +130,12 @@ impl Outbox {
     }
 
     /// The writer task: writes everything queued, with one write call per
-    /// batch when the socket takes it, until the outbox is closed and empty.
+    /// batch when the channel takes it, until the outbox is closed and empty.
     ///
     /// # Errors
     ///
-    /// The socket's error; the outbox is closed then.
-    pub(crate) async fn write_all(self: Arc<Self>, stream: Arc<UnixStream>) -> io::Result<()> {
+    /// The channel's error; the outbox is closed then.
+    pub(crate) async fn write_all(self: Arc<Self>, channel: Channel) -> io::Result<()> {
         let mut spare = Vec::with_capacity(INITIAL_CAPACITY);
         let mut spare_fds = OutFds::default();
         loop {
@@ -146,11 +146,7 @@ impl Outbox {
                 state.closed
             };
             if !spare.is_empty() {
-                let written = if spare_fds.is_empty() {
-                    write_buf(&stream, &spare).await
-                } else {
-                    write_buf_with_fds(&stream, &spare, &mut spare_fds).await
-                };
+                let written = channel.write_all(&spare, &mut spare_fds).await;
                 if let Err(e) = written {
                     self.close();
                     return Err(e);
@@ -172,30 +168,6 @@ impl Outbox {
             tokio::task::yield_now().await;
         }
     }
-}
-
-/// Writes all of `buf` with the descriptors of its frames.
-async fn write_buf_with_fds(stream: &UnixStream, buf: &[u8], fds: &mut OutFds) -> io::Result<()> {
-    let mut written = 0;
-    while !fds.write(stream, buf, &mut written)? {
-        stream.writable().await?;
-    }
-    Ok(())
-}
-
-/// Writes all of `buf`, waiting for the socket only when it is full.
-async fn write_buf(stream: &UnixStream, buf: &[u8]) -> io::Result<()> {
-    let mut written = 0;
-    while written < buf.len() {
-        match stream.try_write(&buf[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

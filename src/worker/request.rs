@@ -43,6 +43,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::fds::{pump_response, Attached, RequestStream, Socket};
+use super::in_band::InBandReader;
 use super::worker::Shared;
 use crate::error::{decode_payload, display_chain, encode_payload};
 use crate::{BoxError, WorkerError};
@@ -241,11 +242,12 @@ pub struct Request {
     carried: Carried,
 }
 
-/// The descriptor a request carried, until its handler takes it; an
-/// untaken connection is reported closed when this drops.
+/// The descriptor or in-band stream a request carried, until its handler
+/// takes it; an untaken connection is reported closed when this drops.
 pub(crate) struct Carried {
     state: Arc<RequestState>,
     attached: Option<Attached>,
+    in_band: Option<InBandReader>,
 }
 
 impl Carried {
@@ -254,7 +256,7 @@ impl Carried {
     }
 
     pub(crate) fn has_stream(&self) -> bool {
-        matches!(self.attached, Some((FdKind::Pipe | FdKind::File, _)))
+        self.in_band.is_some() || matches!(self.attached, Some((FdKind::Pipe | FdKind::File, _)))
     }
 
     pub(crate) fn has_socket(&self) -> bool {
@@ -265,6 +267,9 @@ impl Carried {
     }
 
     pub(crate) fn stream(&mut self) -> Result<Option<RequestStream>, WorkerError> {
+        if let Some(reader) = self.in_band.take() {
+            return Ok(Some(RequestStream::in_band(reader)));
+        }
         if !self.has_stream() {
             return Ok(None);
         }
@@ -302,13 +307,15 @@ impl Drop for Carried {
 impl Request {
     /// Registers a new request as in flight; `None` if its id is in flight already.
     pub(crate) fn receive(frame: RequestFrame, shared: &Arc<Shared>) -> Option<Request> {
-        Self::receive_with(frame, None, shared)
+        Self::receive_with(frame, None, None, shared)
     }
 
-    /// As [`Request::receive`], for a request that carries a descriptor.
+    /// As [`Request::receive`], for a request that carries a descriptor or
+    /// an in-band stream.
     pub(crate) fn receive_with(
         frame: RequestFrame,
         attached: Option<Attached>,
+        in_band: Option<InBandReader>,
         shared: &Arc<Shared>,
     ) -> Option<Request> {
         let state = Arc::new(RequestState {
@@ -323,6 +330,7 @@ impl Request {
         let carried = Carried {
             state: Arc::clone(&state),
             attached,
+            in_band,
         };
         shared
             .in_flight
@@ -350,6 +358,7 @@ impl Request {
         Carried {
             state: Arc::clone(&self.state),
             attached: self.carried.attached.take(),
+            in_band: self.carried.in_band.take(),
         }
     }
 
@@ -412,10 +421,13 @@ impl Request {
     /// `reader` yields until its end reaches the caller's
     /// [`Response::take_stream`].
     ///
-    /// The stream is written by a task of its own, through a pipe, at the
-    /// pace the caller reads it. The request counts as in flight (and holds
-    /// up a soft kill) until the stream ends; if `reader` fails, the caller's
-    /// stream fails too rather than ending short.
+    /// The stream is written by a task of its own, at the pace the caller
+    /// reads it: through a pipe over the socketpair, in-band over stdio (no
+    /// more than 256 KiB ahead of the caller). The request counts as in
+    /// flight (and holds up a soft kill) until the stream ends; if `reader`
+    /// fails, the caller's stream fails too rather than ending short. When
+    /// the caller drops an in-band stream early, the supervisor cancels the
+    /// request and the task stops.
     ///
     /// # Errors
     ///
@@ -457,6 +469,9 @@ impl Request {
                 return Err(e);
             }
         };
+        if !self.state.shared.takes_fds {
+            return self.respond_streamed(bytes, reader);
+        }
         let pipe = lpm_protocol::pipe().and_then(|(r, w)| {
             let w = tokio::net::unix::pipe::Sender::from_owned_fd(w)?;
             Ok((r, w))
@@ -502,6 +517,45 @@ impl Request {
                         .push(&ToSupervisor::Failed { id, message });
                 }
                 state.shared.in_flight.answered();
+                Err(e)
+            }
+        }
+    }
+
+    /// Answers with `payload` and `reader` as an in-band stream (the channel
+    /// takes no descriptors).
+    fn respond_streamed<R>(self, payload: Vec<u8>, reader: R) -> Result<(), WorkerError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        let state = &self.state;
+        if let Err(before) = state.settle(0) {
+            if before & CANCELLED != 0 {
+                return Ok(());
+            }
+            return Err(WorkerError::AlreadyAnswered { id: state.id });
+        }
+        let id = state.id;
+        let shared = &state.shared;
+        // Open before the answer goes out, so no credit for it is missed.
+        let credit = shared.response_credits.open(id);
+        match shared
+            .outbox
+            .push(&ToSupervisor::ResponseStreamed { id, payload })
+        {
+            Ok(()) => {
+                // Counted as answered by the pump, once the stream ended.
+                let pump = super::in_band::pump_response(id, reader, credit, Arc::clone(shared));
+                tokio::spawn(pump);
+                Ok(())
+            }
+            Err(e) => {
+                shared.response_credits.stop(&id);
+                if matches!(e, WorkerError::PayloadTooLarge { .. }) {
+                    let message = format!("the worker could not send its response: {e}");
+                    let _ = shared.outbox.push(&ToSupervisor::Failed { id, message });
+                }
+                shared.in_flight.answered();
                 Err(e)
             }
         }

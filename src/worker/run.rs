@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::event::{self, Event};
 use super::handshake::send_hello;
+use super::in_band::{usage, Chunk, InBandReader, RequestStreams};
 use super::request::{cancel, reject_duplicate, reject_not_handled, reject_unhandled, Request};
 use super::soft_kill;
 use super::worker::{Reader, RequestHandler, Shared};
@@ -32,7 +33,7 @@ enum Exit {
 /// Serves until the supervisor stops the worker; see [`Worker::run`](super::Worker::run).
 pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), WorkerError> {
     let Reader {
-        stream,
+        channel,
         mut frames,
         backlog,
     } = shared.take_reader().ok_or(WorkerError::AlreadyRunning)?;
@@ -42,7 +43,7 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), WorkerError> {
     }
     // The Hello goes first, before anything queued in the outbox.
     let max_frame_len = lpm_protocol::max_frame_len_from_env();
-    if let Err(e) = send_hello(&stream, shared.codec, names, max_frame_len).await {
+    if let Err(e) = send_hello(&channel, shared.codec, names, max_frame_len).await {
         shared.emits.close();
         shared.outbox.close();
         return match e {
@@ -50,11 +51,12 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), WorkerError> {
             other => Err(other),
         };
     }
-    let mut writer = Some(tokio::spawn(Arc::clone(&shared.outbox).write_all(stream)));
+    let mut writer = Some(tokio::spawn(Arc::clone(&shared.outbox).write_all(channel)));
     let mut session = Session {
         shared: &shared,
         calls,
         soft_kill: None,
+        request_streams: RequestStreams::default(),
     };
     let exit = session.serve(backlog, &mut frames, &mut writer).await;
     tracing::debug!(?exit, "worker stopping");
@@ -80,6 +82,7 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), WorkerError> {
     if let Some(writer) = writer {
         writer.abort();
     }
+    shared.response_credits.clear();
     shared.in_flight.clear();
     result
 }
@@ -91,6 +94,8 @@ struct Session<'a> {
     calls: Arc<[RequestHandler]>,
     /// Set once a soft kill started: completes when the worker may stop.
     soft_kill: Option<BoxFuture<'static, ()>>,
+    /// The in-band request streams being received.
+    request_streams: RequestStreams,
 }
 
 impl Session<'_> {
@@ -159,7 +164,8 @@ impl Session<'_> {
                             .push(&ToSupervisor::Failed { id, message });
                         continue;
                     };
-                    let Some(request) = Request::receive_with(frame, Some((kind, fd)), self.shared)
+                    let Some(request) =
+                        Request::receive_with(frame, Some((kind, fd)), None, self.shared)
                     else {
                         reject_duplicate(self.shared, id);
                         continue;
@@ -206,20 +212,49 @@ impl Session<'_> {
                     }
                 }
                 ToWorker::HardKill => return ControlFlow::Break(Exit::HardKill),
+                ToWorker::RequestStreamed(frame) => {
+                    let (id, call) = (frame.id, frame.call);
+                    let chunks = self.request_streams.open(id);
+                    let reader = InBandReader::new(id, chunks, Arc::clone(self.shared));
+                    let Some(request) =
+                        Request::receive_with(frame, None, Some(reader), self.shared)
+                    else {
+                        self.request_streams.stop(&id);
+                        reject_duplicate(self.shared, id);
+                        continue;
+                    };
+                    self.dispatch(request, call, &mut request_handler);
+                }
+                ToWorker::StreamData { id, data } => {
+                    self.request_streams.feed(id, Chunk::Data(data));
+                }
+                ToWorker::StreamEnd { id, outcome } => {
+                    self.request_streams.feed(id, Chunk::End(outcome));
+                }
+                ToWorker::StreamCredit { id, bytes } => {
+                    self.shared.response_credits.grant(&id, bytes);
+                }
+                ToWorker::ReportUsage => {
+                    let (rss_bytes, cpu_ns) = usage();
+                    let _ = self
+                        .shared
+                        .outbox
+                        .push(&ToSupervisor::Usage { rss_bytes, cpu_ns });
+                }
                 // Settled here, in order: a retry with the same id later in
-                // this batch or the next is received as a new request.
-                ToWorker::Cancel { id } => cancel(self.shared, id),
+                // this batch or the next is received as a new request. Its
+                // streams stop here too, before the fence's Pong is queued.
+                ToWorker::Cancel { id } => {
+                    cancel(self.shared, id);
+                    self.request_streams.stop(&id);
+                    self.shared.response_credits.stop(&id);
+                }
                 // Answered from the reader, so a busy handler does not look hung;
                 // a worker whose runtime is blocked does not answer, as intended.
                 ToWorker::Ping { seq } => {
                     let _ = self.shared.outbox.push(&ToSupervisor::Pong { seq });
                 }
-                other @ (ToWorker::Hello { .. }
-                | ToWorker::RequestStreamed(_)
-                | ToWorker::StreamData { .. }
-                | ToWorker::StreamEnd { .. }
-                | ToWorker::StreamCredit { .. }
-                | ToWorker::ReportUsage) => {
+                other @ ToWorker::Hello { .. } => {
                     tracing::warn!(
                         message = other.kind(),
                         "unexpected message after the handshake; ignored"

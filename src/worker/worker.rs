@@ -10,9 +10,11 @@ use serde::Serialize;
 use tokio::net::UnixStream;
 
 use super::call::{serve_call, CallContext};
+use super::channel::{take_stdio, Channel};
 use super::emit::{PendingEmits, Reply};
 use super::event::{Event, EventHandler, EventHandlers};
 use super::handshake::{greet, Greeted};
+use super::in_band::ResponseCredits;
 use super::in_flight::InFlight;
 use super::outbox::Outbox;
 use super::request::{serve, Request, RequestInfo};
@@ -33,6 +35,10 @@ pub(crate) struct Shared {
     pub(crate) emits: PendingEmits,
     /// Connections handed over with requests and still open.
     pub(crate) sockets: super::fds::OpenSockets,
+    /// Whether descriptors pass on the channel (else streams go in-band).
+    pub(crate) takes_fds: bool,
+    /// The credit of the response streams being sent in-band.
+    pub(crate) response_credits: ResponseCredits,
     handlers: Mutex<Handlers>,
     /// Taken by [`Worker::run`].
     reader: Mutex<Option<Reader>>,
@@ -53,7 +59,7 @@ struct Handlers {
 /// The channel's read side, waiting for [`Worker::run`].
 #[derive(Debug)]
 pub(crate) struct Reader {
-    pub(crate) stream: Arc<UnixStream>,
+    pub(crate) channel: Channel,
     pub(crate) frames: FrameStream<ToWorker>,
     pub(crate) backlog: Vec<ToWorker>,
 }
@@ -155,17 +161,29 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Connects to the supervisor over the channel this process inherited
-    /// (file descriptor 3, named by `LPM_IPC_FD`), then does the handshake.
+    /// Connects to the supervisor, then does the handshake: over the
+    /// channel this process inherited (file descriptor 3, named by
+    /// `LPM_IPC_FD`), or, when `LPM_IPC_FD` is not set, over its stdin and
+    /// stdout (the stdio transport, e.g. a worker started as `ssh host
+    /// worker`).
+    ///
+    /// Over stdio, fd 1 is pointed at stderr before any handler runs, so a
+    /// stray `println!` goes to the log instead of corrupting the frames;
+    /// the payload codec is `LPM_CODEC`'s, or, without it, the pool's (from
+    /// the supervisor's `Hello`); streams travel in-band.
     ///
     /// Call it once per process, inside a tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`WorkerError::NoChannel`] when the process was not started by an lpm pool,
-    /// and the errors of [`Worker::connect`].
+    /// [`WorkerError::NoChannel`] when `LPM_IPC_FD` names no socket, or,
+    /// without it, stdin or stdout is no pipe or socket (the process was not
+    /// started by an lpm pool); and the errors of [`Worker::connect`].
     pub async fn from_env() -> Result<Worker, WorkerError> {
-        Self::connect(inherited_channel()?).await
+        match inherited_channel()? {
+            Some(socket) => Self::connect(socket).await,
+            None => Self::over_stdio(codec_from_env()?).await,
+        }
     }
 
     /// As [`Worker::from_env`], for a worker that only speaks `codec`
@@ -176,7 +194,36 @@ impl Worker {
     ///
     /// As [`Worker::from_env`].
     pub async fn from_env_with(codec: Codec) -> Result<Worker, WorkerError> {
-        Self::connect_with(inherited_channel()?, codec).await
+        match inherited_channel()? {
+            Some(socket) => Self::connect_with(socket, codec).await,
+            None => Self::over_stdio(Some(codec)).await,
+        }
+    }
+
+    /// Connects over this process's stdin and stdout.
+    async fn over_stdio(codec: Option<Codec>) -> Result<Worker, WorkerError> {
+        let (input, output) = take_stdio()?;
+        Self::connect_channel(Channel::stdio(input, output)?, codec).await
+    }
+
+    /// Connects over a pair of pipes, as [`Worker::from_env`] does over
+    /// stdin and stdout: frames arrive on `input` and go out on `output`,
+    /// streams travel in-band, and no descriptor passes. Without `codec` the
+    /// pool's (from the supervisor's `Hello`) is adopted.
+    ///
+    /// This is how tests run a stdio worker in-process. Call it inside a
+    /// tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::NoChannel`] when the descriptors cannot be polled (a
+    /// regular file), and the errors of [`Worker::connect`].
+    pub async fn connect_pipes(
+        input: std::os::fd::OwnedFd,
+        output: std::os::fd::OwnedFd,
+        codec: Option<Codec>,
+    ) -> Result<Worker, WorkerError> {
+        Self::connect_channel(Channel::stdio(input, output)?, codec).await
     }
 
     /// Connects over a given channel: waits for the supervisor's `Hello`
@@ -197,9 +244,7 @@ impl Worker {
     /// * [`WorkerError::Handshake`]: the first message was not a `Hello`, or the channel closed first.
     /// * [`WorkerError::Channel`]: the socket failed.
     pub async fn connect(stream: std::os::unix::net::UnixStream) -> Result<Worker, WorkerError> {
-        let codec = Codec::from_env().map_err(|e| WorkerError::Handshake {
-            reason: e.to_string(),
-        })?;
+        let codec = codec_from_env()?.unwrap_or_default();
         Self::connect_with(stream, codec).await
     }
 
@@ -214,13 +259,26 @@ impl Worker {
     ) -> Result<Worker, WorkerError> {
         stream.set_nonblocking(true).map_err(WorkerError::channel)?;
         let stream = Arc::new(UnixStream::from_std(stream).map_err(WorkerError::channel)?);
+        Self::connect_channel(Channel::Socket(stream), Some(codec)).await
+    }
+
+    /// The handshake over either channel.
+    async fn connect_channel(
+        channel: Channel,
+        codec: Option<Codec>,
+    ) -> Result<Worker, WorkerError> {
         let max_frame_len = lpm_protocol::max_frame_len_from_env();
         let Greeted {
             slot,
+            codec,
             frames,
             backlog,
-        } = greet(&stream, codec, max_frame_len).await?;
-        tracing::debug!(slot, "connected to the supervisor");
+        } = greet(&channel, codec, max_frame_len).await?;
+        tracing::debug!(
+            slot,
+            takes_fds = channel.takes_fds(),
+            "connected to the supervisor"
+        );
         Ok(Worker {
             shared: Arc::new(Shared {
                 slot,
@@ -229,9 +287,11 @@ impl Worker {
                 in_flight: InFlight::default(),
                 emits: PendingEmits::new(),
                 sockets: super::fds::OpenSockets::default(),
+                takes_fds: channel.takes_fds(),
+                response_credits: ResponseCredits::default(),
                 handlers: Mutex::new(Handlers::default()),
                 reader: Mutex::new(Some(Reader {
-                    stream,
+                    channel,
                     frames,
                     backlog,
                 })),
@@ -516,11 +576,29 @@ impl Worker {
     }
 }
 
-/// The channel this process inherited from its pool.
-fn inherited_channel() -> Result<std::os::unix::net::UnixStream, WorkerError> {
-    lpm_protocol::inherited_channel().map_err(|e| WorkerError::NoChannel {
-        source: Box::new(e),
-    })
+/// The socket this process inherited from its pool; `None` without
+/// `LPM_IPC_FD` (the stdio transport).
+fn inherited_channel() -> Result<Option<std::os::unix::net::UnixStream>, WorkerError> {
+    if std::env::var_os(lpm_protocol::IPC_FD_ENV).is_none() {
+        return Ok(None);
+    }
+    lpm_protocol::inherited_channel()
+        .map(Some)
+        .map_err(|e| WorkerError::NoChannel {
+            source: Box::new(e),
+        })
+}
+
+/// The codec `LPM_CODEC` names, if it is set.
+fn codec_from_env() -> Result<Option<Codec>, WorkerError> {
+    if std::env::var_os(lpm_protocol::CODEC_ENV).is_none() {
+        return Ok(None);
+    }
+    Codec::from_env()
+        .map(Some)
+        .map_err(|e| WorkerError::Handshake {
+            reason: e.to_string(),
+        })
 }
 
 impl fmt::Debug for Worker {

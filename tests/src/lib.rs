@@ -156,6 +156,9 @@ pub enum Op {
     /// Answers the worker's [`VERSION_ENV`] (`String`, empty when unset), so
     /// a test can tell workers started before and after a reload apart.
     Version,
+    /// Prints this line to stdout with `println!`, then answers it
+    /// (`String`): over stdio the line must go to the log, not the channel.
+    Print(String),
 }
 
 /// The environment variable [`Op::Version`] answers with.
@@ -462,6 +465,9 @@ pub enum StreamOp {
     HoldUntilClosed,
     /// Answers how many requests the worker holds, this one included (`u64`).
     Held,
+    /// Answers how many bytes the worker's [`StreamOp::Generate`] streams
+    /// have produced so far, in all (`u64`): what it read of them to send.
+    Generated,
 }
 
 /// What [`StreamOp::Hash`] answers: the stream's length and SHA-256 (hex).

@@ -123,6 +123,25 @@ pub fn env_var(pid: u32, name: &str) -> Option<String> {
     })
 }
 
+/// The live (not zombie) descendants of `root`: children, their children ...
+pub fn live_descendants(root: u32) -> Vec<u32> {
+    let processes = all();
+    let mut found = vec![root];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            processes
+                .iter()
+                .filter(|p| p.ppid == parent && !p.is_zombie())
+                .map(|p| p.pid),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,23 +172,4 @@ mod tests {
         assert!(env_var(me, "PATH").is_some_and(|p| !p.is_empty()));
         assert_eq!(env_var(me, "LPM_NO_SUCH_VARIABLE"), None);
     }
-}
-
-/// The live (not zombie) descendants of `root`: children, their children ...
-pub fn live_descendants(root: u32) -> Vec<u32> {
-    let processes = all();
-    let mut found = vec![root];
-    let mut next = 0;
-    while next < found.len() {
-        let parent = found[next];
-        found.extend(
-            processes
-                .iter()
-                .filter(|p| p.ppid == parent && !p.is_zombie())
-                .map(|p| p.pid),
-        );
-        next += 1;
-    }
-    found.remove(0);
-    found
 }

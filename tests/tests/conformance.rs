@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lpm::prelude::*;
-use lpm::{Codec, EventStream, WorkerCommand, WorkerState};
+use lpm::{Codec, EventStream, Transport, WorkerCommand, WorkerState};
 use lpm_tests::conformance::{
     stream_byte, Add, Ask, BusyFor, CrashOnce, Echo, Fail, Recall, Report, Sleep, StreamBytes,
     WhoAmI, CANCELLED, GOODBYE, QUESTION, REMEMBER,
@@ -24,20 +24,32 @@ use tokio::io::AsyncReadExt;
 #[derive(Debug, Clone, Copy)]
 enum Impl {
     Rust,
+    Python,
+    Node,
 }
 
 /// How the supervisor reaches the worker.
 #[derive(Debug, Clone, Copy)]
 enum Via {
     Socketpair,
+    Stdio,
 }
 
 fn command(implementation: Impl, via: Via) -> WorkerCommand {
     let command = match implementation {
         Impl::Rust => WorkerCommand::new(env!("CARGO_BIN_EXE_conformance_worker")),
+        Impl::Python => WorkerCommand::new("python3").arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../python/examples/conformance_worker.py"
+        )),
+        Impl::Node => WorkerCommand::new("node").arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../node/examples/conformance_worker.js"
+        )),
     };
     match via {
         Via::Socketpair => command,
+        Via::Stdio => command.transport(Transport::Stdio),
     }
 }
 
@@ -374,3 +386,8 @@ macro_rules! column {
 }
 
 column!(rust_socketpair, Impl::Rust, Via::Socketpair);
+column!(rust_stdio, Impl::Rust, Via::Stdio);
+column!(python_socketpair, Impl::Python, Via::Socketpair);
+column!(python_stdio, Impl::Python, Via::Stdio);
+column!(node_socketpair, Impl::Node, Via::Socketpair);
+column!(node_stdio, Impl::Node, Via::Stdio);

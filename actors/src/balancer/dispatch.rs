@@ -110,6 +110,14 @@ impl Dispatch {
             return pending.fail(error);
         };
         pending.call_id = call_id;
+        if pending.fd_need() == FdNeed::Socket {
+            if let Some(transport) = self.workers.refuses_sockets() {
+                return pending.fail(Error::NoFdPassing {
+                    what: "socket",
+                    transport,
+                });
+            }
+        }
         if self.queue.is_empty() {
             if let Some(worker) = self.workers.pick(None, pending.fd_need()) {
                 return self.assign(worker, pending);
@@ -185,6 +193,23 @@ impl Dispatch {
         }
         if first {
             self.fail_unserved();
+        }
+    }
+
+    /// A worker said hello: whether it takes descriptors (`refuses` names
+    /// the transport of one that does not). Once no worker that said hello
+    /// takes them, the queued sockets fail: none could be handed over.
+    pub(crate) fn worker_fds(&mut self, id: WorkerId, refuses: Option<crate::Transport>) {
+        self.workers.set_fds(id, refuses);
+        if let Some(transport) = self.workers.refuses_sockets() {
+            let sockets = self.queue.take_where(|p| p.fd_need() == FdNeed::Socket);
+            for pending in sockets {
+                pending.fail(Error::NoFdPassing {
+                    what: "socket",
+                    transport,
+                });
+            }
+            self.settle();
         }
     }
 

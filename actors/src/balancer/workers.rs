@@ -18,7 +18,7 @@ use crate::balance::{Candidate, Pressure};
 use crate::health::WorkerState;
 use crate::id::WorkerId;
 use crate::request::{Changed, FdNeed, Load, LoadGuard, Pending};
-use crate::Strategy;
+use crate::{Strategy, Transport};
 
 /// One worker process as the balancer sees it.
 #[derive(Debug)]
@@ -34,6 +34,18 @@ pub(super) struct Worker {
     pub(super) batch: Vec<Pending>,
     /// Its numbers for the calls it serves, once it said hello.
     pub(super) calls: Option<Numbers>,
+    /// Whether it takes descriptors, once it said hello.
+    fds: Fds,
+}
+
+/// Whether a worker takes descriptors (sockets can only go to those that do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fds {
+    /// It has not said hello yet.
+    Unknown,
+    Taken,
+    /// Refused: its channel is this transport.
+    Refused(Transport),
 }
 
 impl Worker {
@@ -114,6 +126,7 @@ impl Workers {
             open: None,
             batch: Vec::new(),
             calls: None,
+            fds: Fds::Unknown,
         };
         match self.table.get_mut(key) {
             Some(place) => *place = Some(worker),
@@ -143,6 +156,29 @@ impl Workers {
     /// Sets a worker's state; false if it is unknown.
     pub(super) fn set_state(&mut self, id: WorkerId, state: WorkerState) -> bool {
         self.update(id, |w| w.state = state)
+    }
+
+    /// Records whether a worker takes descriptors: `refuses` names the
+    /// transport of one that does not.
+    pub(super) fn set_fds(&mut self, id: WorkerId, refuses: Option<Transport>) {
+        if let Some(worker) = self.get_mut(id) {
+            worker.fds = refuses.map_or(Fds::Taken, Fds::Refused);
+        }
+    }
+
+    /// Why no socket can be handed to any worker: every worker that said
+    /// hello refuses descriptors (the transport of one of them); `None` while
+    /// some worker takes them, or none has said hello yet.
+    pub(super) fn refuses_sockets(&self) -> Option<Transport> {
+        let mut refused = None;
+        for worker in self.table.iter().flatten() {
+            match worker.fds {
+                Fds::Taken => return None,
+                Fds::Refused(transport) => refused = Some(transport),
+                Fds::Unknown => {}
+            }
+        }
+        refused
     }
 
     /// Sets a worker's latest RSS sample; false if it is unknown.
@@ -270,7 +306,14 @@ impl Workers {
             let Some(worker) = self.table[key].as_ref() else {
                 continue;
             };
-            if worker.open.is_some() && (fd == FdNeed::None || worker.load.fds() < max_fds) {
+            let fits = match fd {
+                FdNeed::None => true,
+                FdNeed::Stream => worker.load.fds() < max_fds,
+                FdNeed::Socket => {
+                    worker.load.fds() < max_fds && !matches!(worker.fds, Fds::Refused(_))
+                }
+            };
+            if worker.open.is_some() && fits {
                 self.candidates.push(worker.candidate());
                 self.candidate_keys.push(key);
             }

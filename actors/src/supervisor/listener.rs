@@ -7,6 +7,7 @@ use actix::prelude::*;
 use super::{Phase, Supervisor};
 use crate::stream::Listener;
 use crate::worker_handle::{SendListener, SharedListener, WorkerHandle};
+use crate::{Error, Transport};
 
 /// Sends the event `name` with `payload` and a duplicate of `listener` to
 /// every live worker, so they all accept on the same address (the kernel
@@ -18,8 +19,14 @@ use crate::worker_handle::{SendListener, SharedListener, WorkerHandle};
 /// never drops below strength for accepting. The supervisor's copy is closed
 /// when the pool stops (a soft or hard kill completes, or its actors stop);
 /// broadcast a listener only once per address, as each broadcast is kept.
+///
+/// Workers over the stdio transport take no descriptors: the broadcast then
+/// fails with [`Error::NoFdPassing`] and the listener is closed. A worker on
+/// the socketpair whose `Hello` says it takes no descriptors is skipped (not
+/// counted as reached); when no live worker takes descriptors, the
+/// broadcast fails the same way.
 #[derive(Debug, Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Result<usize, Error>")]
 pub struct BroadcastListener {
     /// Event name, matched against the workers' `on_event` handlers.
     pub name: String,
@@ -30,9 +37,15 @@ pub struct BroadcastListener {
 }
 
 impl Handler<BroadcastListener> for Supervisor {
-    type Result = usize;
+    type Result = Result<usize, Error>;
 
-    fn handle(&mut self, msg: BroadcastListener, _ctx: &mut Context<Self>) -> usize {
+    fn handle(&mut self, msg: BroadcastListener, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.command.transport == Transport::Stdio {
+            return Err(Error::NoFdPassing {
+                what: "listener",
+                transport: Transport::Stdio,
+            });
+        }
         let (kind, fd) = msg.listener.into_parts();
         let event = SendListener(SharedListener {
             name: msg.name,
@@ -41,14 +54,25 @@ impl Handler<BroadcastListener> for Supervisor {
             fd: Arc::new(fd),
         });
         let mut reached = 0;
+        let mut refused = None;
         for live in self.serving() {
+            if let Some(&transport) = self.fd_refusals.get(&live.id) {
+                refused = Some(transport);
+                continue;
+            }
             live.handle.do_send(event.clone());
             reached += 1;
+        }
+        if let (0, Some(transport)) = (reached, refused) {
+            return Err(Error::NoFdPassing {
+                what: "listener",
+                transport,
+            });
         }
         if matches!(self.phase, Phase::Running) {
             self.listeners.push(event);
         }
-        reached
+        Ok(reached)
     }
 }
 

@@ -1,12 +1,17 @@
-//! Copies a caller's stream into the pipe its worker reads, at the
-//! worker's pace; closing the pipe is the stream's end.
+//! Copies a caller's stream to its worker at the worker's pace: into the
+//! pipe the worker reads (closing it is the stream's end), or, in-band, as
+//! chunks within the worker's credit.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
-use lpm_protocol::RequestId;
+use actix::Recipient;
+use lpm_protocol::{Credit, RequestId, STREAM_CHUNK};
+use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
-use super::session::CallerStream;
+use super::session::{CallerStream, RequestChunk};
+use super::RequestChunkFor;
 
 /// The pump's buffer: a pipe's default capacity.
 const PUMP_BUFFER: usize = 64 * 1024;
@@ -32,4 +37,46 @@ async fn pump(id: RequestId, reader: CallerStream, mut writer: pipe::Sender) {
         // request ends through the usual paths.
         Err(e) => tracing::debug!(%id, error = %e, "request stream stopped early"),
     }
+}
+
+/// Reads the caller's stream for an in-band request stream: at most one
+/// chunk at a time, and never more than the worker's `credit` allows; each
+/// piece goes to the handle, which sends it on. Stops when the credit is
+/// closed (the worker answered, the request was cancelled, the worker is
+/// gone) or the reader ends.
+pub(super) fn start_in_band(
+    id: RequestId,
+    reader: CallerStream,
+    credit: Arc<Credit>,
+    handle: Recipient<RequestChunkFor>,
+) {
+    actix::spawn(async move {
+        let mut reader = reader.0;
+        let mut total = 0u64;
+        while let Some(granted) = credit.take(STREAM_CHUNK).await {
+            let mut chunk = vec![0u8; granted];
+            let chunk = match reader.read(&mut chunk).await {
+                Ok(0) => {
+                    credit.give_back(granted as u64);
+                    RequestChunk::End(Ok(total))
+                }
+                Ok(n) => {
+                    credit.give_back((granted - n) as u64);
+                    total += n as u64;
+                    chunk.truncate(n);
+                    RequestChunk::Data(chunk)
+                }
+                Err(e) => {
+                    tracing::debug!(%id, error = %e, "the caller's request stream failed");
+                    RequestChunk::End(Err(format!("the caller's stream failed: {e}")))
+                }
+            };
+            let last = matches!(chunk, RequestChunk::End(_));
+            handle.do_send(RequestChunkFor { id, chunk });
+            if last {
+                return;
+            }
+        }
+        tracing::trace!(%id, bytes = total, "in-band request stream stopped");
+    });
 }

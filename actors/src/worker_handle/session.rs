@@ -3,21 +3,30 @@
 //! the heartbeat, descriptors and recycling.
 //!
 //! Its inputs are decoded frames, channel errors, assignments, cancels, kill
-//! orders, samples, the exit status and [`Session::on_timeout`] with `now`.
+//! orders, samples, the chunks of in-band request streams, what callers do
+//! with in-band response streams, the exit status and [`Session::on_timeout`]
+//! with `now`. It knows its transport only as far as the `Hello` tells it:
+//! whether the worker takes descriptors, and whether it is remote (its pid is
+//! not the process the pool started: it is then asked for its usage and
+//! stopped by closing its input, see `remote.rs`).
 //! Its outputs are frames queued in [`Session::outbox`] and [`Effect`]s
 //! taken with [`Session::take_effects`]; [`Session::next_timeout`] says when
 //! to call it next. The [`WorkerHandle`](super::WorkerHandle) actor does the
-//! socket, the timers, the child and the messages to the other actors.
+//! channel, the timers, the child and the messages to the other actors.
 
 mod cancel_fence;
 mod effect;
 mod fds;
+mod in_band;
 mod in_flight;
 mod inbound;
 mod lifecycle;
 mod liveness;
 #[cfg(test)]
 mod props;
+mod remote;
+#[cfg(test)]
+mod stdio_tests;
 #[cfg(test)]
 mod tests;
 
@@ -27,15 +36,17 @@ use std::time::{Duration, Instant};
 use lpm_protocol::{Codec, FrameBuf, RequestId, ToWorker, PROTOCOL_VERSION};
 use nix::sys::signal::Signal;
 
-use crate::health::WorkerHealth;
+use crate::health::{UsageSource, WorkerHealth};
 use crate::id::WorkerId;
 use crate::request::{Counters, Pending};
-use crate::{Error, Heartbeat, KillReason};
+use crate::{Error, Heartbeat, KillReason, Transport};
 pub(crate) use effect::CallerStream;
 pub(crate) use effect::{Effect, Exit};
 pub(crate) use fds::SharedListener;
+pub(crate) use in_band::{Feedback, RequestChunk};
 use in_flight::InFlight;
 use lifecycle::{Phase, Recycling};
+use remote::{Ladder, LastUsage};
 
 /// How long a worker that closed its channel may take to exit before SIGKILL.
 const EXIT_AFTER_EOF: Duration = Duration::from_secs(2);
@@ -63,6 +74,13 @@ pub(crate) struct SessionConfig {
 pub(crate) struct Session {
     id: WorkerId,
     pid: u32,
+    transport: Transport,
+    /// Whether descriptors may be sent: never over stdio; over the
+    /// socketpair, as the worker's `Hello` says.
+    takes_fds: bool,
+    /// The worker's `Hello` named another pid than the process started: a
+    /// worker behind a launcher, maybe on another machine.
+    remote: bool,
     config: SessionConfig,
     phase: Phase,
     outbox: FrameBuf,
@@ -76,6 +94,12 @@ pub(crate) struct Session {
     served: u64,
     rss: u64,
     cpu: f32,
+    /// A remote worker's last usage report, to measure CPU between two.
+    last_usage: Option<LastUsage>,
+    /// The worker's input was closed (it reads end of file).
+    input_closed: bool,
+    /// A remote worker being stopped: when its launcher gets which signal.
+    ladder: Option<Ladder>,
     stats: Vec<(String, f64)>,
     last_pong: Instant,
     /// When the next heartbeat ping is due, once the handshake is done.
@@ -86,8 +110,14 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A session with a worker just started; its `Hello` is queued.
-    pub(crate) fn new(id: WorkerId, pid: u32, config: SessionConfig, now: Instant) -> Self {
+    /// A session with a worker just started over `transport`; its `Hello` is queued.
+    pub(crate) fn new(
+        id: WorkerId,
+        pid: u32,
+        transport: Transport,
+        config: SessionConfig,
+        now: Instant,
+    ) -> Self {
         let mut outbox = FrameBuf::new(config.max_frame_len);
         let hello = ToWorker::Hello {
             version: PROTOCOL_VERSION,
@@ -100,6 +130,9 @@ impl Session {
         Self {
             id,
             pid,
+            transport,
+            takes_fds: transport == Transport::Socketpair,
+            remote: false,
             phase: Phase::Handshake {
                 until: now + config.spawn_timeout,
             },
@@ -112,6 +145,9 @@ impl Session {
             served: 0,
             rss: 0,
             cpu: 0.0,
+            last_usage: None,
+            input_closed: false,
+            ladder: None,
             stats: Vec::new(),
             last_pong: now,
             next_ping: None,
@@ -127,6 +163,11 @@ impl Session {
     /// closed: a hard kill's last frame is queued just before).
     pub(crate) fn outbox(&mut self) -> &mut FrameBuf {
         &mut self.outbox
+    }
+
+    /// The transport that keeps the worker from descriptors, if it takes none.
+    pub(crate) fn refuses_fds(&self) -> Option<Transport> {
+        (!self.takes_fds).then_some(self.transport)
     }
 
     /// The pool's payload codec (custom events are decoded with it).
@@ -153,6 +194,7 @@ impl Session {
             self.phase.deadline(),
             self.in_flight.earliest_deadline(),
             self.next_ping.filter(|_| self.phase.is_open()),
+            self.ladder.as_ref().and_then(Ladder::deadline),
         ]
         .into_iter()
         .flatten()
@@ -161,6 +203,7 @@ impl Session {
 
     /// Acts on every deadline that passed by `now`.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
+        self.climb_ladder(now);
         if self.phase.deadline().is_some_and(|d| d <= now) {
             self.phase_deadline(now);
         }
@@ -237,13 +280,20 @@ impl Session {
             self.push(&ToWorker::HardKill);
         }
         self.close_channel(now);
-        self.signal(Signal::SIGKILL);
+        self.signal(Signal::SIGKILL, now);
     }
 
     /// Signals the worker's process group, unless it was reaped already (its
-    /// process group id may then belong to someone else).
-    pub(crate) fn signal(&mut self, signal: Signal) {
-        if !self.phase.is_exited() {
+    /// process group id may then belong to someone else). A remote worker is
+    /// not ours to signal: its input closes, and its launcher gets the
+    /// signal later if it has not exited (`remote.rs`).
+    pub(crate) fn signal(&mut self, signal: Signal, now: Instant) {
+        if self.phase.is_exited() {
+            return;
+        }
+        if self.remote {
+            self.escalate(signal, now);
+        } else {
             self.effects.push(Effect::Signal(signal));
         }
     }
@@ -278,10 +328,16 @@ impl Session {
         if self.phase.is_exited() {
             return;
         }
-        // Whatever the worker started in its process group goes with it;
-        // right after the reap the group id cannot belong to anyone else yet.
-        self.signal(Signal::SIGKILL);
+        if self.remote {
+            // A dead launcher leaves its worker to read end of file.
+            self.close_input();
+        } else {
+            // Whatever the worker started in its process group goes with it;
+            // right after the reap the group id cannot belong to anyone else yet.
+            self.signal(Signal::SIGKILL, now);
+        }
         self.close_channel(now);
+        self.ladder = None;
         let killed_for = self.phase.take_kill_reason();
         self.enter(Phase::Exited);
         self.outbox.clear();
@@ -301,6 +357,11 @@ impl Session {
             pid: Some(self.pid),
             rss: self.rss,
             cpu: self.cpu,
+            usage: if self.remote {
+                UsageSource::Reported
+            } else {
+                UsageSource::Sampled
+            },
             in_flight: self.in_flight.len() + self.fds.open_streams(),
             served: self.served,
             restarts: 0,
@@ -359,7 +420,7 @@ impl Session {
                 sigkill_at,
             };
         }
-        self.signal(Signal::SIGKILL);
+        self.signal(Signal::SIGKILL, now);
     }
 
     /// Tells the supervisor's subscribers why the pool kills the worker.
@@ -369,13 +430,21 @@ impl Session {
     }
 
     /// No more frames either way: the worker gets `EXIT_AFTER_EOF` to exit.
+    /// A remote worker's input closes, so that it reads end of file; its
+    /// launcher is signalled later if it does not exit (`remote.rs`).
     fn close_channel(&mut self, now: Instant) {
         if self.phase.is_open() {
             let killed_for = self.phase.take_kill_reason();
+            let sigkill_at = (!self.remote).then_some(now + EXIT_AFTER_EOF);
             self.enter(Phase::Closed {
                 killed_for,
-                sigkill_at: Some(now + EXIT_AFTER_EOF),
+                sigkill_at,
             });
+            // Nothing more goes out for the streams being sent.
+            self.fds.stop_sending();
+            if self.remote {
+                self.escalate(Signal::SIGKILL, now);
+            }
         }
     }
 
@@ -404,6 +473,6 @@ impl Session {
             }
             _ => {}
         }
-        self.signal(Signal::SIGKILL);
+        self.signal(Signal::SIGKILL, now);
     }
 }

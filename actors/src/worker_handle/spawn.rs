@@ -1,6 +1,6 @@
-//! Starting a worker process: its IPC socketpair on fd 3, its own process
-//! group (watched by the group guard), and a parent-death signal so it never
-//! outlives the supervisor.
+//! Starting a worker process: its channel (a socketpair on fd 3, or its
+//! stdin and stdout), its own process group (watched by the group guard),
+//! and a parent-death signal so it never outlives the supervisor.
 //!
 //! The process starts on a spawner thread (`crate::spawner`), never on the
 //! actor thread, and without a copy of the supervisor's memory
@@ -16,13 +16,14 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use lpm_protocol::{Codec, CODEC_ENV, IPC_FD, IPC_FD_ENV, MAX_FRAME_LEN_ENV};
+use lpm_protocol::{Codec, Pipe, CODEC_ENV, IPC_FD, IPC_FD_ENV, MAX_FRAME_LEN_ENV};
 
 pub(crate) use child::Child;
 use child::{open_pidfd, Process};
-use launch::{launch, Program};
+use launch::{launch, Plumbing, Program};
 
-use crate::{spawner, WorkerCommand};
+use super::channel::Channel;
+use crate::{spawner, Transport, WorkerCommand};
 
 // `launch` gives the child its channel as fd 3.
 const _: () = assert!(IPC_FD == 3);
@@ -32,7 +33,7 @@ const _: () = assert!(IPC_FD == 3);
 pub(crate) struct Spawned {
     pub(crate) child: Child,
     pub(crate) pid: u32,
-    pub(crate) channel: tokio::net::UnixStream,
+    pub(crate) channel: Channel,
 }
 
 /// A child just started on a spawner thread, not yet tied to any runtime.
@@ -42,15 +43,35 @@ struct Started {
     pidfd: Option<OwnedFd>,
     stdout: OwnedFd,
     stderr: OwnedFd,
-    channel: std::os::unix::net::UnixStream,
+    channel: StartedChannel,
+}
+
+/// Our end of a started child's channel, not yet tied to any runtime.
+#[derive(Debug)]
+enum StartedChannel {
+    Socket(std::os::unix::net::UnixStream),
+    /// The write end of its stdin; its stdout (in `Started`) is the read end.
+    Stdin(OwnedFd),
 }
 
 impl Started {
     /// Ties the process, its pipes and its channel to the current thread's runtime.
     fn register(self) -> io::Result<Spawned> {
         let pid = self.process.id();
-        let channel = tokio::net::UnixStream::from_std(self.channel)?;
-        let child = Child::register(self.process, self.pidfd, self.stdout, self.stderr)?;
+        let (channel, log) = match self.channel {
+            StartedChannel::Socket(socket) => (
+                Channel::Socket(Arc::new(tokio::net::UnixStream::from_std(socket)?)),
+                Some(self.stdout),
+            ),
+            StartedChannel::Stdin(stdin) => (
+                Channel::Pipes {
+                    from_worker: Arc::new(Pipe::new(self.stdout)?),
+                    to_worker: Some(Arc::new(Pipe::new(stdin)?)),
+                },
+                None,
+            ),
+        };
+        let child = Child::register(self.process, self.pidfd, log, self.stderr)?;
         Ok(Spawned {
             child,
             pid,
@@ -67,7 +88,9 @@ impl Started {
 /// behind: a process started meanwhile is killed and reaped.
 ///
 /// The child gets: fd 3 = its end of a fresh socketpair (and `LPM_IPC_FD=3`),
-/// stdin from /dev/null, stdout and stderr piped to us, no other descriptor
+/// stdin from /dev/null, stdout and stderr piped to us; or, over
+/// [`Transport::Stdio`], stdin and stdout piped to us as its channel, stderr
+/// piped to us, no fd 3 and no `LPM_IPC_FD`; no other descriptor
 /// (even one the host left without close-on-exec), its own process group
 /// (so a hard kill reaches its own children too, and a terminal's Ctrl-C goes
 /// to the supervisor alone), and SIGKILL when the spawner thread that started
@@ -93,38 +116,63 @@ fn start_process(
     codec: Codec,
 ) -> io::Result<Started> {
     // std creates both ends with CLOEXEC: no other child inherits them.
-    let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()?;
-    parent_end.set_nonblocking(true)?;
-    let ours = [
-        (IPC_FD_ENV, IPC_FD.to_string()),
+    let socketpair = match command.transport {
+        Transport::Socketpair => {
+            let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+            parent_end.set_nonblocking(true)?;
+            Some((parent_end, child_end))
+        }
+        Transport::Stdio => None,
+    };
+    let mut ours = vec![
         (MAX_FRAME_LEN_ENV, max_frame_len.to_string()),
         (CODEC_ENV, codec.name().to_owned()),
     ];
-    let env = Program::environment(
+    if socketpair.is_some() {
+        ours.push((IPC_FD_ENV, IPC_FD.to_string()));
+    }
+    let mut env = Program::environment(
         command
             .env
             .iter()
             .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
             .chain(ours.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v)))),
     );
+    if socketpair.is_none() {
+        // A worker tells the transports apart by this variable alone.
+        env.remove(OsStr::new(IPC_FD_ENV));
+    }
     let program = Program {
         program: &command.program,
         args: &command.args,
         env,
         cwd: command.cwd.as_deref(),
     };
-    let launched = launch(&program, child_end.as_raw_fd())?;
-    drop(child_end);
+    let plumbing = match &socketpair {
+        Some((_, child_end)) => Plumbing::Fd3(child_end.as_raw_fd()),
+        None => Plumbing::Stdio,
+    };
+    let launched = launch(&program, plumbing)?;
     let pid = launched.pid;
     let process = Process::new(pid);
     // Should this process die without reaping it, the guard kills its group.
     super::group_guard::watch(pid);
+    let channel = match (socketpair, launched.stdin) {
+        (Some((parent_end, _child_end)), _) => StartedChannel::Socket(parent_end),
+        (None, Some(stdin)) => StartedChannel::Stdin(stdin),
+        // Not reached: `launch` pipes stdin over stdio. `process` is killed and reaped.
+        (None, None) => {
+            return Err(io::Error::other(
+                "the worker was started without a stdin pipe",
+            ));
+        }
+    };
     Ok(Started {
         pidfd: open_pidfd(pid),
         process,
         stdout: launched.stdout,
         stderr: launched.stderr,
-        channel: parent_end,
+        channel,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Worker for the stream, socket and listener tests: serves [`StreamOp`]s
 //! and the [`LISTEN`] event.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lpm::worker::{Event, Listener, Request, Worker};
@@ -24,6 +25,26 @@ async fn slow_hash(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     hash_reader(&all[..]).await
+}
+
+/// Bytes the [`StreamOp::Generate`] streams produced, in all.
+static GENERATED: AtomicU64 = AtomicU64::new(0);
+
+/// A pattern stream that counts what was read of it in [`GENERATED`].
+struct Counted(PatternReader);
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        GENERATED.fetch_add(read, Ordering::Relaxed);
+        polled
+    }
 }
 
 /// A pattern stream that ends the process after `bytes` bytes.
@@ -74,8 +95,9 @@ async fn serve(worker: Worker, mut req: Request) -> Result<(), lpm::BoxError> {
             std::future::pending::<()>().await;
         }
         StreamOp::Generate { len } => {
-            req.respond_with_stream(&len, PatternReader::new(len))?;
+            req.respond_with_stream(&len, Counted(PatternReader::new(len)))?;
         }
+        StreamOp::Generated => req.respond(&GENERATED.load(Ordering::Relaxed))?,
         StreamOp::GenerateThenExit { bytes } => {
             req.respond_with_stream(&bytes, ExitAfter(PatternReader::new(u64::MAX), bytes))?;
         }

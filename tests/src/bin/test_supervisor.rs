@@ -6,11 +6,14 @@
 //! events arrive, and runs until it is killed.
 //!
 //! Usage: `test_supervisor <worker-binary> <workers> [soft|hard|ignore] [worker args...]`
+//!
+//! With `LPM_TEST_TRANSPORT=stdio` its workers use the stdio transport (the
+//! ssh tests start `ssh ... WORKER` this way).
 
 use std::io::Write;
 
 use futures::StreamExt;
-use lpm::{Config, Pool, PoolEvent, SignalPolicy, WorkerCommand};
+use lpm::{Config, Pool, PoolEvent, SignalPolicy, Transport, WorkerCommand};
 
 #[actix::main]
 async fn main() {
@@ -41,8 +44,12 @@ async fn main() {
         }
         .expect("restore SIGINT's default action");
     }
+    let transport = match std::env::var("LPM_TEST_TRANSPORT").as_deref() {
+        Ok("stdio") => Transport::Stdio,
+        _ => Transport::Socketpair,
+    };
     let pool = Pool::start(
-        WorkerCommand::new(worker).args(args),
+        WorkerCommand::new(worker).args(args).transport(transport),
         Config::default().workers(workers).on_signal(policy),
     );
     let mut events = pool.events();

@@ -591,3 +591,45 @@ fn observe_counts_idle_and_busy_workers_and_the_oldest_wait() {
     );
     drop((callers, assigned, more));
 }
+
+#[test]
+fn a_socket_goes_only_to_a_worker_that_takes_descriptors() {
+    let mut pool = Harness::with_ready(&config(), [0, 1]);
+    pool.dispatch
+        .worker_fds(worker(0), Some(crate::Transport::Stdio));
+    pool.dispatch.worker_fds(worker(1), None);
+    // Slot 1 holds a socket already, yet only it can take one.
+    let _held = crate::request::SocketGuard::new(pool.load(worker(1)));
+    let _caller = pool.send(with_socket());
+    assert_eq!(slots(&pool.assigned()), [1]);
+    // Streams still go to either.
+    let _stream = pool.send(with_stream());
+    assert_eq!(pool.assigned().len(), 1);
+}
+
+#[test]
+fn a_socket_fails_at_once_when_no_worker_takes_descriptors() {
+    let mut pool = Harness::with_ready(&config(), [0]);
+    pool.dispatch
+        .worker_fds(worker(0), Some(crate::Transport::Stdio));
+    let mut caller = pool.send(with_socket());
+    assert_eq!(error(&mut caller), ErrorKind::NoFdPassing);
+    assert!(pool.assigned().is_empty());
+}
+
+#[test]
+fn a_queued_socket_fails_once_the_workers_say_they_take_no_descriptors() {
+    let mut pool = Harness::new(&config());
+    pool.join(worker(0));
+    let mut socket = pool.send(with_socket());
+    let mut plain_caller = pool.send(plain());
+    assert!(
+        outcome(&mut socket).is_none(),
+        "queued: no worker said hello yet"
+    );
+    pool.dispatch
+        .worker_fds(worker(0), Some(crate::Transport::Stdio));
+    assert_eq!(error(&mut socket), ErrorKind::NoFdPassing);
+    assert!(outcome(&mut plain_caller).is_none(), "the rest still waits");
+    assert_eq!(pool.dispatch.queued(), 1);
+}

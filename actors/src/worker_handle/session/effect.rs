@@ -3,15 +3,15 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use lpm_protocol::RequestId;
+use lpm_protocol::{Credit, RequestId};
 use nix::sys::signal::Signal;
 use tokio::io::AsyncRead;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::health::WorkerState;
 use crate::request::Pending;
 use crate::stream::StreamEnd;
-use crate::{KillReason, RecycleReason};
+use crate::{KillReason, RecycleReason, Transport};
 
 /// One thing for the shell to do, in the order the session decided it.
 #[derive(Debug)]
@@ -24,8 +24,13 @@ pub(crate) enum Effect {
     Freed,
     /// For the balancer: the worker's resident memory, in bytes.
     Rss(u64),
-    /// For the balancer: the calls the worker serves, numbered from 1.
-    Calls(Arc<[Box<str>]>),
+    /// For the balancer: the calls the worker serves, numbered from 1, and
+    /// whether it takes descriptors (sockets go only to those that do).
+    Calls {
+        calls: Arc<[Box<str>]>,
+        takes_fds: bool,
+        transport: Transport,
+    },
     /// For the supervisor's subscribers: the pool is killing the worker.
     Killing(KillReason),
     /// For the supervisor: the worker said ready for the first time.
@@ -43,11 +48,31 @@ pub(crate) enum Effect {
     Exited(Exit),
     /// Signal the worker's process group.
     Signal(Signal),
+    /// Signal the launcher of a remote worker, and nothing else.
+    SignalLauncher(Signal),
+    /// Close the worker's input once the frames queued so far are written.
+    CloseInput,
     /// Copy the caller's stream into the pipe the worker reads.
     Pump {
         id: RequestId,
         reader: CallerStream,
         writer: OwnedFd,
+    },
+    /// Read the caller's stream as far as `credit` allows, each piece back
+    /// to the session as a `RequestChunk` for request `id`.
+    PumpInBand {
+        id: RequestId,
+        reader: CallerStream,
+        credit: Arc<Credit>,
+    },
+    /// Answer with the worker's in-band byte stream, whose chunks arrive on
+    /// `chunks`; `end` tells how it ended.
+    AnswerStreamed {
+        /// Boxed: a rare effect, and the others are small.
+        pending: Box<Pending>,
+        payload: Vec<u8>,
+        chunks: mpsc::UnboundedReceiver<Vec<u8>>,
+        end: oneshot::Receiver<StreamEnd>,
     },
     /// Answer with the worker's byte stream, read from `fd`; `end` tells how
     /// its writing ended.

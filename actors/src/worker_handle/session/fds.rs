@@ -2,13 +2,16 @@
 //! or socket, the response streams still open, the sockets the worker holds,
 //! and listeners broadcast to every worker.
 
+use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use lpm_protocol::{Fd, FdKind, IdMap, RequestFrame, RequestId, ToWorker};
 use tokio::sync::oneshot;
 
+use super::cancel_fence::MAX_UNFENCED;
 use super::effect::CallerStream;
+use super::in_band::{Incoming, Outgoing};
 use super::{Effect, Session};
 use crate::request::{LoadGuard, Pending, SocketGuard};
 use crate::stream::{Attachment, StreamEnd};
@@ -24,13 +27,18 @@ pub(crate) struct SharedListener {
     pub(crate) fd: Arc<OwnedFd>,
 }
 
-/// Descriptors a handle keeps track of after sending or receiving them.
+/// Streams and descriptors a handle keeps track of after sending or receiving them.
 #[derive(Debug, Default)]
 pub(super) struct FdBook {
-    /// Response streams whose end the worker has not reported yet.
-    streams: IdMap<OpenStream>,
+    /// Response streams (pipes or in-band) whose end the worker has not reported yet.
+    pub(super) streams: IdMap<OpenStream>,
     /// Connections handed to the worker and not reported closed.
     sockets: IdMap<SocketGuard>,
+    /// Request streams being sent in-band.
+    pub(super) outgoing: IdMap<Outgoing>,
+    /// Pipe response streams dropped unread (a stale answer, or a pipe
+    /// that did not arrive) whose `StreamEnd` is still to come.
+    unwanted_ends: HashSet<RequestId>,
 }
 
 impl FdBook {
@@ -49,14 +57,24 @@ impl FdBook {
     pub(super) fn clear(&mut self) {
         self.streams.clear();
         self.sockets.clear();
+        self.outgoing.clear();
+        self.unwanted_ends.clear();
+    }
+
+    /// The channel closed: request streams stop being read.
+    pub(super) fn stop_sending(&mut self) {
+        self.outgoing.clear();
     }
 }
 
+/// A response stream the worker has not ended yet.
 #[derive(Debug)]
-struct OpenStream {
+pub(super) struct OpenStream {
     /// Keeps the request counted on the worker until the stream ends.
-    _load: Option<LoadGuard>,
-    end: oneshot::Sender<StreamEnd>,
+    pub(super) _load: Option<LoadGuard>,
+    pub(super) end: oneshot::Sender<StreamEnd>,
+    /// Set for an in-band stream: where its chunks go.
+    pub(super) incoming: Option<Incoming>,
 }
 
 impl Session {
@@ -72,6 +90,9 @@ impl Session {
                 .map_err(frame_error);
         };
         let what = attachment.what();
+        if !self.takes_fds {
+            return self.push_without_fds(pending, call, attachment);
+        }
         let descriptor = |e: std::io::Error| Error::Descriptor {
             what,
             reason: e.to_string(),
@@ -116,6 +137,31 @@ impl Session {
         Ok(())
     }
 
+    /// A request with a stream or file for a worker that takes no
+    /// descriptors: the stream goes in-band (a file is read for it); a socket
+    /// cannot go at all.
+    fn push_without_fds(
+        &mut self,
+        pending: &mut Pending,
+        call: u32,
+        attachment: Attachment,
+    ) -> Result<(), Error> {
+        let what = attachment.what();
+        let reader = match attachment {
+            Attachment::Reader(reader) => reader,
+            Attachment::Fd(FdKind::File | FdKind::Pipe, fd) => {
+                Box::new(tokio::fs::File::from_std(std::fs::File::from(fd)))
+            }
+            Attachment::Fd(_, _) => {
+                return Err(Error::NoFdPassing {
+                    what,
+                    transport: self.transport,
+                })
+            }
+        };
+        self.push_streamed(pending, call, CallerStream(reader), what)
+    }
+
     /// The worker answered with a stream: the caller gets it now, and the
     /// request stays counted on this worker until the stream's end.
     pub(super) fn on_response_stream(
@@ -125,6 +171,7 @@ impl Session {
         mut fd: Fd,
     ) {
         let Some(fd) = fd.take() else {
+            self.expect_unwanted_end(pending.id);
             return pending.fail(Error::Descriptor {
                 what: "response stream",
                 reason: "its pipe did not arrive: the supervisor may be out of file \
@@ -143,6 +190,7 @@ impl Session {
             OpenStream {
                 _load: load,
                 end: end_tx,
+                incoming: None,
             },
         );
         self.effects.push(Effect::AnswerWithStream {
@@ -153,16 +201,43 @@ impl Session {
         });
     }
 
-    /// The worker finished writing a response stream; `true` when that freed a slot.
-    pub(super) fn on_stream_end(&mut self, id: RequestId, outcome: StreamEnd) -> bool {
-        match self.fds.streams.remove(&id) {
-            Some(open) => {
-                // A reader that went away does not need the news.
-                let _ = open.end.send(outcome);
-                true
-            }
-            None => false,
+    /// A pipe response stream is dropped unread: its `StreamEnd` still comes.
+    pub(super) fn expect_unwanted_end(&mut self, id: RequestId) {
+        self.fds.unwanted_ends.insert(id);
+    }
+
+    /// The worker's `StreamEnd` for request `id`'s response stream: `Ok(true)`
+    /// when that freed a slot. Stale after a cancel until the fence returns;
+    /// the end of a pipe stream dropped unread is expected; any other end of
+    /// a stream that is not open breaks the protocol.
+    pub(super) fn on_stream_end(
+        &mut self,
+        id: RequestId,
+        outcome: StreamEnd,
+    ) -> Result<bool, String> {
+        if let Some(open) = self.fds.streams.remove(&id) {
+            // A reader that went away does not need the news.
+            let _ = open.end.send(outcome);
+            return Ok(true);
         }
+        if self.fds.unwanted_ends.remove(&id) || self.is_stale(&id) {
+            tracing::debug!(slot = self.id.slot, pid = self.pid, %id, "end of an unwanted stream dropped");
+            return Ok(false);
+        }
+        Err(format!(
+            "StreamEnd for request {id}, which has no response stream open"
+        ))
+    }
+
+    /// Whether the pipe streams left without their end stay within bounds.
+    pub(super) fn unwanted_ends_in_bounds(&self) -> Result<(), String> {
+        if self.fds.unwanted_ends.len() > MAX_UNFENCED {
+            return Err(format!(
+                "{} response streams dropped unread and never ended",
+                self.fds.unwanted_ends.len()
+            ));
+        }
+        Ok(())
     }
 
     /// The worker closed a connection it was handed.
@@ -174,10 +249,20 @@ impl Session {
 }
 
 impl Session {
-    /// Passes a listener to the worker, with its event.
+    /// Passes a listener to the worker, with its event (not to a worker
+    /// that takes no descriptors: the pool refuses such broadcasts).
     pub(crate) fn send_listener(&mut self, listener: &SharedListener) {
         if !self.phase.is_open() {
             return;
+        }
+        if !self.takes_fds {
+            return tracing::warn!(
+                slot = self.id.slot,
+                pid = self.pid,
+                transport = %self.transport,
+                event = %listener.name,
+                "listener not sent: this worker takes no file descriptors"
+            );
         }
         let fd = match lpm_protocol::dup_cloexec(std::os::fd::AsFd::as_fd(&*listener.fd)) {
             Ok(fd) => fd,
@@ -198,7 +283,7 @@ impl Session {
 }
 
 /// Our error for a frame that cannot be queued.
-fn frame_error(e: lpm_protocol::Error) -> Error {
+pub(super) fn frame_error(e: lpm_protocol::Error) -> Error {
     match e {
         lpm_protocol::Error::FrameTooLarge { len, max } => Error::PayloadTooLarge { len, max },
         other => Error::Encode {

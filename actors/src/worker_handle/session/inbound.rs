@@ -91,9 +91,9 @@ impl Session {
                     pid,
                     codec,
                     calls,
-                    takes_fds: _,
+                    takes_fds,
                 } => self
-                    .on_hello(version, pid, codec, calls, now)
+                    .on_hello(version, pid, codec, calls, takes_fds, now)
                     .map(|()| false),
                 other => Err(format!("expected Hello first, got {}", other.kind())),
             };
@@ -165,13 +165,36 @@ impl Session {
             }
             ToSupervisor::ResponseWithStream { id, payload, fd } => {
                 // A stale or unwanted stream's descriptor closes with `fd`.
-                if let Some(p) = self.answered(&id)? {
-                    self.on_response_stream(p, payload, fd);
+                match self.answered(&id)? {
+                    Some(p) => self.on_response_stream(p, payload, fd),
+                    None => {
+                        self.expect_unwanted_end(id);
+                        self.unwanted_ends_in_bounds()?;
+                    }
                 }
                 // The request stays counted until its stream ends.
                 false
             }
-            ToSupervisor::StreamEnd { id, outcome } => self.on_stream_end(id, outcome),
+            ToSupervisor::ResponseStreamed { id, payload } => {
+                if let Some(p) = self.answered(&id)? {
+                    self.on_response_streamed(p, payload);
+                }
+                // The request stays counted until its stream ends.
+                false
+            }
+            ToSupervisor::StreamData { id, data } => {
+                self.on_stream_data(id, data)?;
+                false
+            }
+            ToSupervisor::StreamEnd { id, outcome } => self.on_stream_end(id, outcome)?,
+            ToSupervisor::StreamCredit { id, bytes } => {
+                self.on_request_credit(id, bytes);
+                false
+            }
+            ToSupervisor::Usage { rss_bytes, cpu_ns } => {
+                self.on_usage(rss_bytes, cpu_ns, now);
+                false
+            }
             ToSupervisor::SocketClosed { id } => {
                 self.on_socket_closed(id);
                 true
@@ -184,15 +207,6 @@ impl Session {
                 true
             }
             ToSupervisor::Hello { .. } => return Err("a second Hello".into()),
-            ToSupervisor::ResponseStreamed { .. }
-            | ToSupervisor::StreamData { .. }
-            | ToSupervisor::StreamCredit { .. }
-            | ToSupervisor::Usage { .. } => {
-                return Err(format!(
-                    "{} before this supervisor takes in-band streams",
-                    msg.kind()
-                ))
-            }
         };
         Ok(freed)
     }
@@ -203,6 +217,7 @@ impl Session {
         pid: u32,
         codec: lpm_protocol::Codec,
         calls: Vec<String>,
+        takes_fds: bool,
         now: Instant,
     ) -> Result<(), String> {
         if version != PROTOCOL_VERSION {
@@ -220,13 +235,19 @@ impl Session {
             return Ok(());
         }
         if pid != self.pid {
+            // Not the process started: a launcher's (ssh, a shell), maybe on
+            // another machine. Its usage is asked for, and it is stopped by
+            // closing its input.
             tracing::debug!(
                 slot = self.id.slot,
                 pid = self.pid,
                 reported = pid,
-                "worker reports another pid (a wrapper process?)"
+                "worker reports another pid: a remote worker behind its launcher"
             );
+            self.remote = true;
         }
+        // No descriptor goes through a pipe, whatever the worker says.
+        self.takes_fds &= takes_fds;
         self.learn_calls(calls)?;
         match &mut self.phase {
             Phase::Draining { hello_by, .. } => *hello_by = None,
@@ -245,7 +266,11 @@ impl Session {
         if distinct.len() < names.len() {
             return Err("its Hello lists a call name twice".to_owned());
         }
-        self.effects.push(Effect::Calls(names));
+        self.effects.push(Effect::Calls {
+            calls: names,
+            takes_fds: self.takes_fds,
+            transport: self.transport,
+        });
         Ok(())
     }
 
@@ -258,7 +283,11 @@ impl Session {
             return Ok(None);
         }
         match self.in_flight.remove(id) {
-            Some(p) => Ok(Some(p)),
+            Some(p) => {
+                // The worker answered: the rest of its request stream is not needed.
+                self.stop_request_stream(id);
+                Ok(Some(p))
+            }
             None => Err(format!(
                 "answer for request {id}, which it does not hold (an unknown id, or a second answer)"
             )),

@@ -56,6 +56,7 @@ impl Session {
     /// Tells the worker to drop request `id`; its answers are stale until the
     /// next ping comes back. Call [`Session::send_fence`] after a batch of these.
     pub(super) fn cancel_in_worker(&mut self, id: RequestId) {
+        self.stop_request_stream(&id);
         self.push(&ToWorker::Cancel { id });
         self.fence.cancelled(id);
     }
@@ -119,7 +120,7 @@ impl Session {
             }),
             hello_by,
         });
-        self.signal(Signal::SIGTERM);
+        self.signal(Signal::SIGTERM, now);
     }
 
     /// Asks the supervisor for a replacement when a recycling limit is reached.

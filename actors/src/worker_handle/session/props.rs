@@ -1,19 +1,24 @@
 //! Properties of the session over random interleavings of assignments,
 //! answers, cancels, pings, timeouts, kills and exits, against a simulated
 //! worker that keeps the protocol: it answers only requests it has read and
-//! not seen cancelled, and answers pings in order.
+//! not seen cancelled, and answers pings in order. Some answers are in-band
+//! response streams, which the worker sends within the credit it has read
+//! and stops when it reads their `Cancel`; their callers read them (granting
+//! credit) or drop them.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use lpm_protocol::{Codec, RequestId, ToSupervisor, ToWorker};
+use lpm_protocol::{Codec, RequestId, ToSupervisor, ToWorker, STREAM_CHUNK, STREAM_WINDOW};
 use proptest::prelude::*;
 use tokio::sync::oneshot::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
 
 use super::tests::{config, effects, hello, request, sent, worker_id, Answer, PID};
-use super::{Effect, Session};
+use super::{Effect, Feedback, Session};
 use crate::request::{Pending, Response};
-use crate::{Error, Heartbeat, KillReason};
+use crate::stream::StreamEnd;
+use crate::{Error, Heartbeat, KillReason, Transport};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -21,8 +26,17 @@ enum Op {
     Assign(Vec<(Option<u8>, u8)>),
     /// The worker reads what was sent to it.
     WorkerReads,
-    /// The worker answers the `i`-th request it holds (modulo), as `how`.
+    /// The worker answers the `i`-th request it holds (modulo), as `how`
+    /// (3: with an in-band stream).
     WorkerAnswers(usize, u8),
+    /// The worker sends up to this many bytes of the `i`-th stream it sends.
+    WorkerStreams(usize, u32),
+    /// The worker ends the `i`-th stream it sends.
+    WorkerEndsStream(usize),
+    /// The caller of the `i`-th stream reads what has arrived.
+    CallerReads(usize),
+    /// The caller of the `i`-th stream drops it.
+    CallerDropsStream(usize),
     /// The worker answers the pings it read.
     WorkerPongs,
     /// The caller of the `i`-th request still waiting (modulo) stops waiting.
@@ -40,6 +54,10 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop::collection::vec((prop::option::of(1u8..4), 0u8..2), 1..4).prop_map(Op::Assign),
         3 => Just(Op::WorkerReads),
         4 => (any::<usize>(), 0u8..4).prop_map(|(i, how)| Op::WorkerAnswers(i, how)),
+        2 => (any::<usize>(), 1u32..200_000).prop_map(|(i, n)| Op::WorkerStreams(i, n)),
+        1 => any::<usize>().prop_map(Op::WorkerEndsStream),
+        2 => any::<usize>().prop_map(Op::CallerReads),
+        1 => any::<usize>().prop_map(Op::CallerDropsStream),
         2 => Just(Op::WorkerPongs),
         1 => any::<usize>().prop_map(Op::CallerCancels),
         2 => (0u16..2500).prop_map(Op::Advance),
@@ -65,6 +83,18 @@ struct Ledger {
     exits: usize,
     signals_after_exit: usize,
     violations: Vec<KillReason>,
+    /// The in-band response streams callers hold.
+    streams: BTreeMap<u128, CallerStream>,
+    /// Streams whose callers dropped them, or that ended: each must have
+    /// ended exactly once.
+    done_streams: Vec<oneshot::Receiver<StreamEnd>>,
+}
+
+/// A caller's in-band response stream.
+#[derive(Debug)]
+struct CallerStream {
+    chunks: mpsc::UnboundedReceiver<Vec<u8>>,
+    end: oneshot::Receiver<StreamEnd>,
 }
 
 impl Ledger {
@@ -99,7 +129,19 @@ impl Ledger {
                         .extend(exit.held.iter().map(|p| p.id.as_u128()));
                     exit.held.into_iter().for_each(Pending::abandon);
                 }
-                Effect::Signal(_) if self.exits > 0 => self.signals_after_exit += 1,
+                Effect::Signal(_) | Effect::SignalLauncher(_) if self.exits > 0 => {
+                    self.signals_after_exit += 1;
+                }
+                Effect::AnswerStreamed {
+                    pending,
+                    payload,
+                    chunks,
+                    end,
+                } => {
+                    self.streams
+                        .insert(pending.id.as_u128(), CallerStream { chunks, end });
+                    pending.respond(PID, 0, payload, false);
+                }
                 Effect::Killing(reason @ KillReason::ProtocolViolation(_)) => {
                     self.violations.push(reason);
                 }
@@ -116,6 +158,8 @@ struct Worker {
     holds: Vec<u128>,
     pings: VecDeque<u64>,
     closed: bool,
+    /// The response streams it sends: each one's credit left and bytes sent.
+    sending: BTreeMap<u128, (u64, u64)>,
 }
 
 impl Worker {
@@ -123,7 +167,15 @@ impl Worker {
         for frame in frames {
             match frame {
                 ToWorker::Request(r) => self.holds.push(r.id.as_u128()),
-                ToWorker::Cancel { id } => self.holds.retain(|h| *h != id.as_u128()),
+                ToWorker::Cancel { id } => {
+                    self.holds.retain(|h| *h != id.as_u128());
+                    self.sending.remove(&id.as_u128());
+                }
+                ToWorker::StreamCredit { id, bytes } => {
+                    if let Some((credit, _)) = self.sending.get_mut(&id.as_u128()) {
+                        *credit += bytes;
+                    }
+                }
                 ToWorker::Ping { seq } => self.pings.push_back(seq),
                 ToWorker::HardKill => self.closed = true,
                 _ => {}
@@ -140,6 +192,10 @@ fn answer(id: u128, how: u8) -> ToSupervisor {
             id,
             message: "no".into(),
         },
+        3 => ToSupervisor::ResponseStreamed {
+            id,
+            payload: id.as_u128().to_le_bytes().to_vec(),
+        },
         _ => ToSupervisor::Response {
             id,
             payload: id.as_u128().to_le_bytes().to_vec(),
@@ -155,7 +211,7 @@ fn run(drain_before_hello: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
         every: Duration::from_secs(1),
         timeout: Duration::from_secs(3600),
     });
-    let mut session = Session::new(worker_id(), PID, config, now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config, now);
     let mut worker = Worker::default();
     let mut ledger = Ledger::default();
     let mut next_id = 1u128;
@@ -189,7 +245,52 @@ fn run(drain_before_hello: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::WorkerReads => worker.read(std::mem::take(&mut wire)),
             Op::WorkerAnswers(i, how) if !worker.holds.is_empty() && !worker.closed => {
                 let id = worker.holds.remove(i % worker.holds.len());
+                if how == 3 {
+                    worker.sending.insert(id, (STREAM_WINDOW, 0));
+                }
                 session.on_frames(vec![answer(id, how)], now);
+            }
+            Op::WorkerStreams(i, len) if !worker.sending.is_empty() && !worker.closed => {
+                let id = *worker.sending.keys().nth(i % worker.sending.len()).unwrap();
+                let (credit, total) = worker.sending.get_mut(&id).unwrap();
+                let n = u64::from(len).min(*credit).min(STREAM_CHUNK as u64);
+                if n > 0 {
+                    *credit -= n;
+                    *total += n;
+                    let data = ToSupervisor::StreamData {
+                        id: RequestId::from_u128(id),
+                        data: vec![1; n as usize],
+                    };
+                    session.on_frames(vec![data], now);
+                }
+            }
+            Op::WorkerEndsStream(i) if !worker.sending.is_empty() && !worker.closed => {
+                let id = *worker.sending.keys().nth(i % worker.sending.len()).unwrap();
+                let (_, total) = worker.sending.remove(&id).unwrap();
+                let end = ToSupervisor::StreamEnd {
+                    id: RequestId::from_u128(id),
+                    outcome: Ok(total),
+                };
+                session.on_frames(vec![end], now);
+            }
+            Op::CallerReads(i) if !ledger.streams.is_empty() => {
+                let id = *ledger.streams.keys().nth(i % ledger.streams.len()).unwrap();
+                let stream = ledger.streams.get_mut(&id).unwrap();
+                let mut read = 0;
+                while let Ok(chunk) = stream.chunks.try_recv() {
+                    read += chunk.len() as u64;
+                }
+                if read > 0 {
+                    let id = RequestId::from_u128(id);
+                    session.on_stream_feedback(id, Feedback::Consumed(read), now);
+                }
+            }
+            Op::CallerDropsStream(i) if !ledger.streams.is_empty() => {
+                let id = *ledger.streams.keys().nth(i % ledger.streams.len()).unwrap();
+                let stream = ledger.streams.remove(&id).unwrap();
+                ledger.done_streams.push(stream.end);
+                let id = RequestId::from_u128(id);
+                session.on_stream_feedback(id, Feedback::Dropped, now);
             }
             Op::WorkerPongs if !worker.closed => {
                 let pongs = worker.pings.drain(..).map(|seq| ToSupervisor::Pong { seq });
@@ -234,6 +335,13 @@ fn run(drain_before_hello: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     if !worker.closed {
         let answers: Vec<ToSupervisor> = worker.holds.drain(..).map(|id| answer(id, 2)).collect();
         session.on_frames(answers, now);
+        let ends = std::mem::take(&mut worker.sending)
+            .into_iter()
+            .map(|(id, (_, total))| ToSupervisor::StreamEnd {
+                id: RequestId::from_u128(id),
+                outcome: Ok(total),
+            });
+        session.on_frames(ends.collect(), now);
         let pongs = worker.pings.drain(..).map(|seq| ToSupervisor::Pong { seq });
         session.on_frames(pongs.collect(), now);
         session.on_eof(now);
@@ -248,6 +356,17 @@ fn run(drain_before_hello: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
         ledger.answers.keys()
     );
     prop_assert_eq!(ledger.exits, 1, "one exit report");
+    // Every response stream ended: with the worker's end, or cut short by
+    // the exit (its sender dropped); none is left open.
+    let streams = std::mem::take(&mut ledger.streams)
+        .into_values()
+        .map(|s| s.end);
+    for mut end in ledger.done_streams.drain(..).chain(streams) {
+        prop_assert!(
+            !matches!(end.try_recv(), Err(TryRecvError::Empty)),
+            "a response stream was left open"
+        );
+    }
     prop_assert_eq!(ledger.signals_after_exit, 0, "no signal after the reap");
     prop_assert!(
         ledger.violations.is_empty(),

@@ -15,7 +15,7 @@ use super::{Effect, Session, SessionConfig};
 use crate::health::WorkerState;
 use crate::id::WorkerId;
 use crate::request::{Counters, Defaults, Job, Options, Pending, Response};
-use crate::{Error, Heartbeat, KillReason, RecycleReason};
+use crate::{Error, Heartbeat, KillReason, RecycleReason, Transport};
 
 pub(super) const PID: u32 = 4242;
 
@@ -102,8 +102,8 @@ pub(super) fn effects(session: &mut Session) -> Vec<Effect> {
 }
 
 /// A session past its handshake, ready, with its frames and effects taken.
-fn ready(config: SessionConfig, now: Instant) -> Session {
-    let mut session = Session::new(worker_id(), PID, config, now);
+pub(super) fn ready(config: SessionConfig, now: Instant) -> Session {
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config, now);
     session.on_frames(vec![hello(Codec::Postcard), ToSupervisor::Ready], now);
     sent(&mut session);
     effects(&mut session);
@@ -117,14 +117,14 @@ fn response(n: u128) -> ToSupervisor {
     }
 }
 
-fn killed_for(effects: &[Effect]) -> Option<&KillReason> {
+pub(super) fn killed_for(effects: &[Effect]) -> Option<&KillReason> {
     effects.iter().find_map(|e| match e {
         Effect::Killing(reason) => Some(reason),
         _ => None,
     })
 }
 
-fn signals(effects: &[Effect]) -> Vec<Signal> {
+pub(super) fn signals(effects: &[Effect]) -> Vec<Signal> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -157,7 +157,7 @@ fn requeued(effects: Vec<Effect>) -> Vec<Pending> {
 #[test]
 fn the_hello_goes_first_and_the_first_ready_brings_the_worker_online() {
     let now = Instant::now();
-    let mut session = Session::new(worker_id(), PID, config(), now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config(), now);
     assert!(matches!(
         sent(&mut session)[..],
         [ToWorker::Hello {
@@ -168,7 +168,7 @@ fn the_hello_goes_first_and_the_first_ready_brings_the_worker_online() {
     ));
     assert_eq!(session.health(now).state, WorkerState::Starting);
     session.on_frames(vec![hello(Codec::Postcard)], now);
-    assert!(matches!(effects(&mut session)[..], [Effect::Calls(_)]));
+    assert!(matches!(effects(&mut session)[..], [Effect::Calls { .. }]));
     session.on_frames(vec![ToSupervisor::Ready], now);
     assert!(matches!(
         effects(&mut session)[..],
@@ -185,7 +185,7 @@ fn the_hello_goes_first_and_the_first_ready_brings_the_worker_online() {
 #[test]
 fn a_frame_before_the_hello_is_a_protocol_violation() {
     let now = Instant::now();
-    let mut session = Session::new(worker_id(), PID, config(), now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config(), now);
     session.on_frames(vec![ToSupervisor::Ready], now);
     let effects = effects(&mut session);
     assert!(matches!(
@@ -199,7 +199,7 @@ fn a_frame_before_the_hello_is_a_protocol_violation() {
 #[test]
 fn a_worker_silent_past_the_spawn_timeout_is_killed() {
     let now = Instant::now();
-    let mut session = Session::new(worker_id(), PID, config(), now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config(), now);
     let deadline = now + Duration::from_secs(5);
     assert_eq!(session.next_timeout(), Some(deadline));
     session.on_timeout(deadline - Duration::from_millis(1));
@@ -214,7 +214,7 @@ fn a_worker_silent_past_the_spawn_timeout_is_killed() {
 #[test]
 fn a_worker_on_another_codec_is_killed_at_the_handshake() {
     let now = Instant::now();
-    let mut session = Session::new(worker_id(), PID, config(), now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config(), now);
     session.on_frames(vec![hello(Codec::Json)], now);
     assert!(matches!(
         killed_for(&effects(&mut session)),
@@ -379,7 +379,7 @@ fn the_exit_report_holds_the_requests_in_flight_and_no_signal_follows_it() {
     assert_eq!(exit.held.len(), 1);
     assert_eq!(exit.signal, Some(9));
     assert_eq!(session.next_timeout(), None, "no timer outlives the worker");
-    session.signal(Signal::SIGTERM);
+    session.signal(Signal::SIGTERM, now);
     session.kill(now);
     assert!(signals(&session.take_effects(Vec::new())).is_empty());
 }
@@ -539,7 +539,7 @@ fn a_freed_slot_is_announced_only_while_requests_wait() {
 #[test]
 fn a_hello_that_lists_a_call_twice_is_a_protocol_violation() {
     let now = Instant::now();
-    let mut session = Session::new(worker_id(), PID, config(), now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config(), now);
     session.on_frames(
         vec![ToSupervisor::Hello {
             version: PROTOCOL_VERSION,
@@ -559,7 +559,7 @@ fn a_hello_that_lists_a_call_twice_is_a_protocol_violation() {
 #[test]
 fn a_soft_kill_before_the_hello_still_expects_the_hello_and_its_deadline() {
     let now = Instant::now();
-    let mut session = Session::new(worker_id(), PID, config(), now);
+    let mut session = Session::new(worker_id(), PID, Transport::Socketpair, config(), now);
     sent(&mut session);
     session.drain();
     assert!(matches!(sent(&mut session)[..], [ToWorker::SoftKill]));
@@ -575,7 +575,7 @@ fn a_soft_kill_before_the_hello_still_expects_the_hello_and_its_deadline() {
     );
 
     // Without its Hello, the handshake's deadline still holds.
-    let mut silent = Session::new(worker_id(), PID, config(), now);
+    let mut silent = Session::new(worker_id(), PID, Transport::Socketpair, config(), now);
     silent.drain();
     silent.on_timeout(now + Duration::from_secs(5));
     assert!(matches!(

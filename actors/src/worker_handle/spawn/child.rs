@@ -111,7 +111,7 @@ enum ExitWatch {
 pub(crate) struct Child {
     process: Process,
     exit: ExitWatch,
-    /// Its stdout, for the actor to forward.
+    /// Its stdout, for the actor to forward (none when stdout is its channel).
     pub(crate) stdout: Option<pipe::Receiver>,
     /// Its stderr, for the actor to forward and keep the tail of.
     pub(crate) stderr: Option<pipe::Receiver>,
@@ -128,10 +128,10 @@ impl Child {
     pub(crate) fn register(
         process: Process,
         pidfd: Option<OwnedFd>,
-        stdout: OwnedFd,
+        stdout: Option<OwnedFd>,
         stderr: OwnedFd,
     ) -> io::Result<Self> {
-        let stdout = pipe::Receiver::from_owned_fd(stdout)?;
+        let stdout = stdout.map(pipe::Receiver::from_owned_fd).transpose()?;
         let stderr = pipe::Receiver::from_owned_fd(stderr)?;
         let exit = match pidfd {
             // SAFETY: the AsyncFd owns the descriptor: it stays open, and the
@@ -144,7 +144,7 @@ impl Child {
         Ok(Self {
             process,
             exit,
-            stdout: Some(stdout),
+            stdout,
             stderr: Some(stderr),
         })
     }
@@ -203,7 +203,7 @@ mod tests {
 
     use tokio::io::AsyncReadExt;
 
-    use super::super::launch::{launch, Program};
+    use super::super::launch::{launch, Plumbing, Program};
     use super::*;
 
     /// `sh -c script` in a process group of its own: the process and its
@@ -217,7 +217,7 @@ mod tests {
             cwd: None,
         };
         let (_ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        let launched = launch(&program, theirs.as_raw_fd()).expect("sh starts");
+        let launched = launch(&program, Plumbing::Fd3(theirs.as_raw_fd())).expect("sh starts");
         (Process::new(launched.pid), launched.stdout, launched.stderr)
     }
 
@@ -248,7 +248,7 @@ mod tests {
         let (process, stdout, stderr, pidfd) = started_rx.recv().unwrap();
         assert!(pidfd.is_some(), "this kernel gives pidfds (Linux 5.3+)");
         let (status, out, err) = runtime().block_on(async {
-            let mut child = Child::register(process, pidfd, stdout, stderr).unwrap();
+            let mut child = Child::register(process, pidfd, Some(stdout), stderr).unwrap();
             let (mut out, mut err) = (String::new(), String::new());
             let mut stdout = child.stdout.take().unwrap();
             let mut stderr = child.stderr.take().unwrap();
@@ -269,7 +269,7 @@ mod tests {
         let (process, stdout, stderr) = sh("echo up; exec sleep 60");
         let pid = process.id();
         let status = runtime().block_on(async {
-            let mut child = Child::register(process, None, stdout, stderr).unwrap();
+            let mut child = Child::register(process, None, Some(stdout), stderr).unwrap();
             let mut up = [0; 3];
             let mut stdout = child.stdout.take().unwrap();
             stdout.read_exact(&mut up).await.unwrap();
@@ -288,7 +288,7 @@ mod tests {
         let pid = process.id();
         let pidfd = open_pidfd(pid);
         let status = runtime().block_on(async {
-            let child = Child::register(process, pidfd, stdout, stderr).unwrap();
+            let child = Child::register(process, pidfd, Some(stdout), stderr).unwrap();
             child.kill().await
         });
         assert_eq!(status.unwrap().signal(), Some(libc::SIGKILL));

@@ -33,8 +33,20 @@ const CHILD_STACK: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Launched {
     pub(crate) pid: u32,
+    /// The write end of its stdin, when it is piped ([`Plumbing::Stdio`]).
+    pub(crate) stdin: Option<OwnedFd>,
     pub(crate) stdout: OwnedFd,
     pub(crate) stderr: OwnedFd,
+}
+
+/// Where the child's channel goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Plumbing {
+    /// This socket becomes its fd 3; stdin reads /dev/null and stdout is
+    /// piped to us as a log.
+    Fd3(RawFd),
+    /// Its stdin and stdout are pipes to us (the channel); no fd 3.
+    Stdio,
 }
 
 /// What to run: the program (a path, or a name looked up in `PATH`), its
@@ -60,22 +72,32 @@ impl Program<'_> {
     }
 }
 
-/// Starts `program` with stdin from /dev/null, stdout and stderr piped to
-/// us, `channel` as fd 3, no other descriptor, its own process group, and
-/// SIGKILL when this thread ends. Returns once the child has called
-/// `execve` (or failed to, which is then the error).
-pub(crate) fn launch(program: &Program<'_>, channel: RawFd) -> io::Result<Launched> {
+/// Starts `program` with stdout and stderr piped to us, its channel as
+/// `plumbing` says (fd 3 with stdin from /dev/null, or stdin and stdout), no
+/// other descriptor, its own process group, and SIGKILL when this thread
+/// ends. Returns once the child has called `execve` (or failed to, which is
+/// then the error).
+pub(crate) fn launch(program: &Program<'_>, plumbing: Plumbing) -> io::Result<Launched> {
     let plan = Plan::new(program)?;
-    let devnull = open_devnull()?;
     let (stdout, stdout_w) = pipe()?;
     let (stderr, stderr_w) = pipe()?;
+    let (stdin_r, stdin) = match plumbing {
+        Plumbing::Fd3(_) => (open_devnull()?, None),
+        Plumbing::Stdio => {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        }
+    };
     // Each source sits at 4 or above, so no dup2 onto 0..=3 in the child
     // overwrites a source it still needs.
+    let channel = match plumbing {
+        Plumbing::Fd3(channel) => Some(above_stdio(borrowed_dup(channel)?)?),
+        Plumbing::Stdio => None,
+    };
     let sources = [
-        above_stdio(devnull)?,
+        above_stdio(stdin_r)?,
         above_stdio(stdout_w)?,
         above_stdio(stderr_w)?,
-        above_stdio(borrowed_dup(channel)?)?,
     ];
     let setup = Setup {
         plan: &plan,
@@ -84,7 +106,7 @@ pub(crate) fn launch(program: &Program<'_>, channel: RawFd) -> io::Result<Launch
             sources[0].as_raw_fd(),
             sources[1].as_raw_fd(),
             sources[2].as_raw_fd(),
-            sources[3].as_raw_fd(),
+            channel.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         ],
         parent_pid: std::process::id() as libc::pid_t,
         error: AtomicI32::new(0),
@@ -98,6 +120,7 @@ pub(crate) fn launch(program: &Program<'_>, channel: RawFd) -> io::Result<Launch
     }
     Ok(Launched {
         pid: pid as u32,
+        stdin,
         stdout,
         stderr,
     })
@@ -197,7 +220,7 @@ struct Setup<'a> {
     plan: &'a Plan,
     /// The highest signal number, whose handlers are reset.
     max_signal: libc::c_int,
-    /// What becomes its fd 0, 1, 2 and 3.
+    /// What becomes its fd 0, 1, 2 and 3 (none when -1).
     fds: [RawFd; 4],
     parent_pid: libc::pid_t,
     /// The errno of the step that failed, set by the child before it exits.
@@ -295,18 +318,23 @@ unsafe fn prepare_and_exec(child: &Setup<'_>) -> libc::c_int {
         if libc::setpgid(0, 0) != 0 {
             return errno();
         }
+        let mut kept: libc::c_uint = 0;
         for (target, &source) in child.fds.iter().enumerate() {
+            if source < 0 {
+                break;
+            }
             // dup2 leaves the copy without close-on-exec.
             if libc::dup2(source, target as RawFd) < 0 {
                 return errno();
             }
+            kept += 1;
         }
         // Descriptors the host left inheritable close at exec too: the
-        // worker gets 0, 1, 2 and 3 only. Kernels before 5.11 lack the flag
+        // worker gets 0, 1, 2 (and 3) only. Kernels before 5.11 lack the flag
         // and keep the old rule (every descriptor lpm opens is CLOEXEC).
         libc::syscall(
             libc::SYS_close_range,
-            libc::c_long::from(4),
+            libc::c_long::from(kept),
             libc::c_long::from(libc::c_uint::MAX),
             libc::c_long::from(libc::CLOSE_RANGE_CLOEXEC),
         );
@@ -432,7 +460,7 @@ mod tests {
         );
         let program = sh(&args, &[("LPM_LAUNCH_TEST", "set")], Some(&dir));
         let (mut ours, theirs) = UnixStream::pair().unwrap();
-        let launched = launch(&program, theirs.as_raw_fd()).unwrap();
+        let launched = launch(&program, Plumbing::Fd3(theirs.as_raw_fd())).unwrap();
         drop(theirs);
         let pid = launched.pid;
         let mut out = BufReader::new(std::fs::File::from(launched.stdout)).lines();
@@ -452,6 +480,26 @@ mod tests {
     }
 
     #[test]
+    fn over_stdio_the_childs_stdin_and_stdout_are_our_pipes_and_it_has_no_fd_3() {
+        let args = script(
+            r#"read line; echo "got $line"; if [ -e /proc/$$/fd/3 ]; then echo fd3; else echo no-fd3; fi; echo log >&2"#,
+        );
+        let program = sh(&args, &[], None);
+        let launched = launch(&program, Plumbing::Stdio).unwrap();
+        let mut stdin = std::fs::File::from(launched.stdin.expect("a piped stdin"));
+        stdin.write_all(b"frames\n").unwrap();
+        drop(stdin);
+        let mut out = BufReader::new(std::fs::File::from(launched.stdout)).lines();
+        assert_eq!(out.next().unwrap().unwrap(), "got frames");
+        assert_eq!(out.next().unwrap().unwrap(), "no-fd3");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(launched.stderr), &mut err).unwrap();
+        assert_eq!(err, "log\n");
+        let status = reap_blocking(launched.pid as libc::pid_t).unwrap();
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    #[test]
     fn the_child_leads_its_own_group_with_no_signal_blocked_or_sigpipe_ignored() {
         let args = [OsString::from("60")];
         let sleep = Program {
@@ -461,7 +509,9 @@ mod tests {
             cwd: None,
         };
         let (_ours, theirs) = UnixStream::pair().unwrap();
-        let pid = launch(&sleep, theirs.as_raw_fd()).unwrap().pid;
+        let pid = launch(&sleep, Plumbing::Fd3(theirs.as_raw_fd()))
+            .unwrap()
+            .pid;
         // Read before the kill: the process has exec'd by the time launch returns.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let pgrp: u32 = stat
@@ -492,7 +542,7 @@ mod tests {
         let args = script("exec sleep 60");
         let pid = std::thread::spawn(move || {
             let (_ours, theirs) = UnixStream::pair().unwrap();
-            launch(&sh(&args, &[], None), theirs.as_raw_fd())
+            launch(&sh(&args, &[], None), Plumbing::Fd3(theirs.as_raw_fd()))
                 .unwrap()
                 .pid
         })
@@ -514,7 +564,7 @@ mod tests {
             env: Program::environment([]),
             cwd: None,
         };
-        let e = launch(&missing, theirs.as_raw_fd()).unwrap_err();
+        let e = launch(&missing, Plumbing::Fd3(theirs.as_raw_fd())).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
 
         // A file without execute permission.
@@ -526,12 +576,12 @@ mod tests {
             env: Program::environment([]),
             cwd: None,
         };
-        let e = launch(&denied, theirs.as_raw_fd()).unwrap_err();
+        let e = launch(&denied, Plumbing::Fd3(theirs.as_raw_fd())).unwrap_err();
         std::fs::remove_file(&file).unwrap();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
 
         let nul = [OsString::from("a\0b")];
-        let e = launch(&sh(&nul, &[], None), theirs.as_raw_fd()).unwrap_err();
+        let e = launch(&sh(&nul, &[], None), Plumbing::Fd3(theirs.as_raw_fd())).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
     }
 
@@ -550,12 +600,12 @@ mod tests {
         let args = script("exit 0");
         let mut program = sh(&args, &[("PATH", "/nonexistent")], None);
         let (_ours, theirs) = UnixStream::pair().unwrap();
-        let e = launch(&program, theirs.as_raw_fd()).unwrap_err();
+        let e = launch(&program, Plumbing::Fd3(theirs.as_raw_fd())).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
         program
             .env
             .insert("PATH".into(), "/nonexistent:/bin:/usr/bin".into());
-        let launched = launch(&program, theirs.as_raw_fd()).unwrap();
+        let launched = launch(&program, Plumbing::Fd3(theirs.as_raw_fd())).unwrap();
         let status = reap_blocking(launched.pid as libc::pid_t).unwrap();
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
