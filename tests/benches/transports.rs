@@ -15,21 +15,69 @@
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use lpm::{Codec, Config, Pool, SignalPolicy, WorkerCommand};
+use lpm::{Codec, Config, Pool, SignalPolicy, Transport, WorkerCommand};
 use lpm_tests::conformance::Echo;
+use lpm_tests::sshd::Sshd;
 use serde_json::Value;
 
 /// One row: a worker implementation over one transport.
 struct Row {
     name: &'static str,
     command: Box<dyn Fn() -> WorkerCommand>,
+    /// The server the ssh row's workers log in to, kept running.
+    _sshd: Option<std::rc::Rc<Sshd>>,
 }
 
 fn rows() -> Vec<Row> {
-    vec![Row {
-        name: "rust-socketpair",
-        command: Box::new(|| WorkerCommand::new(env!("CARGO_BIN_EXE_conformance_worker"))),
-    }]
+    let rust = || WorkerCommand::new(env!("CARGO_BIN_EXE_conformance_worker"));
+    let python = || {
+        WorkerCommand::new("python3").arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../python/examples/conformance_worker.py"
+        ))
+    };
+    let node = || {
+        WorkerCommand::new("node").arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../node/examples/conformance_worker.js"
+        ))
+    };
+    let stdio = |command: WorkerCommand| command.transport(Transport::Stdio);
+    vec![
+        Row::new("rust-socketpair", move || rust()),
+        Row::new("rust-stdio", move || stdio(rust())),
+        Row::new("python-socketpair", move || python()),
+        Row::new("python-stdio", move || stdio(python())),
+        Row::new("node-socketpair", move || node()),
+        Row::new("node-stdio", move || stdio(node())),
+        Row::ssh(),
+    ]
+}
+
+impl Row {
+    fn new(name: &'static str, command: impl Fn() -> WorkerCommand + 'static) -> Row {
+        Row {
+            name,
+            command: Box::new(command),
+            _sshd: None,
+        }
+    }
+
+    /// The Rust worker through `ssh` to a throwaway sshd on 127.0.0.1.
+    fn ssh() -> Row {
+        let sshd = std::rc::Rc::new(Sshd::start());
+        let server = std::rc::Rc::clone(&sshd);
+        Row {
+            name: "rust-ssh-127.0.0.1",
+            command: Box::new(move || {
+                WorkerCommand::new("ssh")
+                    .args(server.ssh_args())
+                    .arg(env!("CARGO_BIN_EXE_conformance_worker"))
+                    .transport(Transport::Stdio)
+            }),
+            _sshd: Some(sshd),
+        }
+    }
 }
 
 struct Params {
@@ -136,6 +184,7 @@ fn main() {
         "workers", "W1 p50 µs", "W1 p99 µs", "W2 req/s", "W1 ×", "W2 ×"
     );
     for row in rows().into_iter().filter(|r| params.runs(r.name)) {
+        // The ssh row starts its server when the rows are listed.
         let (p50, p99) = system.block_on(w1((row.command)(), n));
         let rate = system.block_on(w2((row.command)(), length));
         let (base_p50, base_rate) = *baseline.get_or_insert((p50, rate));
