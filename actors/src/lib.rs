@@ -104,6 +104,7 @@ mod error;
 mod events;
 mod health;
 mod id;
+mod metrics;
 mod pool;
 mod reasons;
 mod request;
@@ -116,14 +117,18 @@ pub use balancer::{Answer, Balancer};
 pub use config::{Config, Heartbeat, SignalPolicy, Strategy, WorkerCommand};
 pub use error::{Error, ErrorKind};
 pub use events::{CustomEvent, EventStream, PoolEvent};
-pub use health::{WorkerHealth, WorkerState};
+pub use health::{HealthTable, WorkerHealth, WorkerState};
 pub use lpm_protocol::{Call, Codec, Query, Topic};
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use metrics::PROMETHEUS_CONTENT_TYPE;
+pub use metrics::{Histogram, Metrics, Outcome, Outcomes, RestartReason, Restarts};
 pub use pool::Pool;
 pub use reasons::{KillReason, RecycleReason};
 pub use request::{Body, Enqueue, Raw, Response, WithResponse};
 pub use stream::{Listener, ResponseStream};
 pub use supervisor::{
-    Broadcast, BroadcastListener, HardKill, Health, KillReport, Resize, SoftKill, Subscribe,
-    Supervisor,
+    Broadcast, BroadcastListener, HardKill, Health, KillReport, Measure, Resize, SoftKill,
+    Subscribe, Supervisor,
 };
 // `WorkerHandle` is internal: nothing public can be sent to it.

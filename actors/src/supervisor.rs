@@ -4,6 +4,7 @@
 
 mod kill;
 mod listener;
+mod measure;
 mod recycle;
 pub use listener::BroadcastListener;
 mod restart;
@@ -21,6 +22,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 pub use kill::KillReport;
+pub use measure::Measure;
 pub(crate) use recycle::RecycleMe;
 use restart::RestartWindow;
 use slot::{Filled, Live, Slot};
@@ -33,7 +35,7 @@ use crate::request::{AfterDeath, Counters, Pending};
 use crate::worker_handle::{
     Drain, HandleConfig, Sample, SendEvent, SendListener, SessionConfig, SignalWorker, WorkerHandle,
 };
-use crate::{Config, Error, KillReason, PoolEvent, SignalPolicy, WorkerCommand};
+use crate::{Config, Error, KillReason, PoolEvent, RestartReason, SignalPolicy, WorkerCommand};
 
 /// Reports the health of every worker slot.
 #[derive(Debug, Message)]
@@ -227,8 +229,9 @@ impl Supervisor {
         self.spawn_slot(slot, ctx);
     }
 
-    /// A slot lost its worker (or could not start one): restart it, retire it, or give up.
-    fn after_death(&mut self, slot: usize, ctx: &mut Context<Self>) {
+    /// A slot lost its worker (or could not start one), for `reason`:
+    /// restart it, retire it, or give up.
+    fn after_death(&mut self, slot: usize, reason: RestartReason, ctx: &mut Context<Self>) {
         let running = self.may_spawn();
         let Some(s) = self.slots.get_mut(&slot) else {
             return;
@@ -244,6 +247,7 @@ impl Supervisor {
         match s.restarts.record(Instant::now()) {
             ControlFlow::Continue(delay) => {
                 s.total_restarts += 1;
+                self.counters.metrics.restarted(reason);
                 let timer = ctx.run_later(delay, move |act, ctx| {
                     if let Some(s) = act.slots.get_mut(&slot) {
                         s.filled = Filled::Empty;
@@ -660,7 +664,8 @@ impl Handler<WorkerExited> for Supervisor {
         });
         if current {
             if !self.successor_takes_over(id.slot, ctx) {
-                self.after_death(id.slot, ctx);
+                let reason = RestartReason::after_exit(killed_for.as_ref(), code);
+                self.after_death(id.slot, reason, ctx);
             }
         } else {
             self.outgoing.remove(&id);

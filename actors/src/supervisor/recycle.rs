@@ -121,6 +121,7 @@ impl Supervisor {
         live.ready = ready;
         let successor = live.pid;
         s.recycles += 1;
+        self.counters.metrics.recycled();
         let old = std::mem::replace(&mut s.filled, Filled::Live(live));
         if let (Filled::Live(old), true) = (old, ready) {
             self.outgoing.insert(old.id, old.handle.clone());

@@ -301,6 +301,8 @@ impl Session {
             pid: Some(self.pid),
             rss: self.rss,
             cpu: self.cpu,
+            // The handle's sampler knows it.
+            cpu_time: Duration::ZERO,
             in_flight: self.in_flight.len() + self.fds.open_streams(),
             served: self.served,
             restarts: 0,
