@@ -6,7 +6,7 @@
 //! it resolves, a restart in the supervisor, a dispatch in the balancer) in
 //! relaxed atomics shared by the pool's actors, so the hot path takes no lock
 //! and sends no message for them. They belong to the pool, so they survive
-//! worker restarts. With the `prometheus` feature, [`Metrics::to_prometheus`]
+//! worker restarts. With the `prometheus` feature, `Metrics::to_prometheus`
 //! writes them in the Prometheus text format.
 
 mod histogram;

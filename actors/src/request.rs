@@ -597,8 +597,9 @@ impl Pending {
     /// worker that sent it back) and its service time starts.
     pub(crate) fn dispatched(&mut self, now: Instant) {
         let metrics = &self.counters.metrics;
-        metrics.waited(metrics.since(self.since, now));
-        self.since = metrics.mark(now);
+        let now = metrics.mark(now);
+        metrics.waited(self.since.until(now));
+        self.since = now;
         self.on_worker = true;
     }
 
@@ -741,7 +742,7 @@ impl Pending {
         self.load = None;
         if self.on_worker {
             let metrics = &self.counters.metrics;
-            metrics.serviced(metrics.since(self.since, Instant::now()));
+            metrics.serviced(self.since.until(metrics.mark(Instant::now())));
         }
         if let Some(reply) = self.reply.take() {
             // A caller that stopped waiting is not an error.

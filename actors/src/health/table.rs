@@ -8,9 +8,9 @@ use super::WorkerHealth;
 /// header, each line ended by a newline.
 ///
 /// ```text
-/// slot     pid     state  rss MiB  cpu %  in flight  served  restarts   uptime
-///    0    4242     ready     10.0    1.5          2     120         0    12.2s
-///    1       -  starting      0.0    0.0          0       0         0     0.0s
+/// slot     pid      state  rss MiB  cpu %  in flight  served  restarts  sockets   uptime
+///    0    4242      ready     10.0    1.5          2     120         1        3    12.2s
+///    1       -   starting      0.0    0.0          0       0         0        0     0.0s
 /// ```
 ///
 /// # Examples
@@ -30,14 +30,23 @@ impl fmt::Display for HealthTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:>4} {:>7} {:>10} {:>8} {:>6} {:>10} {:>7} {:>9} {:>8}",
-            "slot", "pid", "state", "rss MiB", "cpu %", "in flight", "served", "restarts", "uptime"
+            "{:>4} {:>7} {:>10} {:>8} {:>6} {:>10} {:>7} {:>9} {:>8} {:>8}",
+            "slot",
+            "pid",
+            "state",
+            "rss MiB",
+            "cpu %",
+            "in flight",
+            "served",
+            "restarts",
+            "sockets",
+            "uptime"
         )?;
         for w in self.0 {
             let pid = w.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
             writeln!(
                 f,
-                "{:>4} {:>7} {:>10} {:>8.1} {:>6.1} {:>10} {:>7} {:>9} {:>7.1}s",
+                "{:>4} {:>7} {:>10} {:>8.1} {:>6.1} {:>10} {:>7} {:>9} {:>8} {:>7.1}s",
                 w.slot,
                 pid,
                 w.state.as_str(),
@@ -46,6 +55,7 @@ impl fmt::Display for HealthTable<'_> {
                 w.in_flight,
                 w.served,
                 w.restarts,
+                w.sockets,
                 w.uptime.as_secs_f64()
             )?;
         }
@@ -68,6 +78,7 @@ mod tests {
         ready.cpu = 1.5;
         ready.in_flight = 2;
         ready.served = 120;
+        ready.sockets = 3;
         ready.uptime = Duration::from_millis(12_250);
         let starting = WorkerHealth::down(1, 0, WorkerState::Starting);
         let table = HealthTable(&[ready, starting]).to_string();
@@ -75,9 +86,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "slot     pid      state  rss MiB  cpu %  in flight  served  restarts   uptime",
-                "   0    4242      ready     10.0    1.5          2     120         1    12.2s",
-                "   1       -   starting      0.0    0.0          0       0         0     0.0s",
+                "slot     pid      state  rss MiB  cpu %  in flight  served  restarts  sockets   uptime",
+                "   0    4242      ready     10.0    1.5          2     120         1        3    12.2s",
+                "   1       -   starting      0.0    0.0          0       0         0        0     0.0s",
             ]
         );
         assert!(table.ends_with('\n'));

@@ -17,6 +17,13 @@ use crate::ErrorKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mark(u32);
 
+impl Mark {
+    /// The time from this mark to a `later` one.
+    pub(crate) fn until(self, later: Mark) -> Duration {
+        Duration::from_micros(u64::from(later.0.wrapping_sub(self.0)))
+    }
+}
+
 /// Counts what happens to requests and workers over a pool's life.
 #[derive(Debug)]
 pub(crate) struct Recorder {
@@ -67,11 +74,6 @@ impl Recorder {
     pub(crate) fn mark(&self, at: Instant) -> Mark {
         // Truncated: the clock wraps.
         Mark(at.saturating_duration_since(self.epoch).as_micros() as u32)
-    }
-
-    /// The time from `mark` to `now` (see [`Mark`] for the longest it reads).
-    pub(crate) fn since(&self, mark: Mark, now: Instant) -> Duration {
-        Duration::from_micros(u64::from(self.mark(now).0.wrapping_sub(mark.0)))
     }
 
     /// A request was answered by its worker.
@@ -208,18 +210,15 @@ mod tests {
         let r = Recorder::default();
         let at = r.epoch + Duration::from_millis(5);
         let mark = r.mark(at);
-        assert_eq!(
-            r.since(mark, at + Duration::from_micros(1500)),
-            Duration::from_micros(1500)
-        );
-        assert_eq!(r.since(mark, at), Duration::ZERO);
+        let later = r.mark(at + Duration::from_micros(1500));
+        assert_eq!(mark.until(later), Duration::from_micros(1500));
+        assert_eq!(mark.until(mark), Duration::ZERO);
         // Past the 32-bit clock's wrap, an interval still reads right.
         let late = r.epoch + Duration::from_micros(u64::from(u32::MAX) - 10);
         let mark = r.mark(late);
-        assert_eq!(
-            r.since(mark, late + Duration::from_micros(30)),
-            Duration::from_micros(30)
-        );
+        let later = r.mark(late + Duration::from_micros(30));
+        assert!(later.0 < mark.0, "the clock wrapped");
+        assert_eq!(mark.until(later), Duration::from_micros(30));
     }
 
     #[test]
