@@ -1,6 +1,6 @@
 //! Quickstart: a supervisor with four workers serving a few thousand typed
 //! calls (`CountPrimes` answers `Primes`, checked by the compiler on both sides),
-//! with a progress line from `Pool::metrics` every 250 ms and the health
+//! with a progress line from `Pool::metrics` every 500 ms and the health
 //! table at the end.
 //!
 //! The binary is both sides: started normally it is the supervisor and
@@ -137,9 +137,9 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Prints a line from the pool's metrics every 250 ms: served, in flight, queue.
+/// Prints a line from the pool's metrics every 500 ms: served, in flight, queue.
 async fn show_progress(pool: Pool) {
-    let mut every = tokio::time::interval(Duration::from_millis(250));
+    let mut every = tokio::time::interval(Duration::from_millis(500));
     every.tick().await;
     loop {
         every.tick().await;

@@ -110,8 +110,9 @@ impl Metrics {
 }
 
 impl fmt::Display for Metrics {
-    /// One line: outcomes, load and service time, e.g.
-    /// `served 3990, failed 2, cancelled 0 | in flight 8, queue 0 (max 212) | service p50 1.9ms p99 6.1ms`.
+    /// One line: outcomes, load and service time (its quantiles once
+    /// something was served), e.g. from the quickstart:
+    /// `served 4000, failed 0, cancelled 0 | in flight 0, queue 0 (max 2976) | service p50 1.0s p99 2.4s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
