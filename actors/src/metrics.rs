@@ -80,7 +80,9 @@ pub struct Metrics {
     /// How long requests took from being handed to their worker to their
     /// outcome (served, a handler error, a timeout, the worker's death ...):
     /// one observation per request that ended on a worker; cancelled ones
-    /// are not observed.
+    /// are not observed. Both ends are the times the pool's actors read the
+    /// clock at for the batch they belong to (a turn of the balancer, a read
+    /// of answers, a timer, an exit), so no request reads the clock itself.
     pub service_time: Histogram,
     /// Each worker slot, as [`Pool::health`](crate::Pool::health) reports it:
     /// RSS, CPU, in flight.

@@ -606,6 +606,7 @@ impl Pending {
     /// After an attempt on `slot` failed with `error`: starts another attempt
     /// if retries are left, else fails the request with `error`.
     pub(crate) fn retry(mut self, now: Instant, slot: usize, error: Error) -> Option<Self> {
+        self.counters.metrics.tick(now);
         self.load = None;
         if self.retries_left == 0 {
             self.fail(error);
@@ -741,8 +742,10 @@ impl Pending {
     fn send(&mut self, result: Result<Response, Error>) {
         self.load = None;
         if self.on_worker {
+            // Timed by the clock as its actor last read it: this turn's,
+            // since frames, timers and deaths are each read at `now`.
             let metrics = &self.counters.metrics;
-            metrics.serviced(self.since.until(metrics.mark(Instant::now())));
+            metrics.serviced(self.since.until(metrics.latest()));
         }
         if let Some(reply) = self.reply.take() {
             // A caller that stopped waiting is not an error.

@@ -620,6 +620,8 @@ impl Handler<WorkerExited> for Supervisor {
         }
         self.balancer.do_send(WorkerLeft { id });
         let now = Instant::now();
+        // The requests it held are timed by it.
+        self.counters.metrics.tick(now);
         let mut retry = Vec::new();
         let mut quarantined = 0;
         for pending in held {

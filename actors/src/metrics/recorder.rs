@@ -3,7 +3,7 @@
 //! lock or a message. They live as long as the pool, not a worker, so they
 //! survive restarts.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::histogram::Recording;
@@ -12,15 +12,21 @@ use crate::ErrorKind;
 
 /// A moment as a request keeps it: microseconds since its pool started,
 /// on a 32-bit clock that wraps every 71.6 minutes. Four bytes where an
-/// `Instant` takes sixteen; an interval is read right up to 71 minutes
-/// long (a longer one reads as its remainder).
+/// `Instant` takes sixteen; an interval is read right up to 35 minutes
+/// long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mark(u32);
 
 impl Mark {
-    /// The time from this mark to a `later` one.
+    /// The time from this mark to a `later` one: zero if `later` is in
+    /// fact earlier (or over 35 minutes later, which the clock cannot tell
+    /// from earlier).
     pub(crate) fn until(self, later: Mark) -> Duration {
-        Duration::from_micros(u64::from(later.0.wrapping_sub(self.0)))
+        let micros = later.0.wrapping_sub(self.0);
+        if micros > u32::MAX / 2 {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(u64::from(micros))
     }
 }
 
@@ -29,6 +35,12 @@ impl Mark {
 pub(crate) struct Recorder {
     /// What [`Mark`]s count from.
     epoch: Instant,
+    /// The latest moment an actor of the pool read the clock at, as a
+    /// mark: what a request's outcome is timed by, so that none reads
+    /// the clock itself (a clock read costs more than the rest of the
+    /// accounting; the actors read it once per batch of frames, per turn
+    /// of the balancer, per expiry).
+    latest: AtomicU32,
     served: AtomicU64,
     cancelled: AtomicU64,
     /// Failed requests, by [`ErrorKind`] (indexed as [`ErrorKind::ALL`]).
@@ -47,6 +59,7 @@ impl Default for Recorder {
     fn default() -> Self {
         Self {
             epoch: Instant::now(),
+            latest: AtomicU32::new(0),
             served: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -71,9 +84,23 @@ fn read(counter: &AtomicU64) -> u64 {
 
 impl Recorder {
     /// The moment `at`, as a request keeps it.
+    /// The moment `at` (just read from the clock) as a mark; it becomes the
+    /// pool's latest.
     pub(crate) fn mark(&self, at: Instant) -> Mark {
         // Truncated: the clock wraps.
-        Mark(at.saturating_duration_since(self.epoch).as_micros() as u32)
+        let mark = Mark(at.saturating_duration_since(self.epoch).as_micros() as u32);
+        self.latest.store(mark.0, Ordering::Relaxed);
+        mark
+    }
+
+    /// The clock was read at `now`: what ends later now ends then.
+    pub(crate) fn tick(&self, now: Instant) {
+        self.mark(now);
+    }
+
+    /// The latest moment the pool's actors read the clock at.
+    pub(crate) fn latest(&self) -> Mark {
+        Mark(self.latest.load(Ordering::Relaxed))
     }
 
     /// A request was answered by its worker.
@@ -219,6 +246,17 @@ mod tests {
         let later = r.mark(late + Duration::from_micros(30));
         assert!(later.0 < mark.0, "the clock wrapped");
         assert_eq!(mark.until(later), Duration::from_micros(30));
+        // An earlier mark is no time later.
+        assert_eq!(later.until(mark), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_latest_mark_is_the_last_clock_read() {
+        let r = Recorder::default();
+        let first = r.mark(r.epoch + Duration::from_millis(1));
+        assert_eq!(r.latest(), first);
+        r.tick(r.epoch + Duration::from_millis(3));
+        assert_eq!(first.until(r.latest()), Duration::from_millis(2));
     }
 
     #[test]
