@@ -1,5 +1,7 @@
 //! Quickstart: a supervisor with four workers serving a few thousand typed
-//! calls (`CountPrimes` answers `Primes`, checked by the compiler on both sides).
+//! calls (`CountPrimes` answers `Primes`, checked by the compiler on both sides),
+//! with a progress line from `Pool::metrics` every 500 ms and the health
+//! table at the end.
 //!
 //! The binary is both sides: started normally it is the supervisor and
 //! re-executes itself as each worker (the worker sees `LPM_IPC_FD` in its
@@ -13,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lpm::worker::{CallContext, Worker};
-use lpm::{Call, Config, Enqueue, Pool, PoolEvent, WorkerCommand, WorkerHealth};
+use lpm::{Call, Config, Enqueue, HealthTable, Pool, PoolEvent, WorkerCommand};
 use serde::{Deserialize, Serialize};
 
 /// What the supervisor asks: count the primes below `below`.
@@ -61,6 +63,7 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
     println!("pool online: 4 workers ready");
 
     let started = Instant::now();
+    let progress = actix_rt::spawn(show_progress(pool.clone()));
     let jobs = (0..REQUESTS).map(|i| {
         let pool = pool.clone();
         async move {
@@ -74,6 +77,7 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let results = futures::future::join_all(jobs).await;
     let elapsed = started.elapsed();
+    progress.abort();
 
     let mut served_by: BTreeMap<u32, u64> = BTreeMap::new();
     let mut failed = 0;
@@ -110,7 +114,8 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  pid {pid:>7} served {n}");
     }
 
-    print_health(&pool.health().await?);
+    println!("metrics: {}", pool.metrics().await?);
+    print!("{}", HealthTable(&pool.health().await?));
 
     let report = pool.soft_kill().await?;
     println!(
@@ -132,24 +137,16 @@ async fn supervisor_main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn print_health(health: &[WorkerHealth]) {
-    println!(
-        "{:>4} {:>7} {:>9} {:>8} {:>6} {:>9} {:>7} {:>8} {:>8}",
-        "slot", "pid", "state", "rss MiB", "cpu %", "in flight", "served", "restarts", "uptime"
-    );
-    for w in health {
-        println!(
-            "{:>4} {:>7} {:>9} {:>8.1} {:>6.1} {:>9} {:>7} {:>8} {:>7.1}s",
-            w.slot,
-            w.pid.map_or("-".into(), |p| p.to_string()),
-            format!("{:?}", w.state),
-            w.rss as f64 / (1024.0 * 1024.0),
-            w.cpu,
-            w.in_flight,
-            w.served,
-            w.restarts,
-            w.uptime.as_secs_f64()
-        );
+/// Prints a line from the pool's metrics every 500 ms: served, in flight, queue.
+async fn show_progress(pool: Pool) {
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match pool.metrics().await {
+            Ok(metrics) => println!("  {metrics}"),
+            Err(_) => return,
+        }
     }
 }
 

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lpm::worker::{CallContext, Socket, Worker};
-use lpm::{Call, Config, Enqueue, Pool, PoolEvent, WorkerCommand, WorkerHealth};
+use lpm::{Call, Config, Enqueue, HealthTable, Pool, PoolEvent, WorkerCommand};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -231,7 +231,7 @@ async fn self_test(
 
     let health = pool.health().await?;
     println!("health while the clients are connected:");
-    print_health(&health);
+    print!("{}", HealthTable(&health));
     let live: Vec<u32> = health.iter().filter_map(|w| w.pid).collect();
     if let Some(pid) = per_worker.keys().find(|pid| !live.contains(pid)) {
         return Err(format!("pid {pid} answered but is not one of the pool's workers").into());
@@ -286,25 +286,6 @@ async fn client(addr: SocketAddr, n: usize) -> Result<Client, BoxError> {
         pid,
         _conn: (lines, write),
     })
-}
-
-fn print_health(health: &[WorkerHealth]) {
-    println!(
-        "{:>4} {:>7} {:>7} {:>8} {:>9} {:>6} {:>7}",
-        "slot", "pid", "state", "rss MiB", "in flight", "served", "sockets"
-    );
-    for w in health {
-        println!(
-            "{:>4} {:>7} {:>7} {:>8.1} {:>9} {:>6} {:>7}",
-            w.slot,
-            w.pid.map_or("-".into(), |p| p.to_string()),
-            format!("{:?}", w.state),
-            w.rss as f64 / (1024.0 * 1024.0),
-            w.in_flight,
-            w.served,
-            w.sockets
-        );
-    }
 }
 
 #[tokio::main]

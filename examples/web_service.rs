@@ -2,7 +2,7 @@
 //! the README's "Running it in a service".
 //!
 //! ```text
-//! cargo run --release --example web_service --features actix-web -- --bind 127.0.0.1:8080
+//! cargo run --release --example web_service --features actix-web,prometheus -- --bind 127.0.0.1:8080
 //! curl -s -XPOST localhost:8080/work -H 'content-type: application/json' -d '{"below":100000,"sleep_ms":0}'
 //! curl -s localhost:8080/health
 //! ```
@@ -11,6 +11,7 @@
 //!   answers through `lpm::PoolError`'s `ResponseError`: 503 with
 //!   `Retry-After` when the queue is full, 504 on a timeout, and so on.
 //! * `GET /health` answers the pool's health as JSON.
+//! * `GET /metrics` answers the pool's metrics in the Prometheus text format.
 //! * SIGTERM or SIGINT stops it gracefully: new work is refused with 503,
 //!   every request already accepted is answered, the server stops, then the
 //!   pool is soft-killed and the process exits with status 0.
@@ -121,6 +122,13 @@ async fn health(state: web::Data<State>) -> Result<HttpResponse, PoolError> {
     })))
 }
 
+async fn metrics(state: web::Data<State>) -> Result<HttpResponse, PoolError> {
+    let metrics = state.pool.metrics().await?;
+    Ok(HttpResponse::Ok()
+        .content_type(lpm::PROMETHEUS_CONTENT_TYPE)
+        .body(metrics.to_prometheus()))
+}
+
 async fn serve(options: Options) -> std::io::Result<()> {
     let pool = Pool::start(
         WorkerCommand::new(std::env::current_exe()?),
@@ -144,6 +152,7 @@ async fn serve(options: Options) -> std::io::Result<()> {
             .app_data(app_state.clone())
             .route("/work", web::post().to(work))
             .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics))
     })
     // A client that closes its side mid-request is gone: drop its handler.
     .h1_allow_half_closed(false)

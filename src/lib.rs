@@ -12,7 +12,7 @@
   per child. Call workers with [`Pool::call`] (a typed [`Call`]: its
   reply type is checked by the compiler), or [`Pool::send`] with
   per-request options, or [`Pool::enqueue`] for untyped payloads;
-  read [`Pool::health`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
+  read [`Pool::health`] and [`Pool::metrics`], listen to [`PoolEvent`]s, [`Pool::broadcast`],
   [`Pool::resize`], and stop with [`Pool::soft_kill`] or [`Pool::hard_kill`].
   Every request resolves exactly once, with a [`Response`] or a
   [`PoolError`] that says what happened ([`PoolError::kind`] gives its
@@ -53,6 +53,8 @@
 //! - `pool` (default): the supervisor side, on actix (it pulls in actix,
 //!   sysinfo and the `lpm-actors` crate).
 //! - `worker` (default): the worker runtime, `lpm::worker`, on tokio only.
+//! - `prometheus`: `Metrics::to_prometheus`, a pool's metrics in the
+//!   Prometheus text format (it adds the `prometheus-client` crate).
 //!
 //! A worker binary needs only its side, and then links no actix:
 //!
@@ -174,12 +176,18 @@ pub use lpm_protocol::{Call, Codec, Query, Topic};
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use lpm_actors::{
     balance, Answer, Autoscale, Balancer, Body, Broadcast, BroadcastListener, Config, CustomEvent,
-    Enqueue, Error as PoolError, ErrorKind, EventStream, HardKill, Health, Heartbeat, KillReason,
-    KillReport, Listener, Pool, PoolEvent, Raw, RecycleReason, Reload, ReloadReport, Reloaded,
-    Resize, Response, ResponseStream, ScaleReason, SignalPolicy, SoftKill, StartFailure, Strategy,
-    Subscribe, Supervisor, Transport, UsageSource, WithResponse, WorkerCommand, WorkerHealth,
-    WorkerState,
+    Enqueue, Error as PoolError, ErrorKind, EventStream, HardKill, Health, HealthTable, Heartbeat,
+    Histogram, KillReason, KillReport, Listener, Measure, Metrics, Outcome, Outcomes, Pool,
+    PoolEvent, Raw, RecycleReason, Reload, ReloadReport, Reloaded, Resize, Response,
+    ResponseStream, RestartReason, Restarts, ScaleReason, SignalPolicy, SoftKill, StartFailure,
+    Strategy, Subscribe, Supervisor, Transport, UsageSource, WithResponse, WorkerCommand,
+    WorkerHealth, WorkerState,
 };
+
+/// The `Content-Type` of [`Metrics::to_prometheus`]'s text (feature `prometheus`).
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use lpm_actors::PROMETHEUS_CONTENT_TYPE;
 
 /// The environment variable that names a worker's IPC channel; set for every
 /// worker on the socketpair transport (its absence means stdio).
@@ -206,8 +214,8 @@ pub mod prelude {
     #[cfg(feature = "pool")]
     #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
     pub use crate::{
-        Config, CustomEvent, Enqueue, ErrorKind, KillReason, KillReport, Pool, PoolError,
-        PoolEvent, Response, WorkerCommand, WorkerHealth, WorkerState,
+        Config, CustomEvent, Enqueue, ErrorKind, HealthTable, KillReason, KillReport, Metrics,
+        Pool, PoolError, PoolEvent, Response, WorkerCommand, WorkerHealth, WorkerState,
     };
 
     #[cfg(feature = "worker")]

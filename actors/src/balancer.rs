@@ -242,9 +242,16 @@ impl Balancer {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
-        while let Some((worker, batch)) = self.dispatch.poll_assign() {
+        // One clock read per turn: the queue wait of every request sent now ends here.
+        let now = Instant::now();
+        while let Some((worker, mut batch)) = self.dispatch.poll_assign() {
             match self.peers.get(&worker) {
-                Some(peer) if peer.assign.connected() => peer.assign.do_send(Assign(batch)),
+                Some(peer) if peer.assign.connected() => {
+                    for pending in &mut batch {
+                        pending.dispatched(now);
+                    }
+                    peer.assign.do_send(Assign(batch));
+                }
                 // The handle is gone; its exit report will follow. Keep the requests.
                 _ => self.dispatch.bounce(worker, batch),
             }

@@ -322,6 +322,32 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (`ALL[kind as usize] == kind`): what
+    /// a counter per kind is indexed by.
+    pub const ALL: [ErrorKind; 21] = [
+        ErrorKind::QueueFull,
+        ErrorKind::Timeout,
+        ErrorKind::WorkerDied,
+        ErrorKind::WorkerKilled,
+        ErrorKind::Quarantined,
+        ErrorKind::ShuttingDown,
+        ErrorKind::Killed,
+        ErrorKind::Handler,
+        ErrorKind::Decode,
+        ErrorKind::Encode,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::NoWorkers,
+        ErrorKind::PoolStopped,
+        ErrorKind::RestartLimit,
+        ErrorKind::InvalidSize,
+        ErrorKind::AlreadyReplied,
+        ErrorKind::WorkerGone,
+        ErrorKind::NotRetried,
+        ErrorKind::Descriptor,
+        ErrorKind::NotHandled,
+        ErrorKind::CodecMismatch,
+    ];
+
     /// The kind's snake_case name, e.g. `"queue_full"`: stable across
     /// releases, for metric labels and logs.
     pub const fn as_str(self) -> &'static str {
@@ -596,6 +622,14 @@ mod tests {
         assert_eq!(errors.len(), 25, "every variant has an example");
         let kinds: HashSet<ErrorKind> = errors.iter().map(Error::kind).collect();
         assert_eq!(kinds.len(), errors.len(), "one kind per variant");
+        assert_eq!(
+            kinds,
+            ErrorKind::ALL.into_iter().collect(),
+            "ALL has every kind"
+        );
+        for (i, kind) in ErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "ALL is in declaration order");
+        }
         for e in &errors {
             let kind = e.kind();
             assert_eq!(kind.as_str(), snake_case(variant_name(e)), "{e:?}");

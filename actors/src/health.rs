@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+mod table;
+
+pub use table::HealthTable;
+
 /// Where a worker slot is in its life.
 ///
 /// It displays and serializes as its lower-case name ([`WorkerState::as_str`]):
@@ -73,10 +77,10 @@ pub enum UsageSource {
 /// them), and `pid` as `null` while no process runs.
 ///
 /// ```json
-/// {"slot": 0, "pid": 4242, "rss": 10485760, "cpu": 1.5, "usage": "sampled",
-///  "in_flight": 2, "served": 120, "restarts": 0, "recycles": 0, "quarantined": 0,
-///  "uptime": 12.25, "state": "ready", "stats": {"heap": 1024.0}, "sockets": 0,
-///  "target": 4}
+/// {"slot": 0, "pid": 4242, "rss": 10485760, "cpu": 1.5, "cpu_time": 0.75,
+///  "usage": "sampled", "in_flight": 2, "served": 120, "restarts": 0, "recycles": 0,
+///  "quarantined": 0, "uptime": 12.25, "state": "ready", "stats": {"heap": 1024.0},
+///  "sockets": 0, "target": 4}
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[non_exhaustive]
@@ -90,6 +94,10 @@ pub struct WorkerHealth {
     pub rss: u64,
     /// CPU use in percent of one core, from the last two samples or reports.
     pub cpu: f32,
+    /// CPU time the current process has used (user and system), from the
+    /// last sample (serialized in seconds).
+    #[serde(serialize_with = "crate::error::secs")]
+    pub cpu_time: Duration,
     /// Whether `rss` and `cpu` were sampled here or reported by the worker.
     pub usage: UsageSource,
     /// Requests assigned and not yet answered, or answered with a stream
@@ -132,6 +140,7 @@ impl WorkerHealth {
             pid: None,
             rss: 0,
             cpu: 0.0,
+            cpu_time: Duration::ZERO,
             usage: UsageSource::Sampled,
             in_flight: 0,
             served: 0,
@@ -167,6 +176,7 @@ mod tests {
         h.pid = Some(4242);
         h.rss = 10 << 20;
         h.cpu = 1.5;
+        h.cpu_time = Duration::from_millis(750);
         h.in_flight = 3;
         h.served = 120;
         h.recycles = 1;
@@ -182,6 +192,7 @@ mod tests {
                 "pid": 4242,
                 "rss": 10485760,
                 "cpu": 1.5,
+                "cpu_time": 0.75,
                 "usage": "sampled",
                 "in_flight": 3,
                 "served": 120,

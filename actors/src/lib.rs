@@ -106,6 +106,7 @@ mod health;
 #[cfg(feature = "actix-web")]
 pub mod http;
 mod id;
+mod metrics;
 mod pool;
 mod reasons;
 mod request;
@@ -118,14 +119,18 @@ pub use balancer::{Answer, Balancer};
 pub use config::{Config, Heartbeat, SignalPolicy, Strategy, Transport, WorkerCommand};
 pub use error::{Error, ErrorKind};
 pub use events::{CustomEvent, EventStream, PoolEvent};
-pub use health::{UsageSource, WorkerHealth, WorkerState};
+pub use health::{HealthTable, UsageSource, WorkerHealth, WorkerState};
 pub use lpm_protocol::{Call, Codec, Query, Topic};
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use metrics::PROMETHEUS_CONTENT_TYPE;
+pub use metrics::{Histogram, Metrics, Outcome, Outcomes, RestartReason, Restarts};
 pub use pool::Pool;
 pub use reasons::{KillReason, RecycleReason};
 pub use request::{Body, Enqueue, Raw, Response, WithResponse};
 pub use stream::{Listener, ResponseStream};
 pub use supervisor::{
-    Autoscale, Broadcast, BroadcastListener, HardKill, Health, KillReport, Reload, ReloadReport,
-    Reloaded, Resize, ScaleReason, SoftKill, StartFailure, Subscribe, Supervisor,
+    Autoscale, Broadcast, BroadcastListener, HardKill, Health, KillReport, Measure, Reload,
+    ReloadReport, Reloaded, Resize, ScaleReason, SoftKill, StartFailure, Subscribe, Supervisor,
 };
 // `WorkerHandle` is internal: nothing public can be sent to it.

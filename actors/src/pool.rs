@@ -13,8 +13,8 @@ use crate::events::EventStream;
 use crate::request::{Body, Counters, Raw};
 use crate::supervisor::{Abandoned, StartKill, SubscribeStream, WhenOnline};
 use crate::{
-    Broadcast, Config, Enqueue, Error, Health, KillReport, Reload, ReloadReport, Resize, Response,
-    Subscribe, Supervisor, WorkerCommand, WorkerHealth,
+    Broadcast, Config, Enqueue, Error, ErrorKind, Health, KillReport, Measure, Metrics, Reload,
+    ReloadReport, Resize, Response, Subscribe, Supervisor, WorkerCommand, WorkerHealth,
 };
 
 /// Hard-kills a running pool when the last clone of its [`Pool`] is dropped,
@@ -226,6 +226,7 @@ impl Pool {
         let job = request.into_job(self.codec)?;
         let must_fit = !job.options.wait_for_room;
         if !self.counters.enter_intake(self.queue_capacity, must_fit) {
+            self.counters.metrics.failed(ErrorKind::QueueFull);
             return Err(Error::QueueFull {
                 capacity: self.queue_capacity,
             });
@@ -238,6 +239,7 @@ impl Pool {
             .is_err()
         {
             self.counters.leave_intake();
+            self.counters.metrics.failed(ErrorKind::PoolStopped);
             return Err(Error::PoolStopped);
         }
         Ok(Submitted {
@@ -320,6 +322,37 @@ impl Pool {
     pub async fn health(&self) -> Result<Vec<WorkerHealth>, Error> {
         self.supervisor
             .send(Health)
+            .await
+            .map_err(|_| Error::PoolStopped)
+    }
+
+    /// A snapshot of the pool's numbers: requests by outcome, retries,
+    /// timeouts, restarts by reason, recycles, the queue's depth and its
+    /// high-water mark, queue-wait and service-time histograms, and each
+    /// worker's RSS, CPU and in flight (see [`Metrics`]). The same as
+    /// sending [`Measure`] to the supervisor.
+    ///
+    /// The counts cover the pool's life: they survive worker restarts.
+    /// Each call samples every worker (as [`Pool::health`] does), so call it
+    /// when a scrape or a progress line needs it, not per request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolStopped`] when the supervisor is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: lpm_actors::Pool) -> Result<(), lpm_actors::Error> {
+    /// let metrics = pool.metrics().await?;
+    /// println!("{metrics}");
+    /// println!("queue wait p99: {:?}", metrics.queue_wait.p99());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn metrics(&self) -> Result<Metrics, Error> {
+        self.supervisor
+            .send(Measure)
             .await
             .map_err(|_| Error::PoolStopped)
     }

@@ -16,8 +16,9 @@ mod load;
 pub(crate) use load::{Changed, Load, LoadGuard, SocketGuard};
 
 use crate::error::{decode_payload, encode_payload};
+use crate::metrics::{Mark, Recorder};
 use crate::stream::{Attachment, ResponseStream, SharedStream};
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// A request to enqueue: its body (a typed [`Call`], or bytes) and the
 /// options that override the pool's defaults.
@@ -392,7 +393,9 @@ pub(crate) enum FdNeed {
     Socket,
 }
 
-/// Requests served and failed over the pool's life, for the kill report.
+/// The pool's shared figures: its metrics (outcomes, restarts, queue and
+/// service times; the kill report's served and failed come from them), the
+/// queue's length and the intake's.
 ///
 /// Shared, like each worker's [`Load`], by actors that read one another's
 /// figures without a message: correct only while they all run on the
@@ -400,8 +403,7 @@ pub(crate) enum FdNeed {
 /// handles update). Debug builds check it.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    served: std::sync::atomic::AtomicU64,
-    failed: std::sync::atomic::AtomicU64,
+    pub(crate) metrics: Recorder,
     /// Requests waiting in the balancer's queue: a worker that frees a slot
     /// only needs to tell the balancer when some are.
     queued: AtomicUsize,
@@ -415,8 +417,7 @@ pub(crate) struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Self {
-            served: Default::default(),
-            failed: Default::default(),
+            metrics: Recorder::default(),
             queued: Default::default(),
             submitted: Default::default(),
             home: std::thread::current().id(),
@@ -442,6 +443,7 @@ impl Counters {
 
     pub(crate) fn set_queued(&self, n: usize) {
         self.queued.store(n, Ordering::Relaxed);
+        self.metrics.queue_depth(n);
     }
 
     /// Counts one more request on its way to the balancer: `false`, and not
@@ -462,11 +464,11 @@ impl Counters {
     }
 
     pub(crate) fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.metrics.served_count()
     }
 
     pub(crate) fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+        self.metrics.failed_count()
     }
 }
 
@@ -502,6 +504,11 @@ pub(crate) struct Pending {
     pub(crate) retries_left: u32,
     pub(crate) attempts: u32,
     pub(crate) deadline: Option<Instant>,
+    /// Since when it waits for a worker, or is on one: its queue wait and
+    /// service time are measured from this. A 4-byte mark and a flag fit
+    /// where the fields around them leave room, so a queued request is no bigger.
+    since: Mark,
+    on_worker: bool,
     pub(crate) load: Option<LoadGuard>,
     /// What earlier attempts left behind. Boxed: most requests make one
     /// attempt, and a queued request should stay small.
@@ -562,6 +569,8 @@ impl Pending {
             retries_left: options.retries.unwrap_or(defaults.retries),
             attempts: 1,
             deadline: timeout.map(|t| now + t),
+            since: defaults.counters.metrics.mark(now),
+            on_worker: false,
             load: None,
             history: None,
             attachment: options.attachment,
@@ -576,14 +585,28 @@ impl Pending {
         self.reply.as_ref().is_none_or(|r| r.is_closed())
     }
 
-    /// Forgets a request whose caller stopped waiting; it counts as neither served nor failed.
+    /// Forgets a request whose caller stopped waiting; it counts as
+    /// cancelled, neither served nor failed.
     pub(crate) fn abandon(mut self) {
+        self.counters.metrics.cancelled();
         self.reply = None;
+    }
+
+    /// The request is handed to a worker at `now`: its queue wait ends
+    /// (measured since it was queued, or since it was last handed to a
+    /// worker that sent it back) and its service time starts.
+    pub(crate) fn dispatched(&mut self, now: Instant) {
+        let metrics = &self.counters.metrics;
+        let now = metrics.mark(now);
+        metrics.waited(self.since.until(now));
+        self.since = now;
+        self.on_worker = true;
     }
 
     /// After an attempt on `slot` failed with `error`: starts another attempt
     /// if retries are left, else fails the request with `error`.
     pub(crate) fn retry(mut self, now: Instant, slot: usize, error: Error) -> Option<Self> {
+        self.counters.metrics.tick(now);
         self.load = None;
         if self.retries_left == 0 {
             self.fail(error);
@@ -599,7 +622,10 @@ impl Pending {
         }
         self.retries_left -= 1;
         self.attempts += 1;
+        self.counters.metrics.retried();
         self.deadline = self.timeout.map(|t| now + t);
+        self.since = self.counters.metrics.mark(now);
+        self.on_worker = false;
         let history = self.history.get_or_insert_with(Box::default);
         history.avoid = Some(slot);
         history.last_error = Some(error);
@@ -677,7 +703,7 @@ impl Pending {
             acked,
             stream,
         };
-        self.counters.served.fetch_add(1, Ordering::Relaxed);
+        self.counters.metrics.served();
         self.send(Ok(response));
     }
 
@@ -691,7 +717,7 @@ impl Pending {
     }
 
     pub(crate) fn fail(mut self, error: Error) {
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        self.counters.metrics.failed(error.kind());
         self.send(Err(error));
     }
 
@@ -702,8 +728,9 @@ impl Pending {
         }
     }
 
-    /// The error for a timeout on the last attempt.
-    pub(crate) fn timeout_error(&self) -> Error {
+    /// Counts an attempt that ran out of time, and makes its error.
+    pub(crate) fn timed_out(&self) -> Error {
+        self.counters.metrics.timed_out();
         Error::Timeout {
             id: self.id,
             after: self.timeout.unwrap_or_default(),
@@ -711,8 +738,15 @@ impl Pending {
         }
     }
 
+    /// Answers the caller, ending the service time of a request that was on a worker.
     fn send(&mut self, result: Result<Response, Error>) {
         self.load = None;
+        if self.on_worker {
+            // Timed by the clock as its actor last read it: this turn's,
+            // since frames, timers and deaths are each read at `now`.
+            let metrics = &self.counters.metrics;
+            metrics.serviced(self.since.until(metrics.latest()));
+        }
         if let Some(reply) = self.reply.take() {
             // A caller that stopped waiting is not an error.
             let _ = reply.send(result);
@@ -723,7 +757,7 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if self.reply.is_some() {
-            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.counters.metrics.failed(ErrorKind::PoolStopped);
             self.send(Err(Error::PoolStopped));
         }
     }

@@ -6,6 +6,7 @@
 mod autoscale;
 mod kill;
 mod listener;
+mod measure;
 mod recycle;
 pub use listener::BroadcastListener;
 mod reload;
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use autoscale::Autoscaler;
 pub use autoscale::{Autoscale, ScaleReason};
 pub use kill::KillReport;
+pub use measure::Measure;
 pub(crate) use recycle::RecycleMe;
 use reload::Reloading;
 pub use reload::{Reload, ReloadReport, Reloaded, StartFailure};
@@ -41,7 +43,7 @@ use crate::request::{AfterDeath, Counters, Pending};
 use crate::worker_handle::{
     Drain, HandleConfig, Sample, SendEvent, SendListener, SessionConfig, SignalWorker, WorkerHandle,
 };
-use crate::{Config, Error, KillReason, PoolEvent, SignalPolicy, WorkerCommand};
+use crate::{Config, Error, KillReason, PoolEvent, RestartReason, SignalPolicy, WorkerCommand};
 
 /// Reports the health of every worker slot.
 #[derive(Debug, Message)]
@@ -264,8 +266,9 @@ impl Supervisor {
         self.spawn_slot(slot, ctx);
     }
 
-    /// A slot lost its worker (or could not start one): restart it, retire it, or give up.
-    fn after_death(&mut self, slot: usize, ctx: &mut Context<Self>) {
+    /// A slot lost its worker (or could not start one), for `reason`:
+    /// restart it, retire it, or give up.
+    fn after_death(&mut self, slot: usize, reason: RestartReason, ctx: &mut Context<Self>) {
         let running = self.may_spawn();
         let Some(s) = self.slots.get_mut(&slot) else {
             return;
@@ -281,6 +284,7 @@ impl Supervisor {
         match s.restarts.record(Instant::now()) {
             ControlFlow::Continue(delay) => {
                 s.total_restarts += 1;
+                self.counters.metrics.restarted(reason);
                 let timer = ctx.run_later(delay, move |act, ctx| {
                     if let Some(s) = act.slots.get_mut(&slot) {
                         s.filled = Filled::Empty;
@@ -692,6 +696,8 @@ impl Handler<WorkerExited> for Supervisor {
         }
         self.balancer.do_send(WorkerLeft { id });
         let now = Instant::now();
+        // The requests it held are timed by it.
+        self.counters.metrics.tick(now);
         let mut retry = Vec::new();
         let mut quarantined = 0;
         for pending in held {
@@ -736,7 +742,8 @@ impl Handler<WorkerExited> for Supervisor {
         });
         if current {
             if !self.successor_takes_over(id.slot, ctx) {
-                self.after_death(id.slot, ctx);
+                let reason = RestartReason::after_exit(killed_for.as_ref(), code);
+                self.after_death(id.slot, reason, ctx);
             }
         } else {
             self.outgoing.remove(&id);

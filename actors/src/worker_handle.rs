@@ -523,7 +523,8 @@ impl Handler<Sample> for WorkerHandle {
     fn handle(&mut self, _msg: Sample, ctx: &mut Context<Self>) -> Self::Result {
         // A fresh sample: CPU is measured since the previous one.
         self.sample();
-        let health = self.session.health(Instant::now());
+        let mut health = self.session.health(Instant::now());
+        health.cpu_time = self.sampler.cpu_time();
         self.apply(ctx);
         MessageResult(health)
     }

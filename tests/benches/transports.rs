@@ -44,11 +44,11 @@ fn rows() -> Vec<Row> {
     };
     let stdio = |command: WorkerCommand| command.transport(Transport::Stdio);
     vec![
-        Row::new("rust-socketpair", move || rust()),
+        Row::new("rust-socketpair", rust),
         Row::new("rust-stdio", move || stdio(rust())),
-        Row::new("python-socketpair", move || python()),
+        Row::new("python-socketpair", python),
         Row::new("python-stdio", move || stdio(python())),
-        Row::new("node-socketpair", move || node()),
+        Row::new("node-socketpair", node),
         Row::new("node-stdio", move || stdio(node())),
         Row::ssh(),
     ]

@@ -56,6 +56,19 @@ impl Service {
         response.json().await.expect("health is JSON")
     }
 
+    async fn metrics(&self, client: &awc::Client) -> prometheus_parse::Scrape {
+        let mut response = client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert!(response.status().is_success(), "{}", response.status());
+        let body = response.body().await.expect("the metrics' text");
+        let text = String::from_utf8(body.to_vec()).expect("UTF-8");
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("Prometheus text")
+    }
+
     /// Waits for the process to exit; its status code.
     fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
         let until = Instant::now() + deadline;
@@ -95,6 +108,19 @@ fn sum(health: &Value, field: &str) -> f64 {
         .iter()
         .map(|w| w[field].as_f64().unwrap_or(0.0))
         .sum()
+}
+
+/// The value of `metric`'s sample with the label `name="value"`.
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, (name, value): (&str, &str)) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && s.labels.get(name) == Some(value))
+        .unwrap_or_else(|| panic!("no {metric}{{{name}={value:?}}}"));
+    match found.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+        ref other => panic!("{metric} is {other:?}"),
+    }
 }
 
 /// What the load saw.
@@ -187,6 +213,10 @@ async fn a_worker_sigkilled_under_load_costs_no_request() {
     let health = service.health(&client).await;
     assert_eq!(sum(&health, "restarts"), 1.0, "{health}");
     assert!(!worker_pids(&health).contains(&victim));
+    // The scrape agrees with what the clients saw.
+    let scrape = service.metrics(&client).await;
+    assert_eq!(sample(&scrape, "lpm_requests_total", ("outcome", "served")), tally.ok as f64);
+    assert_eq!(sample(&scrape, "lpm_restarts_total", ("reason", "crashed")), 1.0);
 }
 
 #[actix_rt::test]

@@ -294,7 +294,7 @@ impl Dispatch {
     /// same queue.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         for pending in self.queue.take_expired(now) {
-            let error = pending.timeout_error();
+            let error = pending.timed_out();
             pending.fail(error);
         }
         self.pump();

@@ -123,6 +123,7 @@ impl Supervisor {
         let successor = live.pid;
         if matches!(why, Why::Recycle(_)) {
             s.recycles += 1;
+            self.counters.metrics.recycled();
         }
         let old = std::mem::replace(&mut s.filled, Filled::Live(live));
         if let (Filled::Live(old), true) = (old, ready) {

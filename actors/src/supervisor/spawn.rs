@@ -18,7 +18,7 @@ use crate::id::WorkerId;
 use crate::request::Load;
 use crate::worker_handle::spawn::{spawn_worker, Spawned};
 use crate::worker_handle::WorkerHandle;
-use crate::{PoolEvent, WorkerCommand};
+use crate::{PoolEvent, RestartReason, WorkerCommand};
 
 /// True for a spawn error that says the supervisor ran short of a resource
 /// (descriptors, processes, threads, memory), which passes, rather than that
@@ -131,7 +131,7 @@ impl Supervisor {
             return self.reload_step_failed(id, cause, ctx);
         }
         if !is_shortage(e) {
-            return self.after_death(slot, ctx);
+            return self.after_death(slot, RestartReason::SpawnFailed, ctx);
         }
         // Out of descriptors or processes: the supervisor's shortage, not the
         // worker's crash, so it does not count against the restart window.

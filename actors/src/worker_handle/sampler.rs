@@ -1,12 +1,15 @@
 //! Samples one process's RSS and CPU with sysinfo.
 
+use std::time::Duration;
+
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-/// RSS (bytes) and CPU (percent of one core) of one process.
+/// RSS (bytes) and CPU (percent of one core, and time used) of one process.
 #[derive(Debug)]
 pub(crate) struct Sampler {
     system: Option<System>,
     pid: Pid,
+    cpu_time: Duration,
 }
 
 impl Sampler {
@@ -17,6 +20,7 @@ impl Sampler {
         Self {
             system,
             pid: Pid::from_u32(pid),
+            cpu_time: Duration::ZERO,
         }
     }
 
@@ -29,8 +33,13 @@ impl Sampler {
             true,
             ProcessRefreshKind::nothing().with_memory().with_cpu(),
         );
-        system
-            .process(self.pid)
-            .map(|p| (p.memory(), p.cpu_usage()))
+        let process = system.process(self.pid)?;
+        self.cpu_time = Duration::from_millis(process.accumulated_cpu_time());
+        Some((process.memory(), process.cpu_usage()))
+    }
+
+    /// The CPU time the process had used at the last sample that found it.
+    pub(crate) fn cpu_time(&self) -> Duration {
+        self.cpu_time
     }
 }

@@ -362,6 +362,8 @@ impl Session {
             } else {
                 UsageSource::Sampled
             },
+            // The handle's sampler knows it.
+            cpu_time: Duration::ZERO,
             in_flight: self.in_flight.len() + self.fds.open_streams(),
             served: self.served,
             restarts: 0,

@@ -16,6 +16,8 @@ impl Session {
     /// Handles what one read delivered, in order; a protocol violation kills
     /// the worker and ends the batch.
     pub(crate) fn on_frames(&mut self, batch: Vec<ToSupervisor>, now: Instant) {
+        // The answers in this batch are timed by it.
+        self.config.counters.metrics.tick(now);
         let mut freed = false;
         for msg in batch {
             // After the channel closed (a kill), nothing the worker says counts.

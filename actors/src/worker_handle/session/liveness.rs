@@ -90,7 +90,7 @@ impl Session {
             // The worker must not answer it any more; a retry may come back here with the same id.
             self.cancel_in_worker(id);
             self.recycle_late(id, now);
-            let error = pending.timeout_error();
+            let error = pending.timed_out();
             retry.extend(pending.retry(now, self.id.slot, error));
         }
         self.send_fence(now);
