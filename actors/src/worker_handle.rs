@@ -242,8 +242,14 @@ impl WorkerHandle {
                 self.close_input_when_written();
             }
             Effect::Pump { id, reader, writer } => pump::start(id, reader, writer),
-            Effect::PumpInBand { id, reader, credit } => {
-                pump::start_in_band(id, reader, credit, ctx.address().recipient());
+            Effect::PumpInBand {
+                id,
+                reader,
+                credit,
+                chunk,
+            } => {
+                let handle = ctx.address().recipient();
+                pump::start_in_band(id, reader, credit, chunk, handle);
             }
             Effect::AnswerStreamed {
                 pending,

@@ -58,12 +58,15 @@ pub(crate) enum Effect {
         reader: CallerStream,
         writer: OwnedFd,
     },
-    /// Read the caller's stream as far as `credit` allows, each piece back
-    /// to the session as a `RequestChunk` for request `id`.
+    /// Read the caller's stream as far as `credit` allows, at most `chunk`
+    /// bytes at a time, each piece back to the session as a `RequestChunk`
+    /// for request `id`.
     PumpInBand {
         id: RequestId,
         reader: CallerStream,
         credit: Arc<Credit>,
+        /// The most bytes one chunk may carry (under the frame limit).
+        chunk: usize,
     },
     /// Answer with the worker's in-band byte stream, whose chunks arrive on
     /// `chunks`; `end` tells how it ended.
