@@ -136,6 +136,32 @@ async fn a_println_in_a_handler_goes_to_the_log_not_the_channel() {
     );
 }
 
+/// A program that writes text to its stdout before it becomes a worker
+/// breaks the protocol: the pool names it and kills it.
+#[actix_rt::test]
+async fn text_on_a_workers_stdout_is_a_protocol_violation() {
+    let command = WorkerCommand::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo 'starting up...'; exec {}",
+            env!("CARGO_BIN_EXE_test_worker")
+        ))
+        .transport(Transport::Stdio);
+    let (pool, mut events) = start(command, config(1));
+    let killed = recv_or_fail(&mut events, "WorkerKilled", DEADLINE, |e| {
+        matches!(e, PoolEvent::WorkerKilled { .. })
+    })
+    .await;
+    let PoolEvent::WorkerKilled { reason, .. } = killed else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&reason, KillReason::ProtocolViolation(m) if m.contains("bad frame")),
+        "{reason:?}"
+    );
+    pool.hard_kill().await.expect("the pool is running");
+}
+
 #[actix_rt::test]
 async fn a_request_whose_worker_dies_is_retried_on_another() {
     let (pool, mut events) = start(stdio_worker(), config(2).retries(1));
