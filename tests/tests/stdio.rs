@@ -524,6 +524,47 @@ async fn sockets_and_listeners_are_refused_naming_the_transport() {
     pool.hard_kill().await.expect("the pool is running");
 }
 
+/// A worker on the socketpair that says it takes no descriptors gets its
+/// streams in-band, and no socket or listener.
+#[actix_rt::test]
+async fn a_socketpair_worker_that_takes_no_descriptors_is_served_like_a_stdio_one() {
+    let command = WorkerCommand::new(env!("CARGO_BIN_EXE_hostile_worker")).arg("no-fds");
+    let pool = lpm_tests::start_stream_pool(command, config(1)).await;
+    let request = Enqueue::new(&"a stream")
+        .unwrap()
+        .stream(PatternReader::new(3 * MIB + 5));
+    let answer = within("a counted stream", pool.send(request)).await;
+    assert_eq!(answer.unwrap().data::<u64>().unwrap(), 3 * MIB + 5);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_client, request) = lpm_tests::connection(&listener, &StreamOp::Serve).await;
+    let answer = within("the socket request", pool.send(request)).await;
+    assert!(
+        matches!(
+            answer,
+            Err(PoolError::NoFdPassing {
+                transport: Transport::Socketpair,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let answer = pool
+        .broadcast_listener(lpm_tests::LISTEN, &(), std_listener)
+        .await;
+    assert!(
+        matches!(
+            answer,
+            Err(PoolError::NoFdPassing {
+                what: "listener",
+                transport: Transport::Socketpair
+            })
+        ),
+        "{answer:?}"
+    );
+    pool.hard_kill().await.expect("the pool is running");
+}
+
 #[actix_rt::test]
 async fn a_remote_worker_reports_its_own_usage() {
     let (pool, _events) = start(remote_worker(), config(1));
