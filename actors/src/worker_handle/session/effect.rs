@@ -25,11 +25,11 @@ pub(crate) enum Effect {
     /// For the balancer: the worker's resident memory, in bytes.
     Rss(u64),
     /// For the balancer: the calls the worker serves, numbered from 1, and
-    /// whether it takes descriptors (sockets go only to those that do).
+    /// the transport that keeps it from descriptors if it takes none
+    /// (sockets go only to workers that take them).
     Calls {
         calls: Arc<[Box<str>]>,
-        takes_fds: bool,
-        transport: Transport,
+        refuses_fds: Option<Transport>,
     },
     /// For the supervisor's subscribers: the pool is killing the worker.
     Killing(KillReason),
