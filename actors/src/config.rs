@@ -303,6 +303,8 @@ pub struct Config {
     /// yet. Further such requests wait in the queue, in order, while
     /// requests without a descriptor behind them go on to the workers.
     /// (Sockets a worker keeps serving after its `ack` do not count here.)
+    /// Over the stdio transport the in-band streams count the same way;
+    /// each holds at most a 256 KiB window in memory.
     pub max_fds_in_flight: usize,
     /// How a worker is picked: a built-in [`Strategy`], or your own
     /// [`Balance`] with [`Strategy::custom`].

@@ -324,7 +324,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Every kind, in declaration order (`ALL[kind as usize] == kind`): what
     /// a counter per kind is indexed by.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::QueueFull,
         ErrorKind::Timeout,
         ErrorKind::WorkerDied,
@@ -346,6 +346,10 @@ impl ErrorKind {
         ErrorKind::Descriptor,
         ErrorKind::NotHandled,
         ErrorKind::CodecMismatch,
+        ErrorKind::Autoscaling,
+        ErrorKind::ReloadInProgress,
+        ErrorKind::ReloadFailed,
+        ErrorKind::NoFdPassing,
     ];
 
     /// The kind's snake_case name, e.g. `"queue_full"`: stable across

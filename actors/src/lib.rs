@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  caller ──Enqueue──▶ Balancer ──Assign (batched)──▶ WorkerHandle ──frames──▶ child
-//!    ▲                  ▲   ▲                            │  (one per child: socket,
+//!    ▲                  ▲   ▲                            │  (one per child: channel,
 //!    │                  │   └────── Requeue ─────────────┤   in-flight map, timers)
 //!    │             Supervisor ◀──── WorkerExited ────────┘
 //!    └──────────────── Response (the reply channel travels with the request)
@@ -60,6 +60,12 @@
 //! supervisor. [`Config::max_fds_in_flight`] bounds the descriptors in flight
 //! per worker; a descriptor that cannot be passed fails its request with
 //! [`Error::Descriptor`] and is closed.
+//!
+//! Workers on the [`Transport::Stdio`] transport (their stdin and stdout,
+//! for launchers such as `ssh`) take no descriptors: streams and files go
+//! in-band, as chunks with credit-based flow control (a window of 256 KiB
+//! each way, so a stream of any size never sits in memory), and sockets and
+//! listeners fail with [`Error::NoFdPassing`].
 //!
 //! **Retry rule.** A request whose stream or socket was handed to a worker
 //! is never sent again: the worker may have consumed part of the stream.

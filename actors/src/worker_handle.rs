@@ -201,14 +201,10 @@ impl WorkerHandle {
             Effect::Requeue(requests) => self.balancer.do_send(Requeue(requests)),
             Effect::Freed => self.balancer.do_send(Freed),
             Effect::Rss(rss) => self.balancer.do_send(LoadSample { id, rss }),
-            Effect::Calls {
-                calls,
-                takes_fds,
-                transport,
-            } => self.balancer.do_send(WorkerCalls {
+            Effect::Calls { calls, refuses_fds } => self.balancer.do_send(WorkerCalls {
                 id,
                 calls,
-                refuses_fds: (!takes_fds).then_some(transport),
+                refuses_fds,
             }),
             Effect::Killing(reason) => self.supervisor.do_send(Publish(PoolEvent::WorkerKilled {
                 slot: id.slot,
@@ -242,8 +238,14 @@ impl WorkerHandle {
                 self.close_input_when_written();
             }
             Effect::Pump { id, reader, writer } => pump::start(id, reader, writer),
-            Effect::PumpInBand { id, reader, credit } => {
-                pump::start_in_band(id, reader, credit, ctx.address().recipient());
+            Effect::PumpInBand {
+                id,
+                reader,
+                credit,
+                chunk,
+            } => {
+                let handle = ctx.address().recipient();
+                pump::start_in_band(id, reader, credit, chunk, handle);
             }
             Effect::AnswerStreamed {
                 pending,

@@ -69,6 +69,14 @@ pub const STREAM_WINDOW: u64 = 256 * 1024;
 /// The largest `data` of one in-band `StreamData` frame.
 pub const STREAM_CHUNK: usize = 64 * 1024;
 
+/// The largest `data` a sender puts in one `StreamData` frame under a frame
+/// limit of `max_frame_len`: [`STREAM_CHUNK`], or less when the limit is
+/// lower (a `StreamData` body holds up to 32 bytes besides its data), and
+/// never 0.
+pub fn stream_chunk(max_frame_len: usize) -> usize {
+    STREAM_CHUNK.min(max_frame_len.saturating_sub(32)).max(1)
+}
+
 /// Environment variable naming the pool's payload [`Codec`] (`postcard` or
 /// `json`), so a worker uses the codec its pool does.
 pub const CODEC_ENV: &str = "LPM_CODEC";

@@ -97,6 +97,16 @@ pub(crate) fn take_stdio() -> Result<(OwnedFd, OwnedFd), WorkerError> {
             BorrowedFd::borrow_raw(2),
         )
     };
+    // A terminal mangles bytes (and means a person started this by hand).
+    for (what, fd) in [("stdin", stdin), ("stdout", stdout)] {
+        // SAFETY: isatty only looks at the descriptor.
+        if unsafe { libc::isatty(fd.as_raw_fd()) } == 1 {
+            let e = io::Error::other(
+                "it is a terminal (start the worker through an lpm pool; over ssh, without -t)",
+            );
+            return Err(no_channel(what, e));
+        }
+    }
     let input = stdin
         .try_clone_to_owned()
         .map_err(|e| no_channel("stdin", e))?;

@@ -230,9 +230,10 @@ pub(crate) async fn pump_response<R>(
     R: AsyncRead + Send + Unpin + 'static,
 {
     let credits = &shared.response_credits;
+    let chunk = lpm_protocol::stream_chunk(shared.outbox.max_frame_len());
     let mut total = 0u64;
     let outcome = loop {
-        let Some(granted) = credit.take(STREAM_CHUNK).await else {
+        let Some(granted) = credit.take(chunk).await else {
             tracing::debug!(request = %id, bytes = total, "response stream cancelled");
             break None;
         };

@@ -118,6 +118,11 @@ impl Outbox {
         Ok(())
     }
 
+    /// The frame limit (a frame's body at most this many bytes).
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
     /// Refuses further messages; the writer writes what is queued and stops.
     pub(crate) fn close(&self) {
         self.lock().closed = true;

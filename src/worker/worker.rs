@@ -177,8 +177,9 @@ impl Worker {
     /// # Errors
     ///
     /// [`WorkerError::NoChannel`] when `LPM_IPC_FD` names no socket, or,
-    /// without it, stdin or stdout is no pipe or socket (the process was not
-    /// started by an lpm pool); and the errors of [`Worker::connect`].
+    /// without it, stdin or stdout is a terminal or no pipe or socket (the
+    /// process was not started by an lpm pool); and the errors of
+    /// [`Worker::connect`].
     pub async fn from_env() -> Result<Worker, WorkerError> {
         match inherited_channel()? {
             Some(socket) => Self::connect(socket).await,

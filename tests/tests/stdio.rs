@@ -136,6 +136,32 @@ async fn a_println_in_a_handler_goes_to_the_log_not_the_channel() {
     );
 }
 
+/// A program that writes text to its stdout before it becomes a worker
+/// breaks the protocol: the pool names it and kills it.
+#[actix_rt::test]
+async fn text_on_a_workers_stdout_is_a_protocol_violation() {
+    let command = WorkerCommand::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo 'starting up...'; exec {}",
+            env!("CARGO_BIN_EXE_test_worker")
+        ))
+        .transport(Transport::Stdio);
+    let (pool, mut events) = start(command, config(1));
+    let killed = recv_or_fail(&mut events, "WorkerKilled", DEADLINE, |e| {
+        matches!(e, PoolEvent::WorkerKilled { .. })
+    })
+    .await;
+    let PoolEvent::WorkerKilled { reason, .. } = killed else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&reason, KillReason::ProtocolViolation(m) if m.contains("bad frame")),
+        "{reason:?}"
+    );
+    pool.hard_kill().await.expect("the pool is running");
+}
+
 #[actix_rt::test]
 async fn a_request_whose_worker_dies_is_retried_on_another() {
     let (pool, mut events) = start(stdio_worker(), config(2).retries(1));
@@ -495,6 +521,47 @@ async fn sockets_and_listeners_are_refused_naming_the_transport() {
     // The worker is untouched and serves on.
     let held = within("Held", pool.enqueue(&StreamOp::Held)).await.unwrap();
     assert_eq!(held.data::<u64>().unwrap(), 1);
+    pool.hard_kill().await.expect("the pool is running");
+}
+
+/// A worker on the socketpair that says it takes no descriptors gets its
+/// streams in-band, and no socket or listener.
+#[actix_rt::test]
+async fn a_socketpair_worker_that_takes_no_descriptors_is_served_like_a_stdio_one() {
+    let command = WorkerCommand::new(env!("CARGO_BIN_EXE_hostile_worker")).arg("no-fds");
+    let pool = lpm_tests::start_stream_pool(command, config(1)).await;
+    let request = Enqueue::new(&"a stream")
+        .unwrap()
+        .stream(PatternReader::new(3 * MIB + 5));
+    let answer = within("a counted stream", pool.send(request)).await;
+    assert_eq!(answer.unwrap().data::<u64>().unwrap(), 3 * MIB + 5);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_client, request) = lpm_tests::connection(&listener, &StreamOp::Serve).await;
+    let answer = within("the socket request", pool.send(request)).await;
+    assert!(
+        matches!(
+            answer,
+            Err(PoolError::NoFdPassing {
+                transport: Transport::Socketpair,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let answer = pool
+        .broadcast_listener(lpm_tests::LISTEN, &(), std_listener)
+        .await;
+    assert!(
+        matches!(
+            answer,
+            Err(PoolError::NoFdPassing {
+                what: "listener",
+                transport: Transport::Socketpair
+            })
+        ),
+        "{answer:?}"
+    );
     pool.hard_kill().await.expect("the pool is running");
 }
 

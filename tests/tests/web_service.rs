@@ -215,8 +215,14 @@ async fn a_worker_sigkilled_under_load_costs_no_request() {
     assert!(!worker_pids(&health).contains(&victim));
     // The scrape agrees with what the clients saw.
     let scrape = service.metrics(&client).await;
-    assert_eq!(sample(&scrape, "lpm_requests_total", ("outcome", "served")), tally.ok as f64);
-    assert_eq!(sample(&scrape, "lpm_restarts_total", ("reason", "crashed")), 1.0);
+    assert_eq!(
+        sample(&scrape, "lpm_requests_total", ("outcome", "served")),
+        tally.ok as f64
+    );
+    assert_eq!(
+        sample(&scrape, "lpm_restarts_total", ("reason", "crashed")),
+        1.0
+    );
 }
 
 #[actix_rt::test]

@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use actix::Recipient;
-use lpm_protocol::{Credit, RequestId, STREAM_CHUNK};
+use lpm_protocol::{Credit, RequestId};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
@@ -39,8 +39,8 @@ async fn pump(id: RequestId, reader: CallerStream, mut writer: pipe::Sender) {
     }
 }
 
-/// Reads the caller's stream for an in-band request stream: at most one
-/// chunk at a time, and never more than the worker's `credit` allows; each
+/// Reads the caller's stream for an in-band request stream: at most `chunk`
+/// bytes at a time, and never more than the worker's `credit` allows; each
 /// piece goes to the handle, which sends it on. Stops when the credit is
 /// closed (the worker answered, the request was cancelled, the worker is
 /// gone) or the reader ends.
@@ -48,12 +48,13 @@ pub(super) fn start_in_band(
     id: RequestId,
     reader: CallerStream,
     credit: Arc<Credit>,
+    chunk: usize,
     handle: Recipient<RequestChunkFor>,
 ) {
     actix::spawn(async move {
         let mut reader = reader.0;
         let mut total = 0u64;
-        while let Some(granted) = credit.take(STREAM_CHUNK).await {
+        while let Some(granted) = credit.take(chunk).await {
             let mut chunk = vec![0u8; granted];
             let chunk = match reader.read(&mut chunk).await {
                 Ok(0) => {

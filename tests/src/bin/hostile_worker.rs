@@ -25,6 +25,10 @@
 //!   same id at once. Each answer is the `String` `"first"` or `"retry"`.
 //! * `not-handled` (not hostile: legal): announces the call `echo` in its
 //!   `Hello` and answers every request `NotHandled`.
+//! * `no-fds` (not hostile: legal): says `takes_fds: false` in its `Hello`,
+//!   as a worker that cannot receive descriptors would; echoes requests, and
+//!   reads in-band request streams (granting credit for each chunk),
+//!   answering each with its length (`u64`).
 //!
 //! Every `Hello` it sends announces the call `echo`; the behaving worker
 //! echoes requests of any call.
@@ -56,6 +60,8 @@ enum Mode {
     /// Announces the call `echo` but answers every request `NotHandled`
     /// (legal, if odd: the supervisor fails the request, not the worker).
     NotHandled,
+    /// Takes no descriptors: streams come in-band.
+    NoFds,
     /// Follows the protocol: the replacement of a hostile worker.
     Behave,
 }
@@ -74,6 +80,7 @@ impl Mode {
             "silent" => Mode::Silent,
             "late-first" => Mode::LateFirst,
             "not-handled" => Mode::NotHandled,
+            "no-fds" => Mode::NoFds,
             "behave" => Mode::Behave,
             other => {
                 eprintln!("hostile_worker: unknown mode {other:?}");
@@ -174,16 +181,36 @@ fn main() {
                 pid,
                 codec: Codec::Postcard,
                 calls: vec!["echo".to_owned()],
-                takes_fds: true,
+                takes_fds: mode != Mode::NoFds,
             });
             channel.send(&ToSupervisor::Ready);
         }
     }
 
     let mut seen = std::collections::HashSet::new();
+    // In-band request streams being read: bytes so far, by request.
+    let mut streams = std::collections::HashMap::new();
     loop {
         match channel.recv() {
-            ToWorker::Request(request) if mode == Mode::Behave => answer(&mut channel, &request),
+            ToWorker::Request(request) if matches!(mode, Mode::Behave | Mode::NoFds) => {
+                answer(&mut channel, &request);
+            }
+            ToWorker::RequestStreamed(request) => {
+                streams.insert(request.id, 0u64);
+            }
+            ToWorker::StreamData { id, data } => {
+                if let Some(read) = streams.get_mut(&id) {
+                    *read += data.len() as u64;
+                    let bytes = data.len() as u64;
+                    channel.send(&ToSupervisor::StreamCredit { id, bytes });
+                }
+            }
+            ToWorker::StreamEnd { id, .. } => {
+                if let Some(read) = streams.remove(&id) {
+                    let payload = postcard::to_allocvec(&read).expect("a u64 encodes");
+                    channel.send(&ToSupervisor::Response { id, payload });
+                }
+            }
             ToWorker::Request(request) if mode == Mode::NotHandled => {
                 channel.send(&ToSupervisor::NotHandled { id: request.id });
             }
@@ -259,6 +286,7 @@ fn misbehave(mode: Mode, channel: &mut Channel, request: RequestFrame) -> ! {
         | Mode::DuplicateCalls
         | Mode::LateFirst
         | Mode::NotHandled
+        | Mode::NoFds
         | Mode::Behave => {
             unreachable!("{mode:?} does not misbehave on requests")
         }

@@ -25,11 +25,11 @@ pub(crate) enum Effect {
     /// For the balancer: the worker's resident memory, in bytes.
     Rss(u64),
     /// For the balancer: the calls the worker serves, numbered from 1, and
-    /// whether it takes descriptors (sockets go only to those that do).
+    /// the transport that keeps it from descriptors if it takes none
+    /// (sockets go only to workers that take them).
     Calls {
         calls: Arc<[Box<str>]>,
-        takes_fds: bool,
-        transport: Transport,
+        refuses_fds: Option<Transport>,
     },
     /// For the supervisor's subscribers: the pool is killing the worker.
     Killing(KillReason),
@@ -58,12 +58,15 @@ pub(crate) enum Effect {
         reader: CallerStream,
         writer: OwnedFd,
     },
-    /// Read the caller's stream as far as `credit` allows, each piece back
-    /// to the session as a `RequestChunk` for request `id`.
+    /// Read the caller's stream as far as `credit` allows, at most `chunk`
+    /// bytes at a time, each piece back to the session as a `RequestChunk`
+    /// for request `id`.
     PumpInBand {
         id: RequestId,
         reader: CallerStream,
         credit: Arc<Credit>,
+        /// The most bytes one chunk may carry (under the frame limit).
+        chunk: usize,
     },
     /// Answer with the worker's in-band byte stream, whose chunks arrive on
     /// `chunks`; `end` tells how it ended.

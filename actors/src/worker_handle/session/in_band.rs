@@ -91,6 +91,7 @@ impl Session {
             id: pending.id,
             reader,
             credit,
+            chunk: lpm_protocol::stream_chunk(self.config.max_frame_len),
         });
         Ok(())
     }

@@ -270,8 +270,7 @@ impl Session {
         }
         self.effects.push(Effect::Calls {
             calls: names,
-            takes_fds: self.takes_fds,
-            transport: self.transport,
+            refuses_fds: self.refuses_fds(),
         });
         Ok(())
     }

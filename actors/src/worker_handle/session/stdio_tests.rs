@@ -218,8 +218,7 @@ fn a_socketpair_worker_that_takes_no_fds_gets_streams_in_band() {
     assert!(effects(&mut session).iter().any(|e| matches!(
         e,
         Effect::Calls {
-            takes_fds: false,
-            transport: Transport::Socketpair,
+            refuses_fds: Some(Transport::Socketpair),
             ..
         }
     )));
