@@ -179,6 +179,24 @@ impl Session {
                     .into(),
             });
         };
+        let end_rx = self.open_stream(&mut pending, None);
+        self.effects.push(Effect::AnswerWithStream {
+            pending: Box::new(pending),
+            payload,
+            fd,
+            end: end_rx,
+        });
+    }
+
+    /// Records request `pending`'s response stream as open (pipe, or in-band
+    /// with `incoming`): the request stays counted on this worker, with a
+    /// descriptor's weight, until the stream's end, which the answer's
+    /// receiver learns.
+    pub(super) fn open_stream(
+        &mut self,
+        pending: &mut Pending,
+        incoming: Option<Incoming>,
+    ) -> oneshot::Receiver<StreamEnd> {
         let (end_tx, end_rx) = oneshot::channel();
         self.served += 1;
         let mut load = pending.load.take();
@@ -190,15 +208,10 @@ impl Session {
             OpenStream {
                 _load: load,
                 end: end_tx,
-                incoming: None,
+                incoming,
             },
         );
-        self.effects.push(Effect::AnswerWithStream {
-            pending: Box::new(pending),
-            payload,
-            fd,
-            end: end_rx,
-        });
+        end_rx
     }
 
     /// A pipe response stream is dropped unread: its `StreamEnd` still comes.

@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lpm_protocol::{Credit, RequestFrame, RequestId, ToWorker, STREAM_CHUNK, STREAM_WINDOW};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::effect::CallerStream;
-use super::fds::OpenStream;
 use super::{Effect, Session};
 use crate::request::Pending;
 use crate::stream::StreamEnd;
@@ -131,23 +130,11 @@ impl Session {
     /// and the request stays counted on this worker until its `StreamEnd`.
     pub(super) fn on_response_streamed(&mut self, mut pending: Pending, payload: Vec<u8>) {
         let (chunks_tx, chunks_rx) = mpsc::unbounded_channel();
-        let (end_tx, end_rx) = oneshot::channel();
-        self.served += 1;
-        let mut load = pending.load.take();
-        if let Some(load) = &mut load {
-            load.count_fd();
-        }
-        self.fds.streams.insert(
-            pending.id,
-            OpenStream {
-                _load: load,
-                end: end_tx,
-                incoming: Some(Incoming {
-                    chunks: chunks_tx,
-                    credit: STREAM_WINDOW,
-                }),
-            },
-        );
+        let incoming = Incoming {
+            chunks: chunks_tx,
+            credit: STREAM_WINDOW,
+        };
+        let end_rx = self.open_stream(&mut pending, Some(incoming));
         self.effects.push(Effect::AnswerStreamed {
             pending: Box::new(pending),
             payload,
