@@ -5,7 +5,7 @@
 //! It needs `sshd` (Debian's `openssh-server`; `.ci/run` installs it) and
 //! `ssh`, `ssh-keygen` on the machine.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,29 +113,22 @@ impl Sshd {
     fn wait_for_login(&self) {
         let until = Instant::now() + Duration::from_secs(20);
         loop {
-            let listening = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
-            if listening {
-                let login = Command::new("ssh")
-                    .args(self.ssh_args())
-                    .arg("true")
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("run ssh");
-                if login.status.success() {
-                    return;
-                }
-                if Instant::now() >= until {
-                    panic!(
-                        "sshd on port {} refuses the test key: {}",
-                        self.port,
-                        String::from_utf8_lossy(&login.stderr)
-                    );
-                }
+            // A login, not a bare TCP probe: sshd logs every connection
+            // that closes before its key exchange.
+            let login = Command::new("ssh")
+                .args(self.ssh_args())
+                .arg("true")
+                .stdin(Stdio::null())
+                .output()
+                .expect("run ssh");
+            if login.status.success() {
+                return;
             }
             assert!(
                 Instant::now() < until,
-                "sshd did not listen on port {}",
-                self.port
+                "sshd on port {} refuses the test key: {}",
+                self.port,
+                String::from_utf8_lossy(&login.stderr)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
