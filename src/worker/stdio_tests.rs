@@ -103,6 +103,17 @@ async fn connected(codec: Codec, setup: impl FnOnce(&Worker)) -> Supervisor {
     supervisor
 }
 
+/// Serves untyped requests by reading their stream to the end and answering its length.
+fn answer_stream_length(worker: &Worker) {
+    worker.on_request(|mut req: Request| async move {
+        let mut stream = req.stream()?.ok_or("no stream")?;
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await?;
+        req.respond(&all.len())?;
+        Ok(())
+    });
+}
+
 fn frame(id: Uuid, payload: Vec<u8>) -> RequestFrame {
     RequestFrame {
         id,
@@ -116,13 +127,7 @@ fn frame(id: Uuid, payload: Vec<u8>) -> RequestFrame {
 #[tokio::test]
 async fn a_request_stream_is_read_in_band_and_credit_is_granted_as_it_is_read() {
     let mut supervisor = connected(Codec::Json, |worker| {
-        worker.on_request(|mut req: Request| async move {
-            let mut stream = req.stream()?.ok_or("no stream")?;
-            let mut all = Vec::new();
-            stream.read_to_end(&mut all).await?;
-            req.respond(&all.len())?;
-            Ok(())
-        });
+        answer_stream_length(worker);
     })
     .await;
     let id = Uuid::new_v4();
@@ -178,13 +183,7 @@ async fn a_request_stream_is_read_in_band_and_credit_is_granted_as_it_is_read() 
 #[tokio::test]
 async fn a_request_stream_cut_short_fails_in_the_handler() {
     let mut supervisor = connected(Codec::Postcard, |worker| {
-        worker.on_request(|mut req: Request| async move {
-            let mut stream = req.stream()?.ok_or("no stream")?;
-            let mut all = Vec::new();
-            stream.read_to_end(&mut all).await?;
-            req.respond(&all.len())?;
-            Ok(())
-        });
+        answer_stream_length(worker);
     })
     .await;
     let id = Uuid::new_v4();

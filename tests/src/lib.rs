@@ -500,6 +500,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A [`PatternReader`] that counts in its second field the bytes it has
+/// yielded, so a test can see how far ahead of a worker its stream was read.
+#[derive(Debug)]
+pub struct Counted(
+    pub PatternReader,
+    pub std::sync::Arc<std::sync::atomic::AtomicU64>,
+);
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.1.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+        polled
+    }
+}
+
 /// An `AsyncRead` of `len` bytes of [`pattern`], generated as it is read
 /// (so 64 MiB streams take no memory).
 #[derive(Debug)]

@@ -204,14 +204,14 @@ async fn timeout_cancel_then_serves(implementation: Impl, via: Via) {
 }
 
 async fn heartbeat_while_busy_handler(implementation: Impl, via: Via) {
-    let config = pool_config(1).heartbeat(Duration::from_millis(50), Duration::from_millis(600));
+    let config = pool_config(1).heartbeat(Duration::from_millis(50), Duration::from_secs(2));
     let (pool, _events) = started(implementation, via, config).await;
     let pid = only_pid(&pool).await;
     let slept = within(
         "a sleep longer than the heartbeat's timeout",
-        pool.call(Sleep { ms: 1_500 }),
+        pool.call(Sleep { ms: 3_000 }),
     );
-    assert_eq!(slept.await.unwrap(), 1_500);
+    assert_eq!(slept.await.unwrap(), 3_000);
     let h = health(&pool).await;
     assert_eq!((h[0].pid, h[0].restarts), (Some(pid), 0), "{h:?}");
     pool.soft_kill().await.unwrap();

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use lpm::{Enqueue, KillReason, PoolError, PoolEvent, Transport, UsageSource, WorkerCommand};
+use lpm::{Enqueue, KillReason, Pool, PoolError, PoolEvent, Transport, UsageSource, WorkerCommand};
 use lpm_protocol::{STREAM_CHUNK, STREAM_WINDOW};
 use lpm_tests::{
     call, config, hash_reader, online, pattern_bytes, procfs, recv_or_fail, sha256_hex, start,
-    test_worker, wait_for_health, wait_until, within, Digest, Op, PatternReader, StreamOp,
+    test_worker, wait_for_health, wait_until, within, Counted, Digest, Op, PatternReader, StreamOp,
     CANCELLED, DEADLINE, HOLD, PING, PONG,
 };
 use tokio::io::AsyncReadExt;
@@ -358,23 +358,6 @@ async fn streams_of_64_and_16_mib_travel_in_band_whole() {
     pool.hard_kill().await.expect("the pool is running");
 }
 
-/// Counts what a [`PatternReader`] has yielded.
-struct Counted(PatternReader, Arc<AtomicU64>);
-
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        self.1.fetch_add(read, Ordering::Relaxed);
-        polled
-    }
-}
-
 /// The supervisor reads a caller's stream no further ahead of the worker
 /// than the credit the worker granted: a window beyond what its handler read.
 #[actix_rt::test]
@@ -504,24 +487,27 @@ async fn sockets_and_listeners_are_refused_naming_the_transport() {
         }
         other => panic!("expected NoFdPassing: {other:?}"),
     }
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let answer = pool
-        .broadcast_listener(lpm_tests::LISTEN, &(), std_listener)
-        .await;
-    assert!(
-        matches!(
-            answer,
-            Err(PoolError::NoFdPassing {
-                what: "listener",
-                transport: Transport::Stdio
-            })
-        ),
-        "{answer:?}"
-    );
+    listener_refused(&pool, Transport::Stdio).await;
     // The worker is untouched and serves on.
     let held = within("Held", pool.enqueue(&StreamOp::Held)).await.unwrap();
     assert_eq!(held.data::<u64>().unwrap(), 1);
     pool.hard_kill().await.expect("the pool is running");
+}
+
+/// Broadcasts a listener to `pool`, whose workers take no descriptors, and
+/// checks it is refused, naming `transport`.
+async fn listener_refused(pool: &Pool, transport: Transport) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let answer = pool
+        .broadcast_listener(lpm_tests::LISTEN, &(), listener)
+        .await;
+    match answer {
+        Err(PoolError::NoFdPassing {
+            what: "listener",
+            transport: refused,
+        }) => assert_eq!(refused, transport),
+        other => panic!("expected the listener refused: {other:?}"),
+    }
 }
 
 /// A worker on the socketpair that says it takes no descriptors gets its
@@ -548,20 +534,7 @@ async fn a_socketpair_worker_that_takes_no_descriptors_is_served_like_a_stdio_on
         ),
         "{answer:?}"
     );
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let answer = pool
-        .broadcast_listener(lpm_tests::LISTEN, &(), std_listener)
-        .await;
-    assert!(
-        matches!(
-            answer,
-            Err(PoolError::NoFdPassing {
-                what: "listener",
-                transport: Transport::Socketpair
-            })
-        ),
-        "{answer:?}"
-    );
+    listener_refused(&pool, Transport::Socketpair).await;
     pool.hard_kill().await.expect("the pool is running");
 }
 

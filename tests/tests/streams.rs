@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use lpm::{Config, Enqueue, PoolError, WorkerCommand};
 use lpm_tests::{
-    hash_reader, pattern_bytes, sha256_hex, start_stream_pool, within, Digest, PatternReader,
-    StreamOp,
+    hash_reader, pattern_bytes, sha256_hex, start_stream_pool, within, Counted, Digest,
+    PatternReader, StreamOp,
 };
 use tokio::io::AsyncReadExt;
 
@@ -101,23 +101,6 @@ async fn a_slow_worker_reads_at_its_pace() {
         .unwrap();
     assert_eq!(digest, expected(len));
     pool.hard_kill().await.expect("the pool is running");
-}
-
-/// Counts what a [`PatternReader`] has yielded.
-struct Counted(PatternReader, Arc<AtomicU64>);
-
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        self.1.fetch_add(read, Ordering::Relaxed);
-        polled
-    }
 }
 
 /// A worker that stops reading stops the pump: of a 64 MiB stream, the

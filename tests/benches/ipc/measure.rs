@@ -188,37 +188,30 @@ pub(crate) trait Figure {
     fn rounds(&self) -> &[f64];
 }
 
-impl Figure for Latency {
-    fn key(&self) -> f64 {
-        self.p50_us
-    }
-    fn costs(&self) -> Costs {
-        self.costs
-    }
-    fn set_rounds(&mut self, rounds: Vec<f64>, costs: Vec<Costs>) {
-        self.rounds = rounds;
-        self.round_costs = costs;
-    }
-    fn rounds(&self) -> &[f64] {
-        &self.rounds
-    }
+/// `Figure` for a figure type whose median key is the field `$key` and
+/// whose rounds are kept in `rounds` and `round_costs`.
+macro_rules! figure {
+    ($ty:ty, $key:ident) => {
+        impl Figure for $ty {
+            fn key(&self) -> f64 {
+                self.$key
+            }
+            fn costs(&self) -> Costs {
+                self.costs
+            }
+            fn set_rounds(&mut self, rounds: Vec<f64>, costs: Vec<Costs>) {
+                self.rounds = rounds;
+                self.round_costs = costs;
+            }
+            fn rounds(&self) -> &[f64] {
+                &self.rounds
+            }
+        }
+    };
 }
 
-impl Figure for Throughput {
-    fn key(&self) -> f64 {
-        self.per_sec
-    }
-    fn costs(&self) -> Costs {
-        self.costs
-    }
-    fn set_rounds(&mut self, rounds: Vec<f64>, costs: Vec<Costs>) {
-        self.rounds = rounds;
-        self.round_costs = costs;
-    }
-    fn rounds(&self) -> &[f64] {
-        &self.rounds
-    }
-}
+figure!(Latency, p50_us);
+figure!(Throughput, per_sec);
 
 /// The median round of a workload (`None` when it did not run; the first
 /// error when every round failed).
