@@ -136,6 +136,28 @@ async fn main() -> Result<(), lpm::WorkerError> {
 "#
 )]
 //!
+//! # Tracing
+//!
+//! Each request has a span in the supervisor, target `lpm::request` at
+//! DEBUG level (as tower-http's), a child of the span the caller was in:
+//! `id`, `call`, `trace_id`, `span_id`, then `attempt`, `queue_wait_us`,
+//! `slot` and `pid` as it is dispatched (again on a retry) and `outcome`
+//! (`served`, `cancelled` or an `ErrorKind` name) with a
+//! `request finished` event at the end. Enable it with a filter such as
+//! `RUST_LOG=lpm::request=debug`; while nothing listens a request holds
+//! no span, and pays one cached interest check.
+//!
+//! A traced request carries a W3C `traceparent` ([`TraceParent`]) to its
+//! worker: the trace the caller gave (`Enqueue::trace_parent`, an incoming
+//! HTTP header, say) or a new one, with the supervisor's span as the
+//! parent. The Rust worker runs each handler in a span, target
+//! `lpm::worker` at INFO level, with the request's `id` and `call` and,
+//! when traced, its `trace_id` and `parent_id`; so with a `tracing`
+//! subscriber in the worker, every log line of a handler carries the
+//! request id. `Request::trace_parent` (and `CallContext::trace_parent`) hands the
+//! context on. Workers in other languages read the same field
+//! (`protocol/WIRE.md`).
+//!
 //! # Platform
 //!
 //! Linux only: the pool relies on `PR_SET_PDEATHSIG`, process groups and
@@ -170,7 +192,7 @@ pub use error::WorkerError;
 /// Any error type converts into it with `?` or `.into()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-pub use lpm_protocol::{Call, Codec, Query, Topic};
+pub use lpm_protocol::{Call, Codec, Query, Topic, TraceParent};
 
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]

@@ -329,12 +329,13 @@ impl<B: Body> Handler<Enqueue<B>> for Balancer {
     type Result = Answer<B>;
 
     fn handle(&mut self, msg: Enqueue<B>, ctx: &mut Context<Self>) -> Answer<B> {
-        let job = match msg.into_job(self.defaults.codec) {
+        let mut job = match msg.into_job(self.defaults.codec) {
             Ok(job) => job,
             Err(e) => return Answer(answer::Inner::Now(Err(e))),
         };
         let (tx, rx) = oneshot::channel();
         let id = RequestId::new_v4();
+        job.open_trace(id);
         self.admit(id, job, tx, Instant::now());
         self.follow(ctx);
         Answer(answer::Inner::Later {

@@ -126,7 +126,7 @@ pub use config::{Config, Heartbeat, SignalPolicy, Strategy, Transport, WorkerCom
 pub use error::{Error, ErrorKind};
 pub use events::{CustomEvent, EventStream, PoolEvent};
 pub use health::{HealthTable, UsageSource, WorkerHealth, WorkerState};
-pub use lpm_protocol::{Call, Codec, Query, Topic};
+pub use lpm_protocol::{Call, Codec, Query, Topic, TraceParent};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use metrics::PROMETHEUS_CONTENT_TYPE;

@@ -223,7 +223,7 @@ impl Pool {
     /// loop that never yields) meets `QueueFull` once `queue_capacity` of
     /// them are on their way: the intake is bounded before the queue is.
     fn submit<B: Body>(&self, request: Enqueue<B>) -> Result<Submitted<'_>, Error> {
-        let job = request.into_job(self.codec)?;
+        let mut job = request.into_job(self.codec)?;
         let must_fit = !job.options.wait_for_room;
         if !self.counters.enter_intake(self.queue_capacity, must_fit) {
             self.counters.metrics.failed(ErrorKind::QueueFull);
@@ -233,6 +233,7 @@ impl Pool {
         }
         let (reply, rx) = oneshot::channel();
         let id = RequestId::new_v4();
+        job.open_trace(id);
         if self
             .submit
             .send(Submission::Request { id, job, reply })

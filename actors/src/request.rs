@@ -6,14 +6,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use lpm_protocol::{Call, Codec, RequestId, Timestamp};
+use lpm_protocol::{Call, Codec, RequestId, Timestamp, TraceParent};
 use serde::{de::DeserializeOwned, Serialize};
 use std::borrow::Cow;
 use tokio::sync::oneshot;
 
 mod load;
+mod trace;
 
 pub(crate) use load::{Changed, Load, LoadGuard, SocketGuard};
+
+use trace::{Outcome, RequestTrace};
 
 use crate::error::{decode_payload, encode_payload};
 use crate::metrics::{Mark, Recorder};
@@ -61,6 +64,8 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<Option<Duration>>,
     pub(crate) retries: Option<u32>,
     pub(crate) wait_for_room: bool,
+    /// The caller's trace context, passed on to the worker.
+    pub(crate) trace_parent: Option<TraceParent>,
 }
 
 /// The body of an untyped request: bytes already encoded, and the call they
@@ -83,6 +88,27 @@ pub(crate) struct Job {
     pub(crate) call: Option<CallName>,
     pub(crate) payload: Vec<u8>,
     pub(crate) options: Options,
+    /// Its span, once it has an id (see [`Job::open_trace`]).
+    trace: Option<Box<RequestTrace>>,
+}
+
+impl Job {
+    pub(crate) fn new(call: Option<CallName>, payload: Vec<u8>, options: Options) -> Self {
+        Self {
+            call,
+            payload,
+            options,
+            trace: None,
+        }
+    }
+
+    /// Opens the span of the request `id`, if anyone listens or the caller
+    /// gave a trace context. Called where the request is taken in, so the
+    /// caller's current span is its parent.
+    pub(crate) fn open_trace(&mut self, id: RequestId) {
+        let given = self.options.trace_parent.take();
+        self.trace = RequestTrace::open(id, self.call.as_deref(), given).map(Box::new);
+    }
 }
 
 mod sealed {
@@ -259,14 +285,32 @@ impl<B: Body> Enqueue<B> {
         self
     }
 
+    /// Makes this request part of the caller's trace: its span in the pool
+    /// (target `lpm::request`) takes `context`'s trace id, and the worker
+    /// gets the context in its request frame, as its handler span's parent.
+    /// Without it a traced request starts a trace of its own.
+    ///
+    /// A service passes on the `traceparent` header it was called with:
+    ///
+    /// ```
+    /// use lpm_actors::{Enqueue, TraceParent};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Thumbnail { width: u32 }
+    /// # impl lpm_actors::Call for Thumbnail { const NAME: &'static str = "thumbnail"; type Reply = Vec<u8>; }
+    ///
+    /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let request = Enqueue::call(Thumbnail { width: 640 }).trace_parent(header.parse()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn trace_parent(mut self, context: TraceParent) -> Self {
+        self.options.trace_parent = Some(context);
+        self
+    }
+
     /// Encodes the body in the pool's codec.
     pub(crate) fn into_job(self, codec: Codec) -> Result<Job, Error> {
         let (call, payload) = self.body.encode(codec)?;
-        Ok(Job {
-            call,
-            payload,
-            options: self.options,
-        })
+        Ok(Job::new(call, payload, self.options))
     }
 }
 
@@ -510,9 +554,10 @@ pub(crate) struct Pending {
     since: Mark,
     on_worker: bool,
     pub(crate) load: Option<LoadGuard>,
-    /// What earlier attempts left behind. Boxed: most requests make one
-    /// attempt, and a queued request should stay small.
-    history: Option<Box<History>>,
+    /// Its trace and what earlier attempts left behind. Boxed: most
+    /// requests are not traced and make one attempt, and a queued request
+    /// should stay small.
+    extra: Option<Box<Extra>>,
     /// The stream or socket to pass, until it is sent.
     pub(crate) attachment: Option<Attachment>,
     /// What was passed to a worker, once it was: the request is not retried then.
@@ -521,9 +566,10 @@ pub(crate) struct Pending {
     counters: Arc<Counters>,
 }
 
-/// What a request's failed attempts left behind.
+/// What few requests need: a trace, and what failed attempts left behind.
 #[derive(Debug, Default)]
-struct History {
+struct Extra {
+    trace: Option<Box<RequestTrace>>,
     /// The slot whose worker failed the last attempt: the next one goes elsewhere if it can.
     avoid: Option<usize>,
     /// Attempts that ended with their worker dying.
@@ -555,6 +601,7 @@ impl Pending {
             call,
             payload,
             options,
+            trace,
         } = job;
         let timeout = options.timeout.unwrap_or(defaults.timeout);
         Self {
@@ -572,7 +619,12 @@ impl Pending {
             since: defaults.counters.metrics.mark(now),
             on_worker: false,
             load: None,
-            history: None,
+            extra: trace.map(|trace| {
+                Box::new(Extra {
+                    trace: Some(trace),
+                    ..Extra::default()
+                })
+            }),
             attachment: options.attachment,
             fd_sent: None,
             reply: Some(reply),
@@ -589,6 +641,9 @@ impl Pending {
     /// cancelled, neither served nor failed.
     pub(crate) fn abandon(mut self) {
         self.counters.metrics.cancelled();
+        if let Some(trace) = self.trace() {
+            trace.finish(Outcome::Cancelled);
+        }
         self.reply = None;
     }
 
@@ -598,9 +653,25 @@ impl Pending {
     pub(crate) fn dispatched(&mut self, now: Instant) {
         let metrics = &self.counters.metrics;
         let now = metrics.mark(now);
-        metrics.waited(self.since.until(now));
+        let waited = self.since.until(now);
+        metrics.waited(waited);
         self.since = now;
         self.on_worker = true;
+        if let Some(trace) = self.trace() {
+            trace.dispatched(self.attempts, waited);
+        }
+    }
+
+    /// The request's frame goes to the worker in `slot`, process `pid`:
+    /// the `traceparent` it carries, if the request is traced.
+    pub(crate) fn trace_to(&self, slot: usize, pid: u32) -> Option<&str> {
+        let trace = self.trace()?;
+        trace.sent(slot, pid);
+        Some(trace.traceparent())
+    }
+
+    fn trace(&self) -> Option<&RequestTrace> {
+        self.extra.as_ref()?.trace.as_deref()
     }
 
     /// After an attempt on `slot` failed with `error`: starts another attempt
@@ -626,16 +697,16 @@ impl Pending {
         self.deadline = self.timeout.map(|t| now + t);
         self.since = self.counters.metrics.mark(now);
         self.on_worker = false;
-        let history = self.history.get_or_insert_with(Box::default);
-        history.avoid = Some(slot);
-        history.last_error = Some(error);
+        let extra = self.extra.get_or_insert_with(Box::default);
+        extra.avoid = Some(slot);
+        extra.last_error = Some(error);
         Some(self)
     }
 
     /// The slot to avoid, if an attempt on it failed: the next attempt goes
     /// elsewhere if it can.
     pub(crate) fn avoid(&self) -> Option<usize> {
-        self.history.as_ref().and_then(|h| h.avoid)
+        self.extra.as_ref().and_then(|e| e.avoid)
     }
 
     /// After the worker serving this attempt died (or was killed): another
@@ -643,9 +714,9 @@ impl Pending {
     /// ended in a death, the request is quarantined as the likely cause;
     /// else it fails with `error`.
     pub(crate) fn after_death(mut self, now: Instant, slot: usize, error: Error) -> AfterDeath {
-        let history = self.history.get_or_insert_with(Box::default);
-        history.deaths += 1;
-        let deaths = history.deaths;
+        let extra = self.extra.get_or_insert_with(Box::default);
+        extra.deaths += 1;
+        let deaths = extra.deaths;
         if self.retries_left == 0 && self.attempts >= 2 && deaths == self.attempts {
             let error = Error::Quarantined {
                 id: self.id,
@@ -664,7 +735,7 @@ impl Pending {
     /// Fails a request that can make no further attempt: with the error of its
     /// last attempt if it had one, else with `otherwise`.
     pub(crate) fn fail_with_last(mut self, otherwise: Error) {
-        let last = self.history.as_mut().and_then(|h| h.last_error.take());
+        let last = self.extra.as_mut().and_then(|e| e.last_error.take());
         let error = last.unwrap_or(otherwise);
         self.fail(error);
     }
@@ -741,6 +812,12 @@ impl Pending {
     /// Answers the caller, ending the service time of a request that was on a worker.
     fn send(&mut self, result: Result<Response, Error>) {
         self.load = None;
+        if let Some(trace) = self.trace() {
+            trace.finish(match &result {
+                Ok(_) => Outcome::Served,
+                Err(e) => Outcome::Failed(e.kind()),
+            });
+        }
         if self.on_worker {
             // Timed by the clock as its actor last read it: this turn's,
             // since frames, timers and deaths are each read at `now`.

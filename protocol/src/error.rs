@@ -70,6 +70,17 @@ pub enum Error {
         /// The name given.
         name: String,
     },
+    /// A trace context that is not a W3C `traceparent`.
+    #[error(
+        "{value:?} is not a W3C traceparent ({reason}); \
+         expected 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"
+    )]
+    InvalidTraceParent {
+        /// The value given (its first 80 characters).
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An I/O error on the channel.
     #[error("IPC channel I/O failed: {0}")]
     Io(#[from] std::io::Error),

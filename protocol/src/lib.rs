@@ -35,6 +35,7 @@ mod io;
 mod message;
 mod payload;
 mod pipe;
+mod trace;
 mod typed;
 
 pub mod wire {
@@ -51,6 +52,7 @@ pub use io::{FrameSink, FrameStream};
 pub use message::{RequestFrame, RequestId, Timestamp, ToSupervisor, ToWorker};
 pub use payload::Codec;
 pub use pipe::Pipe;
+pub use trace::{TraceParent, TRACE_SAMPLED};
 pub use typed::{Call, Query, Topic};
 
 /// Version of this protocol; both sides send it in their `Hello`.

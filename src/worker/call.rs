@@ -36,6 +36,11 @@ impl CallContext {
         self.carried.state().created_at_raw().to_system_time()
     }
 
+    /// The call's trace context; see [`Request::trace_parent`].
+    pub fn trace_parent(&self) -> Option<lpm_protocol::TraceParent> {
+        self.carried.state().trace_parent()
+    }
+
     /// Whether the supervisor cancelled the call (see
     /// [Cancellation](Request#cancellation)): its reply will not be sent.
     pub fn is_cancelled(&self) -> bool {

@@ -35,11 +35,12 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use futures::FutureExt;
-use lpm_protocol::{FdKind, RequestFrame, Timestamp, ToSupervisor};
+use lpm_protocol::{FdKind, RequestFrame, Timestamp, ToSupervisor, TraceParent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::AsyncRead;
 use tokio::sync::Notify;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::fds::{pump_response, Attached, RequestStream, Socket};
@@ -58,6 +59,8 @@ pub(crate) struct RequestState {
     id: Uuid,
     created_at: Timestamp,
     payload: Vec<u8>,
+    /// The supervisor's trace context, when it traces the request.
+    trace: Option<TraceParent>,
     flags: AtomicU8,
     /// Wakes [`Request::cancelled`] futures when `CANCELLED` is set.
     on_cancel: Notify,
@@ -94,6 +97,10 @@ impl RequestState {
 
     pub(crate) fn created_at_raw(&self) -> Timestamp {
         self.created_at
+    }
+
+    pub(crate) fn trace_parent(&self) -> Option<TraceParent> {
+        self.trace
     }
 
     /// Sets `ANSWERED` (plus `extra`) and takes the request out of the
@@ -321,6 +328,7 @@ impl Request {
         let state = Arc::new(RequestState {
             id: frame.id,
             created_at: frame.created_at,
+            trace: frame.trace.as_deref().and_then(read_trace),
             payload: frame.payload,
             flags: AtomicU8::new(0),
             on_cancel: Notify::new(),
@@ -571,6 +579,14 @@ impl Request {
         self.state.created_at.to_system_time()
     }
 
+    /// The trace the request belongs to, with the supervisor's span as the
+    /// parent, when the supervisor traces it (see [tracing](crate#tracing)).
+    /// The handler runs in a span that records it already; this is for
+    /// handing it on, to an OpenTelemetry context or an outgoing call.
+    pub fn trace_parent(&self) -> Option<TraceParent> {
+        self.state.trace
+    }
+
     /// Decodes the payload as the caller's type.
     ///
     /// # Errors
@@ -786,8 +802,45 @@ pub(crate) fn reject_unhandled(request: Request) {
     );
 }
 
-/// Runs `handler` on `request` and makes sure the request is answered once.
-pub(crate) async fn serve<F, Fut>(request: Request, handler: F)
+/// A trace context as the frame carries it; one that does not parse is
+/// logged and ignored, since the request can be served without it.
+fn read_trace(value: &str) -> Option<TraceParent> {
+    value
+        .parse()
+        .map_err(|e| tracing::debug!(error = %e, "request trace context ignored"))
+        .ok()
+}
+
+/// Runs `handler` on `request` (for the call named `call`, `None` for the
+/// untyped handler) in the request's span, and makes sure the request is
+/// answered once.
+pub(crate) async fn serve<F, Fut>(request: Request, call: Option<&'static str>, handler: F)
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    let span = tracing::info_span!(
+        target: "lpm::worker",
+        "request",
+        id = %request.state.id,
+        call = %call.unwrap_or_default(),
+        trace_id = tracing::field::Empty,
+        parent_id = tracing::field::Empty,
+    );
+    if let Some(trace) = request.state.trace.filter(|_| !span.is_disabled()) {
+        span.record(
+            "trace_id",
+            tracing::field::display(format_args!("{:032x}", trace.trace_id())),
+        );
+        span.record(
+            "parent_id",
+            tracing::field::display(format_args!("{:016x}", trace.parent_id())),
+        );
+    }
+    serve_in_span(request, handler).instrument(span).await;
+}
+
+async fn serve_in_span<F, Fut>(request: Request, handler: F)
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,

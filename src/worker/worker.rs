@@ -357,7 +357,9 @@ impl Worker {
         let handler = Arc::new(handler);
         let spawn: RequestHandler = Arc::new(move |request: Request| {
             let handler = Arc::clone(&handler);
-            tokio::spawn(serve(request, move |request| serve_call(request, handler)));
+            tokio::spawn(serve(request, Some(C::NAME), move |request| {
+                serve_call(request, handler)
+            }));
         });
         let mut handlers = self.shared.handlers();
         if handlers.announced {
@@ -441,7 +443,7 @@ impl Worker {
         let handler = Arc::new(handler);
         let spawn: RequestHandler = Arc::new(move |request: Request| {
             let handler = Arc::clone(&handler);
-            tokio::spawn(serve(request, move |request| handler(request)));
+            tokio::spawn(serve(request, None, move |request| handler(request)));
         });
         self.shared.handlers().request = Some(spawn);
     }

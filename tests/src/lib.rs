@@ -7,6 +7,7 @@
 //! [`recv_or_fail`] or [`wait_for_health`], and ends by killing its pool.
 
 pub mod bench;
+pub mod capture;
 pub mod conformance;
 pub mod procfs;
 pub mod sshd;

@@ -74,6 +74,19 @@ impl Call for AskTime {
     type Reply = u64;
 }
 
+/// Answers the trace context the worker got with the call (its
+/// `traceparent`), after logging [`TRACED_LINE`] inside its handler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhatTrace;
+
+impl Call for WhatTrace {
+    const NAME: &'static str = "what_trace";
+    type Reply = Option<String>;
+}
+
+/// What `typed_worker --log` logs (at INFO, to stderr) while it handles [`WhatTrace`].
+pub const TRACED_LINE: &str = "what_trace handled";
+
 /// A call `typed_worker` does not serve.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unserved;

@@ -4,19 +4,27 @@
 //!
 //! * `--pin-json`: speaks JSON whatever the pool says (`Worker::from_env_with`),
 //!   to show a codec mismatch at the handshake;
-//! * `--without-reverse`: does not serve `Reverse`.
+//! * `--without-reverse`: does not serve `Reverse`;
+//! * `--log`: logs at INFO to stderr, with `tracing`'s fmt subscriber.
 
 use lpm::worker::{CallContext, Request, Worker};
 use lpm::Codec;
 use lpm_tests::typed::{
     count_primes, AskTime, Cancelled, CountPrimes, Keys, Reload, Reloaded, Reverse, Summarise,
-    Summary, WaitForCancel, Waiting, WhatTime,
+    Summary, WaitForCancel, Waiting, WhatTime, WhatTrace, TRACED_LINE,
 };
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lpm::WorkerError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().any(|a| a == name);
+    if flag("--log") {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+    }
     let worker = if flag("--pin-json") {
         Worker::from_env_with(Codec::Json).await?
     } else {
@@ -54,6 +62,10 @@ async fn main() -> Result<(), lpm::WorkerError> {
             worker.publish(&Cancelled { id: ctx.id() })?;
             Ok(())
         }
+    });
+    worker.handle(|_: WhatTrace, ctx: CallContext| async move {
+        tracing::info!("{TRACED_LINE}");
+        Ok(ctx.trace_parent().map(|context| context.to_string()))
     });
     let handle = worker.clone();
     worker.handle(move |_: AskTime, _: CallContext| {

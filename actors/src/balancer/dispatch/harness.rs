@@ -62,10 +62,8 @@ pub(super) fn with_socket() -> Job {
 
 /// A request for a named call.
 pub(super) fn call(name: &'static str) -> Job {
-    Job {
-        call: Some(name.into()),
-        ..plain()
-    }
+    let plain = plain();
+    Job::new(Some(name.into()), plain.payload, plain.options)
 }
 
 /// A request whose attempts each last `timeout`.
@@ -77,11 +75,7 @@ pub(super) fn timing_out(timeout: Duration) -> Job {
 }
 
 fn job(options: Options) -> Job {
-    Job {
-        call: None,
-        payload: b"payload".to_vec(),
-        options,
-    }
+    Job::new(None, b"payload".to_vec(), options)
 }
 
 /// What a caller got so far: `None` while it waits.

@@ -556,9 +556,9 @@ fn a_worker_joining_again_under_its_id_gives_its_unsent_batch_back() {
 
 #[test]
 fn a_queued_request_takes_at_most_224_bytes_of_the_queue() {
-    // The queue holds requests inline: this is its slot. A retry's history
-    // is boxed (most requests make one attempt); the reply channel and the
-    // payload live apart.
+    // The queue holds requests inline: this is its slot. A trace and a
+    // retry's history are boxed (most requests are not traced and make one
+    // attempt); the reply channel and the payload live apart.
     assert!(std::mem::size_of::<crate::request::Pending>() <= 224);
 }
 

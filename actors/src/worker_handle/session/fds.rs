@@ -84,9 +84,16 @@ impl Session {
         // A worker of this pool that lacks a call others serve.
         let call = pending.wire_call.ok_or_else(|| pending.not_handled())?;
         let Some(attachment) = pending.attachment.take() else {
+            let trace = pending.trace_to(self.id.slot, self.pid);
             return self
                 .outbox
-                .push_request(pending.id, pending.created_at, call, &pending.payload, None)
+                .push_request(
+                    pending.id,
+                    pending.created_at,
+                    call,
+                    &pending.payload,
+                    trace,
+                )
                 .map_err(frame_error);
         };
         let what = attachment.what();
@@ -113,7 +120,7 @@ impl Session {
                 created_at: pending.created_at,
                 call,
                 payload: pending.payload.clone(),
-                trace: None,
+                trace: pending.trace_to(self.id.slot, self.pid).map(str::to_owned),
             },
             kind,
             fd: Fd::new(fd),

@@ -75,7 +75,7 @@ impl Session {
             created_at: pending.created_at,
             call,
             payload: pending.payload.clone(),
-            trace: None,
+            trace: pending.trace_to(self.id.slot, self.pid).map(str::to_owned),
         });
         self.outbox.push(&frame).map_err(super::fds::frame_error)?;
         pending.fd_sent = Some(what);

@@ -51,15 +51,15 @@ pub(super) fn request(
     now: Instant,
 ) -> (Pending, Answer) {
     let (tx, rx) = oneshot::channel();
-    let job = Job {
-        call: None,
-        payload: n.to_le_bytes().to_vec(),
-        options: Options {
+    let job = Job::new(
+        None,
+        n.to_le_bytes().to_vec(),
+        Options {
             timeout: Some(timeout),
             retries: Some(retries),
             ..Options::default()
         },
-    };
+    );
     let defaults = Defaults {
         timeout: None,
         retries: 0,
