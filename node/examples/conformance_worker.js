@@ -59,6 +59,8 @@ worker.handle('stream', ({ bytes }, ctx) => ctx.respondWithStream(pattern(bytes)
 
 worker.handle('slot', () => ({ pid: process.pid, slot: worker.slot }));
 
+worker.handle('trace', (_value, ctx) => ctx.trace);
+
 worker.onEvent('remember', (value) => {
   remembered = value;
 });

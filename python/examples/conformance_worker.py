@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lpm_worker import Streamed, Worker  # noqa: E402
+from lpm_worker import Streamed, Worker, current_request  # noqa: E402
 
 worker = Worker()
 remembered = None
@@ -96,6 +96,11 @@ async def stream(args):
 @worker.handle("slot")
 async def slot(_value):
     return {"pid": os.getpid(), "slot": worker.slot}
+
+
+@worker.handle("trace")
+async def trace(_value):
+    return current_request().trace
 
 
 @worker.on_event("remember")

@@ -144,6 +144,15 @@ impl Call for WhoAmI {
     type Reply = Identity;
 }
 
+/// Answers the trace context (`traceparent`) the request came with, or `None`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TraceOf;
+
+impl Call for TraceOf {
+    const NAME: &'static str = "trace";
+    type Reply = Option<String>;
+}
+
 /// The event a cancelled [`Sleep`] emits, with its `ms`.
 pub const CANCELLED: &str = "cancelled";
 /// The event [`Ask`] emits, awaiting a reply.

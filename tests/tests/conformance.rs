@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lpm::prelude::*;
-use lpm::{Codec, EventStream, Transport, WorkerCommand, WorkerState};
+use lpm::{Codec, EventStream, TraceParent, Transport, WorkerCommand, WorkerState};
 use lpm_tests::conformance::{
     stream_byte, Add, Ask, BusyFor, CrashOnce, Echo, Fail, Recall, Report, Sleep, StreamBytes,
-    WhoAmI, CANCELLED, GOODBYE, QUESTION, REMEMBER,
+    TraceOf, WhoAmI, CANCELLED, GOODBYE, QUESTION, REMEMBER,
 };
 use lpm_tests::typed::Unserved;
 use lpm_tests::{
@@ -363,6 +363,28 @@ async fn busy_and_ready(implementation: Impl, via: Via) {
     pool.soft_kill().await.unwrap();
 }
 
+/// The caller's trace reaches the handler: its trace id and flags, whether
+/// or not the pool adds a span of its own (then the parent is that span).
+async fn trace_context(implementation: Impl, via: Via) {
+    let (pool, _events) = started(implementation, via, pool_config(1)).await;
+    let caller: TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        .parse()
+        .unwrap();
+    let seen = within(
+        "trace",
+        pool.send(Enqueue::call(TraceOf).trace_parent(caller)),
+    )
+    .await
+    .unwrap();
+    let seen: TraceParent = seen
+        .expect("the handler sees the trace context")
+        .parse()
+        .unwrap();
+    assert_eq!(seen.trace_id(), caller.trace_id());
+    assert_eq!(seen.flags(), caller.flags());
+    pool.soft_kill().await.unwrap();
+}
+
 /// One module per implementation and transport, with one test per scenario.
 macro_rules! column {
     ($name:ident, $implementation:expr, $via:expr) => {
@@ -372,7 +394,7 @@ macro_rules! column {
             column!(@tests $implementation, $via; echo, typed_calls, handler_error,
                 crash_retried, timeout_cancel_then_serves, heartbeat_while_busy_handler,
                 broadcast, emit_with_reply, stats, soft_kill_drains, hard_kill,
-                response_stream_16mib, busy_and_ready);
+                response_stream_16mib, busy_and_ready, trace_context);
         }
     };
     (@tests $implementation:expr, $via:expr; $($scenario:ident),*) => {

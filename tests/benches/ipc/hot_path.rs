@@ -33,16 +33,24 @@ pub(crate) enum W2Variant {
     Json,
     /// W2tj: W2t with the JSON codec.
     TypedJson,
+    /// W2s: W2 with a `tracing` subscriber that listens at INFO, so not to
+    /// the requests' DEBUG spans: what a service's usual logging costs lpm.
+    Subscribed,
+    /// W2tr: W2 with the requests' spans on (`lpm::request=debug`, written
+    /// by the fmt subscriber to nowhere): what tracing every request costs.
+    Traced,
 }
 
 impl W2Variant {
-    pub(crate) const ALL: [W2Variant; 6] = [
+    pub(crate) const ALL: [W2Variant; 8] = [
         W2Variant::Untyped,
         W2Variant::UntypedDecoded,
         W2Variant::Typed,
         W2Variant::TypedVec,
         W2Variant::Json,
         W2Variant::TypedJson,
+        W2Variant::Subscribed,
+        W2Variant::Traced,
     ];
 
     /// Its name in `LPM_BENCH_ONLY`.
@@ -54,6 +62,8 @@ impl W2Variant {
             W2Variant::TypedVec => "w2tv",
             W2Variant::Json => "w2j",
             W2Variant::TypedJson => "w2tj",
+            W2Variant::Subscribed => "w2s",
+            W2Variant::Traced => "w2tr",
         }
     }
 
@@ -66,6 +76,8 @@ impl W2Variant {
             W2Variant::TypedVec => "W2tv",
             W2Variant::Json => "W2j",
             W2Variant::TypedJson => "W2tj",
+            W2Variant::Subscribed => "W2s",
+            W2Variant::Traced => "W2tr",
         }
     }
 
@@ -78,6 +90,8 @@ impl W2Variant {
             W2Variant::TypedVec => "typed ByteBuf, postcard",
             W2Variant::Json => "untyped, JSON",
             W2Variant::TypedJson => "typed, JSON",
+            W2Variant::Subscribed => "untyped, a subscriber at INFO",
+            W2Variant::Traced => "untyped, request spans on",
         }
     }
 
@@ -90,6 +104,8 @@ impl W2Variant {
             W2Variant::TypedVec => "w2tv_throughput_typed_bytebuf",
             W2Variant::Json => "w2j_throughput_json",
             W2Variant::TypedJson => "w2tj_throughput_typed_json",
+            W2Variant::Subscribed => "w2s_throughput_subscriber_at_info",
+            W2Variant::Traced => "w2tr_throughput_traced",
         }
     }
 
@@ -105,6 +121,21 @@ impl W2Variant {
     pub(crate) fn runs_on(self, kind: WorkerKind) -> bool {
         matches!(self, W2Variant::Untyped | W2Variant::UntypedDecoded)
             || kind == WorkerKind::Runtime
+    }
+
+    /// The subscriber the run is made under, if any (the supervisor's
+    /// side; the workers log nothing).
+    pub(crate) fn subscriber(self) -> Option<tracing::Dispatch> {
+        let filter = match self {
+            W2Variant::Subscribed => "info",
+            W2Variant::Traced => "info,lpm::request=debug",
+            _ => return None,
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::sink)
+            .finish();
+        Some(tracing::Dispatch::new(subscriber))
     }
 
     pub(crate) fn index(self) -> usize {
@@ -211,7 +242,7 @@ pub(crate) async fn lpm_throughput(
     // One loop, monomorphised per kind of request: no dynamic call per request.
     let run = async {
         match variant {
-            W2Variant::Untyped | W2Variant::Json => {
+            W2Variant::Untyped | W2Variant::Json | W2Variant::Subscribed | W2Variant::Traced => {
                 window(stretch, &pids, || timed(&pool, &payload, &expected)).await
             }
             W2Variant::UntypedDecoded => {
@@ -280,7 +311,11 @@ impl LpmRuns {
                 kind.key(),
                 variant.what()
             );
-            let run = actix_rt::System::new().block_on(lpm_throughput(kind, variant, p));
+            let run = || actix_rt::System::new().block_on(lpm_throughput(kind, variant, p));
+            let run = match variant.subscriber() {
+                Some(subscriber) => tracing::dispatcher::with_default(&subscriber, run),
+                None => run(),
+            };
             self.throughput[variant.index()].push(run);
         }
         if p.runs("w1c") {

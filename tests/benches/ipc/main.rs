@@ -10,7 +10,7 @@
 //! - `LPM_BENCH_QUICK=1`: a short run, to check that the benchmark works
 //!   (its figures are noisy). Without `--bench` in its arguments (under
 //!   `cargo test --benches`), the benchmark always makes the quick run.
-//! - `LPM_BENCH_ONLY=r1,r2,r2u,w1,w2,w2d,w2t,w2tv,w2j,w2tj,r1c,w1c,r3,w3,r5,w5,scale,online,storm,mem`:
+//! - `LPM_BENCH_ONLY=r1,r2,r2u,w1,w2,w2d,w2t,w2tv,w2j,w2tj,w2s,w2tr,r1c,w1c,r3,w3,r5,w5,scale,online,storm,mem`:
 //!   run only these workloads (profiling, or `w2,w2t,w2j` for the
 //!   typed-call and codec ratios alone).
 //! - `LPM_BENCH_WORKERS=runtime,raw`: run W1, W2 and W3 only against these
@@ -61,6 +61,12 @@
 //!   follows it): the same `serde_bytes` value, which JSON writes as an
 //!   array of numbers (257 bytes instead of postcard's 65), so W2j/W2 is
 //!   what JSON costs for the same Rust value. W2tj: W2t with JSON.
+//! - W2s: W2 under a `tracing` fmt subscriber at INFO (writing to
+//!   nowhere), which does not listen to the requests' DEBUG spans: what
+//!   a service's usual logging costs the pool. W2tr: the same with
+//!   `lpm::request=debug`, so every request opens its span, records its
+//!   fields, logs `request finished` and carries a `traceparent` to the
+//!   worker (whose runtime has no subscriber).
 //! - R1c, W1c: R1 and W1 again with the benchmark and its children on one
 //!   CPU. Sequential round trips across CPUs mostly measure the machine's
 //!   cross-CPU wake-up cost (large and noisy on virtual machines); on one CPU
@@ -68,7 +74,7 @@
 //!
 //! W1 and W2 run against `bench_echo` (the lpm worker runtime) and against
 //! `raw_echo` (a worker on the bare protocol), so the runtime's share shows.
-//! The W2 variants (W2d, W2t, W2tv, W2j, W2tj) run against `bench_echo` only
+//! The W2 variants (W2d, W2t, W2tv, W2j, W2tj, W2s, W2tr) run against `bench_echo` only
 //! (`raw_echo` serves no typed calls and speaks postcard only); the table
 //! gives each one's rate, and its supervisor and worker CPU per request,
 //! against W2 of the same run: the ratio of the median rounds, and the

@@ -8,7 +8,7 @@ use std::time::Duration;
 use lpm::worker::{CallContext, Done, Event, Worker};
 use lpm_tests::conformance::{
     stream_byte, Add, Ask, BusyFor, CrashOnce, Echo, Fail, Identity, Recall, Report, Sleep,
-    StreamBytes, WhoAmI, CANCELLED, GOODBYE, QUESTION, REMEMBER,
+    StreamBytes, TraceOf, WhoAmI, CANCELLED, GOODBYE, QUESTION, REMEMBER,
 };
 use serde_json::Value;
 
@@ -90,6 +90,9 @@ async fn main() -> Result<(), lpm::WorkerError> {
             pid: std::process::id(),
             slot,
         })
+    });
+    worker.handle(|_: TraceOf, ctx: CallContext| async move {
+        Ok(ctx.trace_parent().map(|context| context.to_string()))
     });
     let handle = worker.clone();
     worker.on_soft_kill(move |done: Done| async move {
