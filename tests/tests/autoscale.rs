@@ -116,6 +116,22 @@ async fn workers_scaled_away_exit_cleanly() {
 }
 
 #[actix_rt::test]
+async fn a_pool_that_scales_down_before_a_worker_is_ready_still_comes_online() {
+    // Slot 2 never says ready; the two others idle, so the pool scales
+    // down before it is online, retiring slot 2 first.
+    let (pool, mut events) = start(
+        test_worker!().arg("--ready-on-go").arg("2"),
+        config(3).autoscale(quick(1, 3).idle_for(Duration::from_millis(100))),
+    );
+    recv_or_fail(&mut events, "a scale-down", DEADLINE, |e| {
+        matches!(scaled(e), Some((3, 2, _)))
+    })
+    .await;
+    online(&pool).await;
+    pool.soft_kill().await.expect("the pool is running");
+}
+
+#[actix_rt::test]
 async fn resize_is_refused_while_autoscaling_and_the_start_size_is_within_bounds() {
     // Ten workers asked for, at most four allowed: the pool starts with four.
     let (pool, _events) = start(

@@ -39,6 +39,9 @@ impl Supervisor {
         for slot in active.into_iter().rev().take(surplus) {
             self.retire_slot(slot, ctx);
         }
+        // Fewer workers to wait for: the pool may be online now, if the
+        // ones retired were the ones still starting.
+        self.check_online();
         self.advance_reload(ctx);
     }
 
