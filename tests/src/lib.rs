@@ -160,6 +160,13 @@ pub enum Op {
     /// Prints this line to stdout with `println!`, then answers it
     /// (`String`): over stdio the line must go to the log, not the channel.
     Print(String),
+    /// Sleeps `ms` milliseconds, then answers the time (`SystemTime`) its
+    /// handler started: when the worker took the request, for the
+    /// autoscaling bench.
+    TimedSleep {
+        /// How long to sleep.
+        ms: u64,
+    },
 }
 
 /// The environment variable [`Op::Version`] answers with.

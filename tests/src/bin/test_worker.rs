@@ -259,6 +259,11 @@ async fn serve(worker: Worker, request: Request) -> Result<(), BoxError> {
             request.cancelled().await;
             worker.emit(CANCELLED, &request.id())?;
         }
+        Op::TimedSleep { ms } => {
+            let started = SystemTime::now();
+            sleep_ms(ms).await;
+            request.respond(&started)?;
+        }
     }
     Ok(())
 }
