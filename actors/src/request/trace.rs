@@ -99,7 +99,7 @@ impl RequestTrace {
             Outcome::Failed(kind) => kind.as_str(),
         };
         self.span.record("outcome", outcome);
-        tracing::debug!(target: "lpm::request", parent: &self.span, outcome, "request finished");
+        tracing::debug!(target: "lpm::request", parent: &self.span, "request finished");
     }
 }
 
