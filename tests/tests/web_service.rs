@@ -367,7 +367,9 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_cleanly() {
 
 #[actix_rt::test]
 async fn a_burst_scales_up_to_the_maximum_and_idling_back_to_the_minimum() {
-    let mut service = Service::start(&["--autoscale", "1,4", "--idle-for", "0.3"]);
+    // Idle for 1 s: shorter, a load generator starved of CPU for a moment
+    // would let a worker go during the burst.
+    let mut service = Service::start(&["--autoscale", "1,4", "--idle-for", "1"]);
     let client = awc::Client::default();
     let health = service.health(&client).await;
     assert_eq!((&health["target"], &health["size"]), (&json!(1), &json!(1)));
