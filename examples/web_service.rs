@@ -7,31 +7,64 @@
 //! curl -s localhost:8080/health
 //! ```
 //!
+//! Options:
+//!
+//! * `--bind ADDR`: where to listen (default `127.0.0.1:8080`).
+//! * `--workers N`: a pool of N workers (default 4).
+//! * `--autoscale MIN,MAX`: instead, a pool that scales between MIN and MAX
+//!   workers with the load; `--idle-for SECS` (default 30, fractions
+//!   allowed) is how long a worker stays spare before it is let go.
+//! * `--env-file PATH`: `KEY=VALUE` lines (`#` comments) added to every
+//!   worker's environment, read at start and again on each SIGHUP.
+//!
+//! What it serves and how it behaves:
+//!
 //! * `POST /work` runs the typed call [`Work`] on a worker. A failure
 //!   answers through `lpm::PoolError`'s `ResponseError`: 503 with
 //!   `Retry-After` when the queue is full, 504 on a timeout, and so on.
-//! * `GET /health` answers the pool's health as JSON.
+//! * `GET /health` answers the pool's health as JSON: `target` (the size
+//!   the pool aims for, which moves when it autoscales), `size` (the slots
+//!   now), `reload` (`running`, and the `last` reload's report) and `workers`.
 //! * `GET /metrics` answers the pool's metrics in the Prometheus text format.
+//! * SIGHUP is a rolling reload: the env file is read again and every
+//!   worker is replaced, one at a time and successor first, by one started
+//!   with it; no request fails. A new version is deployed by writing it
+//!   into the env file (`WEB_SERVICE_VERSION=2`) and sending SIGHUP. The
+//!   report goes to stderr and to `/health`; a SIGHUP during a reload is
+//!   refused (logged) and the reload under way goes on.
 //! * SIGTERM or SIGINT stops it gracefully: new work is refused with 503,
 //!   every request already accepted is answered, the server stops, then the
 //!   pool is soft-killed and the process exits with status 0.
 //! * A client that disconnects cancels its job: the server drops the
 //!   handler's future (`h1_allow_half_closed(false)`), which cancels the
 //!   call in the worker.
+//! * The pool's events (restarts, scaling, reloads ...) go to stderr, one
+//!   JSON object a line after `event: `.
 //!
 //! The binary is both sides: it re-executes itself as each worker (the
 //! worker sees `LPM_IPC_FD`). `WEB_SERVICE_VERSION` (default `1`) tags every
 //! answer, so a rolling reload shows which version served. It prints
 //! `listening on http://ADDR` once it serves.
 
+#[path = "web_service/options.rs"]
+mod options;
+#[path = "web_service/reload.rs"]
+mod reload;
+
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
+use futures::StreamExt;
 use lpm::worker::{CallContext, Worker};
-use lpm::{Call, Config, Pool, PoolError, SignalPolicy, WorkerCommand};
+use lpm::{Call, EventStream, Pool, PoolError};
 use serde::{Deserialize, Serialize};
+use tokio::signal::unix::{signal, SignalKind};
+
+use options::Options;
+use reload::{ReloadStatus, SharedStatus, WorkerSpec};
 
 /// Count the primes below `below`, after waiting `sleep_ms` (a stand-in for
 /// slow I/O; the wait ends early when the caller goes away).
@@ -67,35 +100,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let options = Options::parse(std::env::args().skip(1))?;
-    actix_rt::System::new().block_on(serve(options))?;
-    Ok(())
-}
-
-/// The command line: `--bind ADDR` (default 127.0.0.1:8080), `--workers N` (4).
-struct Options {
-    bind: String,
-    workers: usize,
-}
-
-impl Options {
-    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-        let mut options = Options {
-            bind: "127.0.0.1:8080".to_owned(),
-            workers: 4,
-        };
-        while let Some(flag) = args.next() {
-            let value = args.next().ok_or(format!("{flag} needs a value"))?;
-            match flag.as_str() {
-                "--bind" => options.bind = value,
-                "--workers" => {
-                    options.workers = value.parse().map_err(|e| format!("{flag}: {e}"))?
-                }
-                other => return Err(format!("unknown option {other}")),
-            }
-        }
-        Ok(options)
+    let started = Options::parse(std::env::args().skip(1))
+        .map_err(|e| e.to_string())
+        .and_then(|options| {
+            actix_rt::System::new()
+                .block_on(serve(options))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = started {
+        // Said plainly, not as the Debug form `main` would print.
+        eprintln!("web_service: {e}");
+        std::process::exit(2);
     }
+    Ok(())
 }
 
 /// What every handler shares.
@@ -103,6 +120,8 @@ struct State {
     pool: Pool,
     /// Set on SIGTERM: new work is refused from then on.
     draining: AtomicBool,
+    /// The SIGHUP reloads.
+    reload: SharedStatus,
 }
 
 async fn work(state: web::Data<State>, job: web::Json<Work>) -> Result<HttpResponse, PoolError> {
@@ -116,8 +135,13 @@ async fn work(state: web::Data<State>, job: web::Json<Work>) -> Result<HttpRespo
 
 async fn health(state: web::Data<State>) -> Result<HttpResponse, PoolError> {
     let workers = state.pool.health().await?;
+    let reload = reload::to_json(&state.reload);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "draining": state.draining.load(Ordering::Relaxed),
+        // The same in every worker's entry.
+        "target": workers.first().map(|w| w.target),
+        "size": workers.len(),
+        "reload": reload,
         "workers": workers,
     })))
 }
@@ -130,21 +154,24 @@ async fn metrics(state: web::Data<State>) -> Result<HttpResponse, PoolError> {
 }
 
 async fn serve(options: Options) -> std::io::Result<()> {
-    let pool = Pool::start(
-        WorkerCommand::new(std::env::current_exe()?),
-        Config::default()
-            .workers(options.workers)
-            .timeout(Duration::from_secs(30))
-            .retries(2)
-            // The server decides when to stop, not the pool.
-            .on_signal(SignalPolicy::Ignore),
-    );
+    // Before the first line is printed: from then on a signal finds its
+    // handler, not the default action (SIGHUP's would end the process).
+    let stop = stop_signal()?;
+    let hangup = signal(SignalKind::hangup())?;
+    let spec = WorkerSpec {
+        exe: std::env::current_exe()?,
+        env_file: options.env_file.clone(),
+    };
+    let command = spec.command().map_err(std::io::Error::other)?;
+    let pool = Pool::start(command, options.config());
+    actix_rt::spawn(log_events(pool.events()));
     pool.online()
         .await
         .map_err(|e| std::io::Error::other(format!("the pool did not come online: {e}")))?;
     let state = web::Data::new(State {
         pool: pool.clone(),
         draining: AtomicBool::new(false),
+        reload: Arc::new(Mutex::new(ReloadStatus::default())),
     });
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -164,8 +191,14 @@ async fn serve(options: Options) -> std::io::Result<()> {
     }
     let server = server.run();
     let handle = server.handle();
+    actix_rt::spawn(reload::reload_on_hangup(
+        hangup,
+        pool.clone(),
+        spec,
+        Arc::clone(&state.reload),
+    ));
     actix_rt::spawn(async move {
-        stop_signal().await;
+        stop.await;
         state.draining.store(true, Ordering::Relaxed);
         // Graceful: answers what it accepted, then stops.
         handle.stop(true).await;
@@ -181,13 +214,26 @@ async fn serve(options: Options) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// Resolves on the first SIGTERM or SIGINT; the handlers are installed now.
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// The pool's events on stderr, the operator's log of restarts, scaling
+/// and reloads.
+async fn log_events(mut events: EventStream) {
+    while let Some(event) = events.next().await {
+        match serde_json::to_string(&event) {
+            Ok(json) => eprintln!("event: {json}"),
+            Err(e) => eprintln!("event {event:?} (not as JSON: {e})"),
+        }
     }
 }
 

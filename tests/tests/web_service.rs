@@ -1,17 +1,20 @@
 //! The actix-web service example (`examples/web_service.rs`), driven over
 //! real HTTP: 32 concurrent connections while a worker is SIGKILLed, clients
-//! that disconnect, and a SIGTERM under load.
+//! that disconnect, a SIGTERM under load, a burst that scales the pool up
+//! and idling that scales it down, and a SIGHUP reload under load.
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lpm_tests::{process_alive, DEADLINE};
+use lpm_tests::{process_alive, within, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 /// Concurrent connections of the load.
 const CONNECTIONS: usize = 32;
@@ -20,15 +23,21 @@ const CONNECTIONS: usize = 32;
 struct Service {
     child: Child,
     base: String,
+    /// The pool events it logs on stderr (`event: {json}` lines).
+    events: mpsc::UnboundedReceiver<Value>,
 }
 
 impl Service {
-    fn start(workers: usize) -> Service {
+    /// Starts it with these options besides `--bind`.
+    fn start(options: &[&str]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_web_service"))
-            .args(["--bind", "127.0.0.1:0", "--workers", &workers.to_string()])
+            .args(["--bind", "127.0.0.1:0"])
+            .args(options)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the web_service example");
+        let events = forward_stderr(child.stderr.take().expect("piped"));
         let stdout = child.stdout.take().expect("piped");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -39,7 +48,28 @@ impl Service {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Service { child, base }
+        Service {
+            child,
+            base,
+            events,
+        }
+    }
+
+    /// The next `PoolEvent::Scaled` it logged: from, to and the reason's kind.
+    async fn scaled(&mut self) -> (u64, u64, String) {
+        let events = &mut self.events;
+        let event = within("a scaled event on stderr", async {
+            loop {
+                let event = events.recv().await.expect("the service's stderr is open");
+                if event["event"] == "scaled" {
+                    return event;
+                }
+            }
+        })
+        .await;
+        let count = |field: &str| event[field].as_u64().expect("a count");
+        let reason = event["reason"]["kind"].as_str().expect("a reason");
+        (count("from"), count("to"), reason.to_owned())
     }
 
     fn pid(&self) -> Pid {
@@ -85,6 +115,24 @@ impl Service {
     }
 }
 
+/// Echoes the service's stderr into the test's output, and sends on the
+/// pool events among its lines.
+fn forward_stderr(stderr: std::process::ChildStderr) -> mpsc::UnboundedReceiver<Value> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            eprintln!("{line}");
+            if let Some(json) = line.strip_prefix("event: ") {
+                let event = serde_json::from_str(json).expect("an event line is JSON");
+                // The test may be done listening.
+                let _ = tx.send(event);
+            }
+        }
+    });
+    rx
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -123,30 +171,46 @@ fn sample(scrape: &prometheus_parse::Scrape, metric: &str, (name, value): (&str,
     }
 }
 
+/// What the test tells a running load.
+#[derive(Debug, Default)]
+struct Flags {
+    /// The clients stop after their current request.
+    stop: AtomicBool,
+    /// Requests sent from now on are `late` (see [`Tally::versions`]).
+    late: AtomicBool,
+}
+
 /// What the load saw.
 #[derive(Debug, Default)]
 struct Tally {
     ok: u64,
+    /// The version of each 2xx answer, and whether its request was sent
+    /// after [`Flags::late`] was set.
+    versions: Vec<(bool, String)>,
     /// Statuses other than 2xx, with the body's `error`.
     refused: Vec<(u16, String)>,
     /// Requests without an HTTP answer, with when they failed.
     failed: Vec<(Instant, String)>,
 }
 
-/// `CONNECTIONS` clients posting `job` back to back until `stop` is set.
-async fn load(base: String, job: Value, stop: Arc<AtomicBool>) -> Tally {
+/// `CONNECTIONS` clients posting `job` back to back until `flags.stop` is set.
+async fn load(base: String, job: Value, flags: Arc<Flags>) -> Tally {
     let clients = (0..CONNECTIONS).map(|_| {
-        let (url, job, stop) = (format!("{base}/work"), job.clone(), Arc::clone(&stop));
+        let (url, job, flags) = (format!("{base}/work"), job.clone(), Arc::clone(&flags));
         actix_rt::spawn(async move {
             // One client each: one connection each, kept alive.
             let client = awc::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .finish();
             let mut tally = Tally::default();
-            while !stop.load(Ordering::Relaxed) {
+            while !flags.stop.load(Ordering::Relaxed) {
+                let late = flags.late.load(Ordering::Relaxed);
+                let sent = Instant::now();
                 match client.post(&url).send_json(&job).await {
                     Ok(mut response) if response.status().is_success() => {
-                        let _: Value = response.json().await.expect("a JSON answer");
+                        let done: Value = response.json().await.expect("a JSON answer");
+                        let version = done["version"].as_str().expect("a version");
+                        tally.versions.push((late, version.to_owned()));
                         tally.ok += 1;
                     }
                     Ok(mut response) => {
@@ -155,7 +219,8 @@ async fn load(base: String, job: Value, stop: Arc<AtomicBool>) -> Tally {
                         tally.refused.push((response.status().as_u16(), error));
                     }
                     Err(e) => {
-                        tally.failed.push((Instant::now(), e.to_string()));
+                        let error = format!("{e} ({:?} after it was sent)", sent.elapsed());
+                        tally.failed.push((Instant::now(), error));
                         actix_rt::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
@@ -167,10 +232,26 @@ async fn load(base: String, job: Value, stop: Arc<AtomicBool>) -> Tally {
     for client in futures::future::join_all(clients).await {
         let tally = client.expect("a client task");
         total.ok += tally.ok;
+        total.versions.extend(tally.versions);
         total.refused.extend(tally.refused);
         total.failed.extend(tally.failed);
     }
     total
+}
+
+/// Every request got a 2xx answer.
+fn assert_all_answered(tally: &Tally) {
+    assert!(tally.ok > 0, "{tally:?}");
+    assert!(
+        tally.refused.is_empty(),
+        "non-2xx answers: {:?}",
+        tally.refused
+    );
+    assert!(
+        tally.failed.is_empty(),
+        "requests without an answer: {:?}",
+        tally.failed
+    );
 }
 
 async fn wait_for<F, Fut>(what: &str, mut condition: F) -> Duration
@@ -188,28 +269,18 @@ where
 
 #[actix_rt::test]
 async fn a_worker_sigkilled_under_load_costs_no_request() {
-    let service = Service::start(4);
+    let service = Service::start(&["--workers", "4"]);
     let client = awc::Client::default();
-    let stop = Arc::new(AtomicBool::new(false));
+    let flags = Arc::new(Flags::default());
     let job = json!({"below": 3000, "sleep_ms": 5});
-    let running = actix_rt::spawn(load(service.base.clone(), job, Arc::clone(&stop)));
+    let running = actix_rt::spawn(load(service.base.clone(), job, Arc::clone(&flags)));
     actix_rt::time::sleep(Duration::from_millis(800)).await;
     let victim = worker_pids(&service.health(&client).await)[0];
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
     actix_rt::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
+    flags.stop.store(true, Ordering::Relaxed);
     let tally = running.await.unwrap();
-    assert!(tally.ok > 0, "{tally:?}");
-    assert!(
-        tally.refused.is_empty(),
-        "non-2xx answers: {:?}",
-        tally.refused
-    );
-    assert!(
-        tally.failed.is_empty(),
-        "requests without an answer: {:?}",
-        tally.failed
-    );
+    assert_all_answered(&tally);
     let health = service.health(&client).await;
     assert_eq!(sum(&health, "restarts"), 1.0, "{health}");
     assert!(!worker_pids(&health).contains(&victim));
@@ -227,7 +298,7 @@ async fn a_worker_sigkilled_under_load_costs_no_request() {
 
 #[actix_rt::test]
 async fn clients_that_disconnect_cancel_their_jobs() {
-    let service = Service::start(2);
+    let service = Service::start(&["--workers", "2"]);
     let client = awc::Client::default();
     // Each gives up after 300 ms and drops its connection.
     let impatient = awc::Client::builder()
@@ -261,17 +332,17 @@ async fn clients_that_disconnect_cancel_their_jobs() {
 
 #[actix_rt::test]
 async fn sigterm_under_load_answers_every_accepted_request_and_exits_cleanly() {
-    let mut service = Service::start(4);
+    let mut service = Service::start(&["--workers", "4"]);
     let client = awc::Client::default();
     let pids = worker_pids(&service.health(&client).await);
-    let stop = Arc::new(AtomicBool::new(false));
+    let flags = Arc::new(Flags::default());
     let job = json!({"below": 2000, "sleep_ms": 20});
-    let running = actix_rt::spawn(load(service.base.clone(), job, Arc::clone(&stop)));
+    let running = actix_rt::spawn(load(service.base.clone(), job, Arc::clone(&flags)));
     actix_rt::time::sleep(Duration::from_millis(800)).await;
     let terminated_at = Instant::now();
     kill(service.pid(), Signal::SIGTERM).unwrap();
     let code = service.wait_exit(DEADLINE);
-    stop.store(true, Ordering::Relaxed);
+    flags.stop.store(true, Ordering::Relaxed);
     let tally = running.await.unwrap();
     assert_eq!(code, Some(0), "exit status");
     assert!(tally.ok > 0, "{tally:?}");
@@ -291,5 +362,120 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_cleanly() {
         tally.ok,
         tally.refused.len(),
         tally.failed.len()
+    );
+}
+
+#[actix_rt::test]
+async fn a_burst_scales_up_to_the_maximum_and_idling_back_to_the_minimum() {
+    // Idle for 1 s: shorter, a load generator starved of CPU for a moment
+    // would let a worker go during the burst.
+    let mut service = Service::start(&["--autoscale", "1,4", "--idle-for", "1"]);
+    let client = awc::Client::default();
+    let health = service.health(&client).await;
+    assert_eq!((&health["target"], &health["size"]), (&json!(1), &json!(1)));
+    // 32 slow requests at all times: no worker is ever idle.
+    let flags = Arc::new(Flags::default());
+    let job = json!({"below": 100, "sleep_ms": 100});
+    let running = actix_rt::spawn(load(service.base.clone(), job, Arc::clone(&flags)));
+    let mut size = 1;
+    while size < 4 {
+        let (from, to, reason) = service.scaled().await;
+        assert_eq!(from, size);
+        assert!(to > from && to <= 4, "up, never past the maximum: {to}");
+        assert!(
+            ["backlog", "no_idle_worker"].contains(&reason.as_str()),
+            "{reason}"
+        );
+        size = to;
+    }
+    let took = wait_for("four workers serving, as /health shows", || async {
+        let health = service.health(&client).await;
+        let serving = health["workers"].as_array().map_or(0, |workers| {
+            workers
+                .iter()
+                .filter(|w| w["served"].as_u64() > Some(0))
+                .count()
+        });
+        health["target"] == 4 && health["size"] == 4 && serving == 4
+    })
+    .await;
+    eprintln!("/health showed four workers serving {took:?} after the last scale-up");
+    flags.stop.store(true, Ordering::Relaxed);
+    let tally = running.await.unwrap();
+    assert_all_answered(&tally);
+    while size > 1 {
+        let (from, to, reason) = service.scaled().await;
+        assert_eq!((from, to), (size, size - 1), "down one worker at a time");
+        assert_eq!(reason, "idle");
+        size = to;
+    }
+    wait_for("one worker left, as /health shows", || async {
+        let health = service.health(&client).await;
+        health["target"] == 1 && health["size"] == 1 && worker_pids(&health).len() == 1
+    })
+    .await;
+    eprintln!("autoscaled 1 -> 4 -> 1 with {} requests answered", tally.ok);
+}
+
+#[actix_rt::test]
+async fn sighup_under_load_reloads_to_the_new_version_without_a_failed_request() {
+    let mut env_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    writeln!(env_file, "WEB_SERVICE_VERSION=1").unwrap();
+    let path = env_file.path().to_str().expect("a UTF-8 path").to_owned();
+    let service = Service::start(&["--workers", "4", "--env-file", &path]);
+    let client = awc::Client::default();
+    let old: HashSet<u32> = worker_pids(&service.health(&client).await)
+        .into_iter()
+        .collect();
+    let flags = Arc::new(Flags::default());
+    let job = json!({"below": 2000, "sleep_ms": 5});
+    let running = actix_rt::spawn(load(service.base.clone(), job, Arc::clone(&flags)));
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    // The operator's deploy: the new version in the env file, then SIGHUP.
+    std::fs::write(&path, "# deployed by the test\nWEB_SERVICE_VERSION=2\n").unwrap();
+    kill(service.pid(), Signal::SIGHUP).unwrap();
+    let took = wait_for("the reload's report in /health", || async {
+        let health = service.health(&client).await;
+        health["reload"]["last"].is_object() && health["reload"]["running"] == false
+    })
+    .await;
+    eprintln!("reloaded 4 workers under load {took:?} after SIGHUP");
+    // Every request sent from now on goes to a new worker.
+    flags.late.store(true, Ordering::Relaxed);
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    flags.stop.store(true, Ordering::Relaxed);
+    let tally = running.await.unwrap();
+    assert_all_answered(&tally);
+
+    let health = service.health(&client).await;
+    let report = &health["reload"]["last"];
+    assert!(report["error"].is_null(), "{report}");
+    let replaced = report["replaced"].as_array().expect("the replaced slots");
+    let replaced_old: HashSet<u32> = replaced
+        .iter()
+        .map(|r| r["old_pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(replaced_old, old, "every old worker was replaced");
+    let new: HashSet<u32> = replaced
+        .iter()
+        .map(|r| r["new_pid"].as_u64().unwrap() as u32)
+        .collect();
+    let now: HashSet<u32> = worker_pids(&health).into_iter().collect();
+    assert_eq!(now, new, "/health shows only the new workers");
+
+    let (early, late): (Vec<_>, Vec<_>) = tally.versions.iter().partition(|(late, _)| !late);
+    assert!(
+        early.iter().any(|(_, v)| v == "1"),
+        "the old version answered before the reload"
+    );
+    assert!(!late.is_empty(), "requests after the reload");
+    assert!(
+        late.iter().all(|(_, v)| v == "2"),
+        "only the new version answers after the reload"
+    );
+    eprintln!(
+        "reload under load: {} answered ({} after the report), none failed",
+        tally.ok,
+        late.len()
     );
 }
