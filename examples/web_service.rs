@@ -19,7 +19,8 @@
 //!
 //! What it serves and how it behaves:
 //!
-//! * `POST /work` runs the typed call [`Work`] on a worker. A failure
+//! * `POST /work` runs the typed call [`Work`] on a worker, in the trace of
+//!   the request's `traceparent` header if it has one. A failure
 //!   answers through `lpm::PoolError`'s `ResponseError`: 503 with
 //!   `Retry-After` when the queue is full, 504 on a timeout, and so on.
 //! * `GET /health` answers the pool's health as JSON: `target` (the size
@@ -56,10 +57,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures::StreamExt;
 use lpm::worker::{CallContext, Worker};
-use lpm::{Call, EventStream, Pool, PoolError};
+use lpm::{Call, Enqueue, EventStream, Pool, PoolError, TraceParent};
 use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -81,6 +82,8 @@ pub struct Done {
     primes: u64,
     pid: u32,
     version: String,
+    /// The trace context the worker got (W3C `traceparent`), if any.
+    trace: Option<String>,
 }
 
 impl Call for Work {
@@ -124,13 +127,28 @@ struct State {
     reload: SharedStatus,
 }
 
-async fn work(state: web::Data<State>, job: web::Json<Work>) -> Result<HttpResponse, PoolError> {
+async fn work(
+    state: web::Data<State>,
+    request: HttpRequest,
+    job: web::Json<Work>,
+) -> Result<HttpResponse, PoolError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(PoolError::ShuttingDown);
     }
+    let mut call = Enqueue::call(job.into_inner());
+    if let Some(context) = trace_parent(&request) {
+        call = call.trace_parent(context);
+    }
     // Dropping this future (the client went away) cancels the call.
-    let done = state.pool.call(job.into_inner()).await?;
+    let done = state.pool.send(call).await?;
     Ok(HttpResponse::Ok().json(done))
+}
+
+/// The caller's `traceparent` header, passed on to the worker. One that does
+/// not parse is ignored: W3C says to start a new trace then.
+fn trace_parent(request: &HttpRequest) -> Option<TraceParent> {
+    let header = request.headers().get("traceparent")?;
+    header.to_str().ok()?.parse().ok()
 }
 
 async fn health(state: web::Data<State>) -> Result<HttpResponse, PoolError> {
@@ -264,6 +282,7 @@ fn worker_main() -> Result<(), Box<dyn std::error::Error>> {
                     primes: count_primes(job.below),
                     pid: std::process::id(),
                     version,
+                    trace: ctx.trace_parent().map(|context| context.to_string()),
                 })
             }
         });

@@ -297,6 +297,24 @@ async fn a_worker_sigkilled_under_load_costs_no_request() {
 }
 
 #[actix_rt::test]
+async fn a_traceparent_header_reaches_the_worker() {
+    let service = Service::start(&["--workers", "1"]);
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut response = awc::Client::default()
+        .post(format!("{}/work", service.base))
+        .insert_header(("traceparent", caller))
+        .send_json(&json!({"below": 100}))
+        .await
+        .expect("POST /work");
+    assert!(response.status().is_success(), "{}", response.status());
+    let done: Value = response.json().await.expect("JSON");
+    let seen = done["trace"].as_str().expect("the worker got a context");
+    // The same trace; the parent is the pool's span if it traces, else the caller's.
+    assert_eq!(&seen[..35], &caller[..35], "{done}");
+    assert_eq!(&seen[52..], &caller[52..], "{done}");
+}
+
+#[actix_rt::test]
 async fn clients_that_disconnect_cancel_their_jobs() {
     let service = Service::start(&["--workers", "2"]);
     let client = awc::Client::default();
