@@ -8,15 +8,26 @@
 use std::time::Duration;
 
 use lpm::prelude::*;
-use lpm::{TraceParent, WorkerCommand as Command};
+use lpm::{Pool, TraceParent, WorkerCommand as Command};
 use lpm_tests::capture::{Captured, SpanRecord};
 use lpm_tests::typed::{WaitForCancel, WhatTrace, TRACED_LINE};
 use lpm_tests::{config, online, start, wait_until, within, DEADLINE};
+use tracing::subscriber::DefaultGuard;
 
 const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn typed_worker() -> Command {
     Command::new(env!("CARGO_BIN_EXE_typed_worker")).arg("--log")
+}
+
+/// A pool of one `typed_worker --log`, and what a subscriber for this
+/// thread (where the pool's actors run) sees while the guard lives.
+async fn traced_pool() -> (Pool, Captured, DefaultGuard) {
+    let (subscriber, captured) = Captured::subscriber();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let (pool, _events) = start(typed_worker(), config(1));
+    online(&pool).await;
+    (pool, captured, guard)
 }
 
 /// The closed `lpm::request` span of request `id`, waited for.
@@ -37,10 +48,7 @@ async fn request_span(captured: &Captured, id: uuid::Uuid) -> SpanRecord {
 
 #[actix_rt::test]
 async fn a_traced_request_has_a_span_and_the_worker_continues_its_trace() {
-    let (subscriber, captured) = Captured::subscriber();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let (pool, _events) = start(typed_worker(), config(1));
-    online(&pool).await;
+    let (pool, captured, _guard) = traced_pool().await;
 
     let (context, response) = within(
         "what_trace",
@@ -110,10 +118,7 @@ async fn a_traced_request_has_a_span_and_the_worker_continues_its_trace() {
 
 #[actix_rt::test]
 async fn a_caller_context_is_continued_with_the_pool_span_as_parent() {
-    let (subscriber, captured) = Captured::subscriber();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let (pool, _events) = start(typed_worker(), config(1));
-    online(&pool).await;
+    let (pool, captured, _guard) = traced_pool().await;
 
     let caller: TraceParent = CALLER.parse().unwrap();
     let request = Enqueue::call(WhatTrace)
@@ -138,10 +143,7 @@ async fn a_caller_context_is_continued_with_the_pool_span_as_parent() {
 
 #[actix_rt::test]
 async fn a_request_that_times_out_or_is_abandoned_says_so_in_its_span() {
-    let (subscriber, captured) = Captured::subscriber();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let (pool, _events) = start(typed_worker(), config(1));
-    online(&pool).await;
+    let (pool, captured, _guard) = traced_pool().await;
 
     let timed_out = Enqueue::call(WaitForCancel)
         .timeout(Duration::from_millis(200))
