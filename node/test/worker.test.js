@@ -53,6 +53,7 @@ for (const transport of TRANSPORTS) {
       'report',
       'stream',
       'slot',
+      'trace',
     ]);
   });
 
