@@ -260,7 +260,8 @@ impl Balancer {
     }
 
     /// Admits the requests already sent, so they keep their place before a
-    /// control message that arrives through the mailbox.
+    /// control message that arrives through the mailbox. The caller must
+    /// [`follow`](Self::follow) afterwards: some may have been assigned.
     fn take_submissions(&mut self) {
         let rx = Arc::clone(&self.submissions);
         let mut batch = Vec::new();
@@ -450,9 +451,13 @@ impl Handler<FailQueued> for Balancer {
 impl Handler<Observe> for Balancer {
     type Result = MessageResult<Observe>;
 
-    fn handle(&mut self, _msg: Observe, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _msg: Observe, ctx: &mut Context<Self>) -> Self::Result {
         self.take_submissions();
-        MessageResult(self.dispatch.observe(lpm_protocol::Timestamp::now()))
+        let observed = self.dispatch.observe(lpm_protocol::Timestamp::now());
+        // The requests just taken in may be assigned: sent only by a flush,
+        // and in a quiet pool no other event would schedule one.
+        self.follow(ctx);
+        MessageResult(observed)
     }
 }
 
@@ -465,3 +470,6 @@ impl Handler<PoolDown> for Balancer {
         self.follow(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests;
