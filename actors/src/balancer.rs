@@ -259,9 +259,18 @@ impl Balancer {
         self.follow(ctx);
     }
 
-    /// Admits the requests already sent, so they keep their place before a
-    /// control message that arrives through the mailbox. The caller must
-    /// [`follow`](Self::follow) afterwards: some may have been assigned.
+    /// Handles a control message that arrives through the mailbox: admits
+    /// the requests already sent first, so they keep their place before it,
+    /// runs `act`, then follows. The follow is not optional: a request just
+    /// admitted may be assigned, and only a flush sends it (in a quiet pool
+    /// no other event would schedule one).
+    fn control<R>(&mut self, ctx: &mut Context<Self>, act: impl FnOnce(&mut Self) -> R) -> R {
+        self.take_submissions();
+        let result = act(self);
+        self.follow(ctx);
+        result
+    }
+
     fn take_submissions(&mut self) {
         let rx = Arc::clone(&self.submissions);
         let mut batch = Vec::new();
@@ -431,10 +440,10 @@ impl Handler<Close> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
-        self.take_submissions();
-        self.drained.push(msg.drained);
-        self.dispatch.close();
-        self.follow(ctx);
+        self.control(ctx, |act| {
+            act.drained.push(msg.drained);
+            act.dispatch.close();
+        });
     }
 }
 
@@ -442,9 +451,7 @@ impl Handler<FailQueued> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: FailQueued, ctx: &mut Context<Self>) {
-        self.take_submissions();
-        self.dispatch.fail_queued(msg.0);
-        self.follow(ctx);
+        self.control(ctx, |act| act.dispatch.fail_queued(msg.0));
     }
 }
 
@@ -452,12 +459,9 @@ impl Handler<Observe> for Balancer {
     type Result = MessageResult<Observe>;
 
     fn handle(&mut self, _msg: Observe, ctx: &mut Context<Self>) -> Self::Result {
-        self.take_submissions();
-        let observed = self.dispatch.observe(lpm_protocol::Timestamp::now());
-        // The requests just taken in may be assigned: sent only by a flush,
-        // and in a quiet pool no other event would schedule one.
-        self.follow(ctx);
-        MessageResult(observed)
+        MessageResult(self.control(ctx, |act| {
+            act.dispatch.observe(lpm_protocol::Timestamp::now())
+        }))
     }
 }
 
@@ -465,9 +469,7 @@ impl Handler<PoolDown> for Balancer {
     type Result = ();
 
     fn handle(&mut self, msg: PoolDown, ctx: &mut Context<Self>) {
-        self.take_submissions();
-        self.dispatch.pool_down(msg.0);
-        self.follow(ctx);
+        self.control(ctx, |act| act.dispatch.pool_down(msg.0));
     }
 }
 
