@@ -149,15 +149,25 @@ impl RequestState {
         }
     }
 
+    /// Settles the request for an answer: `Ok(true)` to send it, `Ok(false)`
+    /// when the supervisor cancelled it (nothing is sent), or
+    /// `AlreadyAnswered`.
+    fn claim_answer(&self) -> Result<bool, WorkerError> {
+        match self.settle(0) {
+            Ok(()) => Ok(true),
+            Err(before) if before & CANCELLED != 0 => {
+                tracing::debug!(request = %self.id, "request cancelled by the supervisor; answer not sent");
+                Ok(false)
+            }
+            Err(_) => Err(WorkerError::AlreadyAnswered { id: self.id }),
+        }
+    }
+
     /// Queues the answer, unless the request was answered already; sends
     /// nothing and returns `Ok` when it was cancelled.
     fn answer(&self, answer: Answer) -> Result<(), WorkerError> {
-        if let Err(before) = self.settle(0) {
-            if before & CANCELLED != 0 {
-                tracing::debug!(request = %self.id, "request cancelled by the supervisor; answer not sent");
-                return Ok(());
-            }
-            return Err(WorkerError::AlreadyAnswered { id: self.id });
+        if !self.claim_answer()? {
+            return Ok(());
         }
         let id = self.id;
         let msg = match answer {
@@ -498,11 +508,8 @@ impl Request {
             }
         };
         let state = &self.state;
-        if let Err(before) = state.settle(0) {
-            if before & CANCELLED != 0 {
-                return Ok(());
-            }
-            return Err(WorkerError::AlreadyAnswered { id: state.id });
+        if !state.claim_answer()? {
+            return Ok(());
         }
         let id = state.id;
         let msg = ToSupervisor::ResponseWithStream {
@@ -537,11 +544,8 @@ impl Request {
         R: AsyncRead + Send + Unpin + 'static,
     {
         let state = &self.state;
-        if let Err(before) = state.settle(0) {
-            if before & CANCELLED != 0 {
-                return Ok(());
-            }
-            return Err(WorkerError::AlreadyAnswered { id: state.id });
+        if !state.claim_answer()? {
+            return Ok(());
         }
         let id = state.id;
         let shared = &state.shared;

@@ -42,6 +42,22 @@ fn behind_a_shell(worker: &str, then: &str) -> WorkerCommand {
         .transport(Transport::Stdio)
 }
 
+/// A remote worker's process and its launcher's (the process the pool started).
+struct Remote {
+    pid: u32,
+    launcher: u32,
+}
+
+/// A pool of one worker started by `command`, online, with the worker's
+/// own pid (it answers `Op::Pid`) and its launcher's.
+async fn start_remote(command: WorkerCommand) -> (Pool, lpm::EventStream, Remote) {
+    let (pool, events) = start(command, config(1));
+    online(&pool).await;
+    let (pid, response): (u32, _) = call(&pool, &Op::Pid).await;
+    let launcher = response.pid();
+    (pool, events, Remote { pid, launcher })
+}
+
 fn remote_worker() -> WorkerCommand {
     behind_a_shell(env!("CARGO_BIN_EXE_test_worker"), "exit $?")
 }
@@ -540,10 +556,7 @@ async fn a_socketpair_worker_that_takes_no_descriptors_is_served_like_a_stdio_on
 
 #[actix_rt::test]
 async fn a_remote_worker_reports_its_own_usage() {
-    let (pool, _events) = start(remote_worker(), config(1));
-    online(&pool).await;
-    let (pid, response): (u32, _) = call(&pool, &Op::Pid).await;
-    let launcher = response.pid();
+    let (pool, _events, Remote { pid, launcher }) = start_remote(remote_worker()).await;
     assert_ne!(pid, launcher, "the worker runs behind its launcher");
     assert_eq!(worker_behind(launcher), pid);
     // A leak only the worker's own report can show: the launcher stays small.
@@ -560,10 +573,7 @@ async fn a_remote_worker_reports_its_own_usage() {
 
 #[actix_rt::test]
 async fn a_remote_worker_stops_on_the_soft_and_hard_kill_frames() {
-    let (pool, mut events) = start(remote_worker(), config(1));
-    online(&pool).await;
-    let (pid, response): (u32, _) = call(&pool, &Op::Pid).await;
-    let launcher = response.pid();
+    let (pool, mut events, Remote { pid, launcher }) = start_remote(remote_worker()).await;
     let report = pool.soft_kill().await.expect("the pool is running");
     assert_eq!(report.killed, 0, "{report:?}");
     recv_or_fail(
@@ -575,10 +585,7 @@ async fn a_remote_worker_stops_on_the_soft_and_hard_kill_frames() {
     .await;
     assert!(has_exited(pid));
 
-    let (pool, mut events) = start(remote_worker(), config(1));
-    online(&pool).await;
-    let (pid, response): (u32, _) = call(&pool, &Op::Pid).await;
-    let launcher = response.pid();
+    let (pool, mut events, Remote { pid, launcher }) = start_remote(remote_worker()).await;
     let held = pool.enqueue(&HOLD);
     let (held, report) = futures::join!(held, async {
         tokio::task::yield_now().await;
@@ -605,10 +612,7 @@ async fn a_launcher_that_lingers_gets_sigterm_then_sigkill() {
         &format!("trap '' TERM; {}", env!("CARGO_BIN_EXE_test_worker")),
         "exec sleep 1000",
     );
-    let (pool, mut events) = start(command, config(1));
-    online(&pool).await;
-    let (pid, response): (u32, _) = call(&pool, &Op::Pid).await;
-    let launcher = response.pid();
+    let (pool, mut events, Remote { pid, launcher }) = start_remote(command).await;
     let report = within("the hard kill", pool.hard_kill())
         .await
         .expect("the pool is running");
@@ -627,10 +631,7 @@ async fn a_launcher_that_lingers_gets_sigterm_then_sigkill() {
 /// pool starts another.
 #[actix_rt::test]
 async fn a_worker_whose_launcher_is_killed_exits_on_end_of_file() {
-    let (pool, mut events) = start(remote_worker(), config(1));
-    online(&pool).await;
-    let (pid, response): (u32, _) = call(&pool, &Op::Pid).await;
-    let launcher = response.pid();
+    let (pool, mut events, Remote { pid, launcher }) = start_remote(remote_worker()).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(launcher as i32),
         nix::sys::signal::Signal::SIGKILL,

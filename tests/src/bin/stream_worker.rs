@@ -2,10 +2,11 @@
 //! and the [`LISTEN`] event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use lpm::worker::{Event, Listener, Request, Worker};
-use lpm_tests::{hash_reader, PatternReader, StreamOp, LISTEN};
+use lpm_tests::{hash_reader, Counted, PatternReader, StreamOp, LISTEN};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Reads like `inner`, pausing `ms` after every `every` bytes.
@@ -28,24 +29,7 @@ async fn slow_hash(
 }
 
 /// Bytes the [`StreamOp::Generate`] streams produced, in all.
-static GENERATED: AtomicU64 = AtomicU64::new(0);
-
-/// A pattern stream that counts what was read of it in [`GENERATED`].
-struct Counted(PatternReader);
-
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        GENERATED.fetch_add(read, Ordering::Relaxed);
-        polled
-    }
-}
+static GENERATED: LazyLock<Arc<AtomicU64>> = LazyLock::new(Arc::default);
 
 /// A pattern stream that ends the process after `bytes` bytes.
 struct ExitAfter(PatternReader, u64);
@@ -95,7 +79,10 @@ async fn serve(worker: Worker, mut req: Request) -> Result<(), lpm::BoxError> {
             std::future::pending::<()>().await;
         }
         StreamOp::Generate { len } => {
-            req.respond_with_stream(&len, Counted(PatternReader::new(len)))?;
+            req.respond_with_stream(
+                &len,
+                Counted(PatternReader::new(len), Arc::clone(&GENERATED)),
+            )?;
         }
         StreamOp::Generated => req.respond(&GENERATED.load(Ordering::Relaxed))?,
         StreamOp::GenerateThenExit { bytes } => {
